@@ -1,0 +1,70 @@
+"""Parse the human units that profiles use: durations ("250ms", "30s", "2m") and rates ("500/s").
+
+Shared by the engine and the mock server, so it imports nothing from either.
+A bare number is taken in the field's base unit (seconds for durations,
+per second for rates); the caller decides what that base unit is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
+_SECONDS_PER_UNIT = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*(ms|s|m|h|sec|second|min|minute))?\s*$")
+_RATE_PERIOD_S = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0}
+
+
+class UnitError(ValueError):
+    """A value that is not a duration or rate; the message says what is accepted."""
+
+
+def parse_duration(value: object, *, bare_unit_s: float = 1.0) -> float:
+    """Return a duration in seconds from "250ms", "30s", "2m", "1h" or a bare number.
+
+    A bare number (int, float or numeric string) is multiplied by ``bare_unit_s``:
+    1.0 reads it as seconds, 1e-3 as milliseconds (SLA thresholds).
+    """
+    if isinstance(value, bool):
+        raise UnitError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value) * bare_unit_s
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise UnitError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
+        number, unit = match.groups()
+        seconds = float(number) * (_SECONDS_PER_UNIT[unit] if unit else bare_unit_s)
+    else:
+        raise UnitError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UnitError(f"a duration must be a finite number >= 0, got {value!r}")
+    return seconds
+
+
+def parse_rate(value: object) -> float:
+    """Return a rate in events per second from "500/s", "30/m", "2/ms" or a bare number (per second)."""
+    if isinstance(value, bool):
+        raise UnitError(f"expected a rate such as 500/s or 30/m, got {value!r}")
+    if isinstance(value, (int, float)):
+        rate = float(value)
+    elif isinstance(value, str):
+        match = _RATE.match(value)
+        if not match:
+            raise UnitError(f"expected a rate such as 500/s or 30/m, got {value!r}")
+        number, period = match.groups()
+        rate = float(number) / (_RATE_PERIOD_S[period] if period else 1.0)
+    else:
+        raise UnitError(f"expected a rate such as 500/s or 30/m, got {value!r}")
+    if not math.isfinite(rate) or rate <= 0:
+        raise UnitError(f"a rate must be a finite number > 0, got {value!r}")
+    return rate
