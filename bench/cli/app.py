@@ -1,0 +1,203 @@
+"""The ``bench`` command: parse flags, call the engine, render, and pick the exit code (here only).
+
+Exit codes: 0 SLA met; 1 SLA not met; 2 invalid input (before any process
+starts); 3 the run could not be measured (every request failed without an HTTP
+response, or a worker crashed); 130 interrupted. With 3 and 130 the report of
+what was measured is still written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import IntEnum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from bench.engine.errors import BenchError, ProfileError, RunError
+from bench.engine.profile import load_profile
+from bench.engine.report import latency_meaning
+from bench.engine.runner import COMPLETED, CRASHED, INTERRUPTED, UNMEASURABLE, RunResult, run as run_profile
+from bench.cli import render
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    SLA_FAILED = 1
+    USAGE = 2
+    RUN_ERROR = 3
+    INTERRUPTED = 130
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 SLA met; 1 SLA not met; 2 invalid profile or flags; "
+    "3 run could not be measured (target unreachable for every request, worker crashed); 130 interrupted."
+)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Load-test HTTP and inference APIs; gate CI on latency SLAs. " + EXIT_CODES_HELP,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def exit_code_for(result: RunResult) -> ExitCode:
+    if result.status == INTERRUPTED:
+        return ExitCode.INTERRUPTED
+    if result.status in (CRASHED, UNMEASURABLE):
+        return ExitCode.RUN_ERROR
+    return ExitCode.OK if result.verdict.passed else ExitCode.SLA_FAILED
+
+
+def _fail_usage(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(ExitCode.USAGE)
+
+
+@app.command()
+def run(
+    profile: Path = typer.Argument(..., help="YAML load profile."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: CPU count)."),
+    concurrency: Optional[int] = typer.Option(None, help="Closed loop: total requests in flight."),
+    rate: Optional[str] = typer.Option(None, help="Open loop: total arrivals per second, e.g. 500/s."),
+    requests: Optional[int] = typer.Option(None, help="Measured requests to send."),
+    duration: Optional[str] = typer.Option(None, help="Measured duration, e.g. 30s."),
+    url: Optional[str] = typer.Option(None, help="Target URL (instead of the bundled mock server)."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here."),
+    csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV row per request here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+) -> None:
+    """Run a load profile, show live progress and results, and exit by the SLA verdict.
+
+    Exit codes: 0 SLA met; 1 SLA not met; 2 invalid profile or flags; 3 run could not be
+    measured (target unreachable for every request, a worker crashed); 130 interrupted.
+    """
+    overrides = {
+        "workers": workers,
+        "concurrency": concurrency,
+        "rate": rate,
+        "requests": requests,
+        "duration": duration,
+        "url": url,
+        "json": json_path,
+        "csv": csv_path,
+    }
+    try:
+        prof = load_profile(profile, overrides)
+    except ProfileError as exc:
+        raise _fail_usage(str(exc)) from None
+    try:
+        result = _run_with_progress(prof, quiet)
+    except RunError as exc:
+        err_console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.RUN_ERROR) from None
+    except BenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.RUN_ERROR) from None
+    _print_result(result, quiet)
+    raise typer.Exit(exit_code_for(result))
+
+
+def _run_with_progress(prof, quiet: bool) -> RunResult:
+    if quiet:
+        return run_profile(prof)
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+
+            def show(snap):
+                live.update(render.live_view(prof, snap), refresh=True)
+
+            return run_profile(prof, on_progress=show)
+    last = [0.0]
+
+    def log(snap):
+        now = time.monotonic()
+        if now - last[0] >= 5.0:
+            last[0] = now
+            print(render.status_line(prof, snap), flush=True)
+
+    return run_profile(prof, on_progress=log)
+
+
+def _print_result(result: RunResult, quiet: bool) -> None:
+    summary = dict(result.summary, load_model=result.profile.load.model)
+    console.print(render.latency_table(summary, latency_meaning(result.profile)))
+    console.print(render.requests_table(summary))
+    if result.verdict.checks:
+        console.print(render.sla_table(result.verdict))
+    for message in result.messages:
+        err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+    for path in result.written:
+        console.print(f"wrote {path}", highlight=False)
+    code = exit_code_for(result)
+    verdicts = {
+        ExitCode.OK: "[bold green]SLA met[/]" if result.verdict.checks else "[green]completed (no SLA criteria)[/]",
+        ExitCode.SLA_FAILED: "[bold red]SLA not met[/]",
+        ExitCode.RUN_ERROR: f"[bold red]run could not be measured ({result.status})[/]",
+        ExitCode.INTERRUPTED: "[bold yellow]interrupted[/]: partial results",
+    }
+    console.print(f"{verdicts[code]} - exit code {int(code)}")
+
+
+@app.command()
+def validate(profile: Path = typer.Argument(..., help="YAML load profile.")) -> None:
+    """Check a profile without running it (exit 0 if valid, 2 if not)."""
+    try:
+        prof = load_profile(profile)
+    except ProfileError as exc:
+        raise _fail_usage(str(exc)) from None
+    load = prof.load
+    what = f"rate {load.rate_per_s:g}/s ({load.arrival})" if load.model == "open" else f"concurrency {load.concurrency}"
+    target = prof.target.url or "the bundled mock server"
+    console.print(f"{profile}: valid - {load.model} loop, {what}, {load.workers} worker(s), target {target}", highlight=False)
+
+
+@app.command()
+def mock(
+    profile: Optional[Path] = typer.Option(None, help="Take the mock settings from this profile's mock: section."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8080, help="Port to listen on (0: any free port)."),
+    processes: int = typer.Option(1, help="Server processes sharing the port (SO_REUSEPORT)."),
+    latency: Optional[str] = typer.Option(None, help="Fixed latency for every response, e.g. 20ms."),
+) -> None:
+    """Run the bundled mock server in the foreground until Ctrl-C."""
+    from bench.mock import MockConfig, MockConfigError, run_server
+
+    settings: dict = {}
+    if profile is not None:
+        try:
+            prof = load_profile(profile)
+        except ProfileError as exc:
+            raise _fail_usage(str(exc)) from None
+        if prof.mock is None:
+            raise _fail_usage(f"{profile}: has a target.url, so it has no mock section to serve")
+        config = prof.mock
+    else:
+        if latency is not None:
+            settings["latency"] = {"model": "fixed", "delay": latency}
+        try:
+            config = MockConfig.from_mapping(settings)
+        except MockConfigError as exc:
+            raise _fail_usage(f"--latency: {exc}") from None
+    if processes < 1:
+        raise _fail_usage(f"--processes must be at least 1, got {processes}")
+
+    def ready(bound_port: int) -> None:
+        console.print(f"mock server listening on http://{host}:{bound_port}/ (Ctrl-C to stop)", highlight=False)
+
+    run_server(config, host=host, port=port, processes=processes, on_ready=ready)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.INTERRUPTED)

@@ -1,0 +1,168 @@
+"""Rich renderings of a run: the live view while it runs and the result tables at the end.
+
+Functions of plain data (Snapshot, summary dicts, Verdict) only: nothing here
+measures or decides; the engine owns the numbers, the app owns the exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from bench.engine.aggregate import Snapshot
+from bench.engine.gate import Verdict
+from bench.engine.profile import Profile
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:.3f} s"
+    return f"{value:.2f} ms"
+
+
+def _sla_threshold(profile: Profile, metric: str) -> float | None:
+    for rule in profile.sla:
+        if rule.metric == metric and rule.unit == "ms":
+            return rule.threshold
+    return None
+
+
+def _colored_ms(value: float | None, threshold: float | None) -> Text:
+    text = _ms(value)
+    if value is None or threshold is None:
+        return Text(text)
+    return Text(text, style="green" if value <= threshold else "red")
+
+
+def progress_fraction(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
+    """Done fraction and a label: requests done of the total, or time elapsed of the duration."""
+    load = profile.load
+    parts = []
+    fraction = None
+    if load.requests is not None:
+        fraction = min(1.0, snap.completed / load.requests)
+        parts.append(f"{snap.completed}/{load.requests} requests")
+    planned_s = None
+    if load.duration_s is not None:
+        planned_s = load.warmup_s + load.duration_s
+    if load.stages:
+        stages_s = sum(s.duration_s for s in load.stages)
+        planned_s = stages_s if planned_s is None else min(planned_s, stages_s)
+    if planned_s:
+        time_fraction = min(1.0, snap.elapsed_s / planned_s)
+        fraction = time_fraction if fraction is None else max(fraction, time_fraction)
+        parts.append(f"{snap.elapsed_s:.1f}/{planned_s:.1f} s")
+    elif not parts:
+        parts.append(f"{snap.elapsed_s:.1f} s")
+    return fraction, ", ".join(parts)
+
+
+def live_view(profile: Profile, snap: Snapshot) -> Group:
+    """The live panel: progress, rates, in-flight, errors and last-second vs cumulative percentiles."""
+    fraction, label = progress_fraction(profile, snap)
+    width = 30
+    if fraction is not None:
+        filled = int(round(fraction * width))
+        bar = Text("━" * filled, style="magenta") + Text("━" * (width - filled), style="grey37")
+        head = Text(f"{profile.name}  ") + bar + Text(f" {fraction * 100:5.1f}%  {label}")
+    else:
+        head = Text(f"{profile.name}  {label}")
+    stats = Text(
+        f"req/s now {snap.last_rps:,.0f}  avg {snap.average_rps:,.0f}   in flight {snap.in_flight}   "
+        f"ok {snap.ok}   errors {snap.errors}"
+        + (f"   warm-up {snap.warmup_sent}" if snap.warmup_sent else "")
+        + (f"   schedule lag p99 {_ms(snap.lag_p99_ms)}" if snap.lag_p99_ms is not None else "")
+    )
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    table.add_column("latency")
+    for name in ("p50", "p95", "p99"):
+        threshold = _sla_threshold(profile, name)
+        table.add_column(name + (f" (SLA {_ms(threshold)})" if threshold is not None else ""), justify="right")
+    table.add_row(
+        "last second",
+        *(_colored_ms(v, _sla_threshold(profile, n)) for n, v in (("p50", snap.last_p50_ms), ("p95", snap.last_p95_ms), ("p99", snap.last_p99_ms))),
+    )
+    table.add_row(
+        "whole run",
+        *(_colored_ms(v, _sla_threshold(profile, n)) for n, v in (("p50", snap.total_p50_ms), ("p95", snap.total_p95_ms), ("p99", snap.total_p99_ms))),
+    )
+    return Group(head, stats, table)
+
+
+def status_line(profile: Profile, snap: Snapshot) -> str:
+    """One plain line for logs (stdout not a terminal)."""
+    _, label = progress_fraction(profile, snap)
+    return (
+        f"[bench] {profile.name}: {label}, {snap.average_rps:.0f} req/s, in flight {snap.in_flight}, "
+        f"errors {snap.errors}, p50 {_ms(snap.total_p50_ms)}, p95 {_ms(snap.total_p95_ms)}, p99 {_ms(snap.total_p99_ms)}"
+    )
+
+
+def latency_table(summary: dict[str, Any], meaning: str) -> Table:
+    table = Table(title="Latency", caption=meaning, caption_justify="left")
+    keys = ("min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max")
+    table.add_column("distribution")
+    for key in keys:
+        table.add_column(key, justify="right")
+    table.add_column("count", justify="right")
+    rows = [("latency", summary["latency"])]
+    if summary["service"]["count"] and summary.get("load_model") == "open":
+        rows.append(("service time", summary["service"]))
+    if summary["schedule_lag"]["count"]:
+        rows.append(("schedule lag", summary["schedule_lag"]))
+    if summary["warmup"]["latency"]["count"]:
+        rows.append(("warm-up (excluded)", summary["warmup"]["latency"]))
+    for name, stats in rows:
+        table.add_row(name, *(_ms(stats[k]) for k in keys), str(stats["count"]))
+    return table
+
+
+def requests_table(summary: dict[str, Any]) -> Table:
+    req = summary["requests"]
+    table = Table(title="Requests")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rps = summary.get("rps")
+    table.add_row("sent", str(req["sent"]))
+    table.add_row("ok (2xx/3xx)", str(req["ok"]))
+    table.add_row("HTTP errors (4xx/5xx)", str(req["http_errors"]))
+    table.add_row("client errors", str(req["client_errors"]))
+    if req["unfinished"]:
+        table.add_row("never finished", Text(str(req["unfinished"]), style="red"))
+    rate = summary.get("error_rate")
+    table.add_row("error rate", "-" if rate is None else f"{rate * 100:.2f} %")
+    table.add_row("throughput", "-" if rps is None else f"{rps:,.1f} req/s")
+    table.add_row("measured for", f"{summary['duration_s']:.2f} s")
+    table.add_row("received", f"{summary['bytes_received']:,} bytes")
+    for code, n in summary["status"].items():
+        table.add_row(f"status {code}", str(n))
+    for kind, n in summary["errors"].items():
+        table.add_row(f"error: {kind}", str(n))
+    warm = summary["warmup"]
+    if warm["sent"]:
+        table.add_row("warm-up sent (excluded)", str(warm["sent"]))
+    return table
+
+
+def sla_table(verdict: Verdict) -> Table:
+    table = Table(title="SLA")
+    for name, justify in (("criterion", "left"), ("threshold", "right"), ("measured", "right"), ("result", "center")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for check in verdict.checks:
+        rule = check.rule
+        if rule.unit == "ms":
+            threshold, measured = _ms(rule.threshold), _ms(check.measured)
+        elif rule.unit == "ratio":
+            threshold = f"{rule.threshold * 100:.2f} %"
+            measured = "-" if check.measured is None else f"{check.measured * 100:.2f} %"
+        else:
+            threshold = f"{rule.threshold:,.1f} req/s"
+            measured = "-" if check.measured is None else f"{check.measured:,.1f} req/s"
+        result = Text("PASS", style="bold green") if check.passed else Text("FAIL", style="bold red")
+        table.add_row(f"{rule.name} {rule.op}", threshold, measured, result)
+    return table

@@ -1,0 +1,259 @@
+"""The parent's aggregator: merges workers' interval reports into run totals and a per-second series.
+
+It owns all the numbers of a run. The live view gets immutable ``Snapshot``s,
+the report gets a ``Summary``; neither touches the histograms. Memory is
+bounded by the run's length in seconds (one small point per second), never by
+its number of requests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from bench.engine.samples import IntervalReport, PhaseReport, PhaseTally, new_histogram
+
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+def latency_stats(histogram: HdrHistogram) -> dict[str, float | int | None]:
+    """min, mean, p50..p99.9, max (ms) and count of a microsecond histogram; None when empty."""
+    count = histogram.get_total_count()
+    if count == 0:
+        return {"count": 0, "min": None, "mean": None, **{_pname(p): None for p in PERCENTILES}, "max": None, "stddev": None}
+    values = histogram.get_percentile_to_value_dict(list(PERCENTILES))
+    stats: dict[str, float | int | None] = {
+        "count": count,
+        "min": histogram.get_min_value() / 1000,
+        "mean": histogram.get_mean_value() / 1000,
+    }
+    for p in PERCENTILES:
+        stats[_pname(p)] = values[p] / 1000
+    stats["max"] = histogram.get_max_value() / 1000
+    stats["stddev"] = histogram.get_stddev() / 1000
+    return stats
+
+
+def _pname(p: float) -> str:
+    return f"p{p:g}"
+
+
+def _add_encoded(target: HdrHistogram, encoded: str) -> None:
+    if encoded:
+        target.decode_and_add(encoded)
+
+
+@dataclass
+class _SecondBucket:
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    tally: PhaseTally = field(default_factory=PhaseTally)
+    cpu_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One second of the measured phase (second 0 starts at the common start time)."""
+
+    second: int
+    sent: int
+    completed: int
+    ok: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the live view shows; a copy, safe to render while the run goes on."""
+
+    elapsed_s: float
+    sent: int
+    completed: int
+    ok: int
+    errors: int
+    in_flight: int
+    warmup_sent: int
+    total_p50_ms: float | None
+    total_p95_ms: float | None
+    total_p99_ms: float | None
+    last_p50_ms: float | None
+    last_p95_ms: float | None
+    last_p99_ms: float | None
+    last_rps: float
+    average_rps: float
+    lag_p99_ms: float | None
+    workers_done: int
+    workers: int
+
+
+class Aggregator:
+    """Merges IntervalReports from every worker; exact, because HdrHistograms merge exactly."""
+
+    def __init__(self, workers: int, interval_s: float):
+        self.workers = workers
+        self.interval_s = interval_s
+        self.reports_per_second = max(1, round(1.0 / interval_s))
+        self.measured = PhaseTally()
+        self.warmup = PhaseTally()
+        self.last_seq: dict[int, int] = {}
+        self.in_flight: dict[int, int] = {}
+        self.cpu_s: dict[int, float] = {}
+        self.finished: set[int] = set()
+        self._open_seconds: dict[int, _SecondBucket] = {}
+        self.series: list[SeriesPoint] = []
+        self._elapsed_s = 0.0
+
+    # ------------------------------------------------------------------ input
+
+    def add(self, report: IntervalReport) -> None:
+        self.last_seq[report.worker] = report.seq
+        self.in_flight[report.worker] = report.in_flight
+        self.cpu_s[report.worker] = report.cpu_s
+        self._elapsed_s = max(self._elapsed_s, (report.seq + 1) * self.interval_s)
+        if report.final:
+            self.finished.add(report.worker)
+        if report.warmup is not None:
+            self._merge(self.warmup, report.warmup)
+        if report.measured is not None:
+            self._merge(self.measured, report.measured)
+            bucket = self._open_seconds.setdefault(report.seq // self.reports_per_second, _SecondBucket())
+            bucket.tally.merge_counts(report.measured)
+            _add_encoded(bucket.latency, report.measured.latency)
+        self._close_finished_seconds()
+
+    @staticmethod
+    def _merge(tally: PhaseTally, part: PhaseReport) -> None:
+        tally.merge_counts(part)
+        _add_encoded(tally.latency, part.latency)
+        _add_encoded(tally.service, part.service)
+        _add_encoded(tally.lag, part.lag)
+
+    def _close_finished_seconds(self, everything: bool = False) -> None:
+        """Reduce seconds every worker has reported past to a SeriesPoint, and free their histograms."""
+        if everything:
+            done_second = math.inf
+        elif len(self.last_seq) < self.workers:
+            return
+        else:
+            done_second = min(
+                (seq + 1) // self.reports_per_second if w not in self.finished else math.inf for w, seq in self.last_seq.items()
+            )
+        for second in sorted(s for s in self._open_seconds if s < done_second):
+            bucket = self._open_seconds.pop(second)
+            stats = latency_stats(bucket.latency)
+            tally = bucket.tally
+            self.series.append(
+                SeriesPoint(
+                    second,
+                    tally.sent,
+                    tally.completed,
+                    tally.ok,
+                    tally.http_errors + tally.client_errors,
+                    stats["p50"],  # type: ignore[arg-type]
+                    stats["p95"],  # type: ignore[arg-type]
+                    stats["p99"],  # type: ignore[arg-type]
+                    stats["max"],  # type: ignore[arg-type]
+                )
+            )
+
+    def close(self) -> None:
+        """The run is over: turn every remaining second into a series point."""
+        self._close_finished_seconds(everything=True)
+
+    # ------------------------------------------------------------------ output
+
+    def snapshot(self) -> Snapshot:
+        m = self.measured
+        total = m.latency.get_percentile_to_value_dict([50.0, 95.0, 99.0]) if m.latency.get_total_count() else None
+        last = self.series[-1] if self.series else None
+        lag_p99 = m.lag.get_value_at_percentile(99.0) / 1000 if m.lag.get_total_count() else None
+        measured_s = self.measured_seconds()
+        return Snapshot(
+            elapsed_s=self._elapsed_s,
+            sent=m.sent,
+            completed=m.completed,
+            ok=m.ok,
+            errors=m.http_errors + m.client_errors,
+            in_flight=sum(self.in_flight.values()),
+            warmup_sent=self.warmup.sent,
+            total_p50_ms=total[50.0] / 1000 if total else None,
+            total_p95_ms=total[95.0] / 1000 if total else None,
+            total_p99_ms=total[99.0] / 1000 if total else None,
+            last_p50_ms=last.p50_ms if last else None,
+            last_p95_ms=last.p95_ms if last else None,
+            last_p99_ms=last.p99_ms if last else None,
+            last_rps=float(last.completed) if last else 0.0,
+            average_rps=m.completed / measured_s if measured_s > 0 else 0.0,
+            lag_p99_ms=lag_p99,
+            workers_done=len(self.finished),
+            workers=self.workers,
+        )
+
+    def measured_seconds(self) -> float:
+        """Length of the measured phase: first measured send to last measured completion."""
+        m = self.measured
+        if m.first_send_ns is None or m.last_end_ns is None:
+            return 0.0
+        return max(0.0, (m.last_end_ns - m.first_send_ns) / 1e9)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's numbers in plain JSON types (ms for latencies), for the gate and the report."""
+        m = self.measured
+        seconds = self.measured_seconds()
+        errors = m.http_errors + m.client_errors
+        return {
+            "requests": {
+                "sent": m.sent,
+                "completed": m.completed,
+                "ok": m.ok,
+                "http_errors": m.http_errors,
+                "client_errors": m.client_errors,
+                "unfinished": m.sent - m.completed,
+            },
+            "status": {str(code): n for code, n in sorted(m.status.items())},
+            "errors": dict(sorted(m.errors.items())),
+            "error_rate": errors / m.completed if m.completed else None,
+            "duration_s": seconds,
+            "rps": m.completed / seconds if seconds > 0 else None,
+            "bytes_received": m.bytes_received,
+            "latency": latency_stats(m.latency),
+            "service": latency_stats(m.service),
+            "schedule_lag": latency_stats(m.lag),
+            "overflow": m.overflow,
+            "worker_cpu_s": {str(w): round(c, 3) for w, c in sorted(self.cpu_s.items())},
+            "warmup": {
+                "sent": self.warmup.sent,
+                "completed": self.warmup.completed,
+                "ok": self.warmup.ok,
+                "http_errors": self.warmup.http_errors,
+                "client_errors": self.warmup.client_errors,
+                "errors": dict(sorted(self.warmup.errors.items())),
+                "latency": latency_stats(self.warmup.latency),
+            },
+            "series": [
+                {
+                    "second": p.second,
+                    "sent": p.sent,
+                    "completed": p.completed,
+                    "ok": p.ok,
+                    "errors": p.errors,
+                    "p50_ms": p.p50_ms,
+                    "p95_ms": p.p95_ms,
+                    "p99_ms": p.p99_ms,
+                    "max_ms": p.max_ms,
+                }
+                for p in self.series
+            ],
+            "histograms": {
+                "unit": "us",
+                "latency": m.latency.encode().decode("ascii") if m.latency.get_total_count() else "",
+                "service": m.service.encode().decode("ascii") if m.service.get_total_count() else "",
+                "schedule_lag": m.lag.encode().decode("ascii") if m.lag.get_total_count() else "",
+            },
+        }

@@ -1,0 +1,585 @@
+"""Load and validate a YAML load profile into frozen dataclasses.
+
+All checking of user input happens here, before any process starts: every
+error names the file, the dotted field and the value, and unknown keys get the
+nearest valid name (a typo must never become a silently ignored setting or a
+silently passing SLA gate). Nothing here opens sockets or starts processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import orjson
+import yaml
+
+from bench.engine.errors import ProfileError
+from bench.mock.config import MockConfig, MockConfigError
+from bench.units import UnitError, parse_duration, parse_rate
+
+OPEN_LOOP = "open"
+CLOSED_LOOP = "closed"
+ARRIVALS = ("constant", "poisson")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_MAX_IN_FLIGHT = 1000
+
+#: SLA metric name -> (summary key, comparison, unit). Latency thresholds are in ms.
+SLA_METRICS: dict[str, tuple[str, str, str]] = {
+    "p50": ("p50", "<=", "ms"),
+    "p90": ("p90", "<=", "ms"),
+    "p95": ("p95", "<=", "ms"),
+    "p99": ("p99", "<=", "ms"),
+    "p99.9": ("p99.9", "<=", "ms"),
+    "max": ("max", "<=", "ms"),
+    "mean": ("mean", "<=", "ms"),
+    "error_rate": ("error_rate", "<=", "ratio"),
+    "min_rps": ("rps", ">=", "req/s"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What every request looks like. ``url`` is None when the bundled mock server is the target."""
+
+    url: str | None
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of a ramp: reach ``target`` (req/s or in-flight requests) linearly over ``duration_s``."""
+
+    duration_s: float
+    target: float
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """How much load, for how long. ``model`` is open (arrival rate) or closed (fixed concurrency)."""
+
+    model: str
+    workers: int
+    rate_per_s: float | None
+    concurrency: int | None
+    arrival: str
+    seed: int
+    max_in_flight: int
+    requests: int | None
+    duration_s: float | None
+    warmup_requests: int
+    warmup_s: float
+    stages: tuple[Stage, ...]
+
+    @property
+    def peak_concurrency(self) -> int:
+        """Most in-flight requests the run may ask for (closed loop: the largest stage)."""
+        if self.model == CLOSED_LOOP:
+            values = [self.concurrency or 0] + [int(s.target) for s in self.stages]
+            return max(values)
+        return self.max_in_flight
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Connection handling. ``pool_size`` None means: as many connections as requests may be in flight."""
+
+    pool_size: int | None
+    keepalive: bool
+    connect_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlaRule:
+    """One SLA criterion, e.g. ``p95 <= 800 ms``, as written in the profile."""
+
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    json_path: Path | None
+    csv_path: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A fully validated profile. ``resolved`` is the mapping as understood, for the JSON report."""
+
+    name: str
+    source: str
+    target: Target
+    load: Load
+    client: Client
+    sla: tuple[SlaRule, ...]
+    output: Output
+    mock: MockConfig | None
+    resolved: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def uses_mock(self) -> bool:
+        return self.target.url is None
+
+
+# --------------------------------------------------------------------------- loading
+
+#: CLI override name -> dotted profile field.
+OVERRIDE_FIELDS = {
+    "workers": "load.workers",
+    "concurrency": "load.concurrency",
+    "rate": "load.rate",
+    "requests": "load.requests",
+    "duration": "load.duration",
+    "url": "target.url",
+    "json": "output.json",
+    "csv": "output.csv",
+}
+
+
+def load_profile(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Profile:
+    """Read, override and validate a profile file.
+
+    Args:
+        path: the YAML file.
+        overrides: values from the command line, keyed by the names in
+            ``OVERRIDE_FIELDS`` (``workers``, ``rate``, ``url``, ...); None values are ignored.
+
+    Raises:
+        ProfileError: naming the file, field and value of the first problem found.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(source, "", "file not found") from None
+    except IsADirectoryError:
+        raise ProfileError(source, "", "is a directory, not a profile file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(source, "", f"cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        raise ProfileError(source, "", f"YAML syntax error: {problem}", line=line, column=column) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProfileError(source, "", f"a profile must be a YAML mapping, got {type(data).__name__}")
+    data = _apply_overrides(data, overrides or {}, source)
+    return parse_profile(data, source=source, default_name=Path(path).stem)
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Return a copy of ``data`` with command-line values written into their fields.
+
+    Choosing a load model on the command line replaces the profile's: ``--rate``
+    drops ``concurrency`` and ``stages``, ``--concurrency`` drops ``rate`` and
+    ``stages``; ``--url`` drops the ``mock`` section it would make unused.
+    """
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in OVERRIDE_FIELDS:
+            raise ProfileError(source, name, "unknown override")
+        section, key = OVERRIDE_FIELDS[name].split(".")
+        current = data.get(section)
+        if current is None:
+            current = {}
+        if not isinstance(current, dict):
+            raise ProfileError(source, section, f"expected a mapping, got {current!r}")
+        current[key] = value
+        if name == "rate":
+            current.pop("concurrency", None)
+            current.pop("stages", None)
+        elif name == "concurrency":
+            current.pop("rate", None)
+            current.pop("stages", None)
+        elif name == "url":
+            data.pop("mock", None)
+        data[section] = current
+    return data
+
+
+class _Fields:
+    """Reads one mapping section, remembering which keys were used so leftovers are reported."""
+
+    def __init__(self, source: str, prefix: str, data: Any, allowed: tuple[str, ...]):
+        self.source = source
+        self.prefix = prefix
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ProfileError(source, prefix, f"expected a mapping, got {data!r}")
+        for key in data:
+            if not isinstance(key, str) or key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; valid fields: {', '.join(allowed)}"
+                raise ProfileError(source, self.path(str(key)), f"unknown field{suggestion}")
+        self.data = data
+
+    def path(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def error(self, key: str, message: str) -> ProfileError:
+        return ProfileError(self.source, self.path(key), message)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        value = self.data.get(key)
+        return default if value is None else value
+
+    def string(self, key: str, default: str | None = None) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected a whole number, got {value!r}")
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {value!r}")
+        return value
+
+    def duration(self, key: str, default: float | None = None, *, positive: bool = False) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            seconds = parse_duration(value)
+        except UnitError as exc:
+            raise self.error(key, str(exc)) from None
+        if positive and seconds <= 0:
+            raise self.error(key, f"must be greater than 0, got {value!r}")
+        return seconds
+
+    def rate(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        try:
+            return parse_rate(value)
+        except UnitError as exc:
+            raise self.error(key, str(exc)) from None
+
+
+def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default_name: str = "profile") -> Profile:
+    """Validate an already-loaded mapping; see ``load_profile``."""
+    top = _Fields(source, "", dict(data), ("name", "description", "target", "mock", "load", "client", "sla", "output"))
+    name = top.string("name", default_name) or default_name
+    top.string("description")
+    target = _parse_target(_Fields(source, "target", top.raw("target", {}), ("url", "method", "headers", "body", "timeout")))
+    if target.url is not None and top.has("mock"):
+        raise top.error("mock", "target.url is set, so this mock section would never be used; remove one of them")
+    mock = _parse_mock(source, top.raw("mock", {})) if target.url is None else None
+    load = _parse_load(
+        _Fields(
+            source,
+            "load",
+            top.raw("load", {}),
+            ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages"),
+        )
+    )
+    client = _parse_client(_Fields(source, "client", top.raw("client", {}), ("pool_size", "keepalive", "connect_timeout")))
+    sla = _parse_sla(_Fields(source, "sla", top.raw("sla", {}), tuple(SLA_METRICS)))
+    output = _parse_output(_Fields(source, "output", top.raw("output", {}), ("json", "csv")))
+    resolved = _resolved(name, target, load, client, sla, output, mock)
+    return Profile(name, source, target, load, client, sla, output, mock, resolved)
+
+
+def _parse_target(f: _Fields) -> Target:
+    url = f.string("url")
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise f.error("url", f"unsupported scheme in {url!r}; use http:// or https://")
+        if not parts.hostname:
+            raise f.error("url", f"no host in {url!r}")
+        try:
+            parts.port
+        except ValueError:
+            raise f.error("url", f"invalid port in {url!r}") from None
+    method = (f.string("method", "GET") or "GET").upper()
+    if method not in METHODS:
+        raise f.error("method", f"expected one of {', '.join(METHODS)}, got {method!r}")
+    raw_headers = f.raw("headers", {})
+    if not isinstance(raw_headers, dict):
+        raise f.error("headers", f"expected a mapping of header name to value, got {raw_headers!r}")
+    headers: list[tuple[str, str]] = []
+    for key, value in raw_headers.items():
+        if not isinstance(key, str) or not key or any(c in key for c in " :\r\n"):
+            raise f.error("headers", f"invalid header name {key!r}")
+        if isinstance(value, (dict, list)) or value is None:
+            raise f.error(f"headers.{key}", f"expected a string, got {value!r}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if "\r" in text or "\n" in text:
+            raise f.error(f"headers.{key}", "header values cannot contain line breaks")
+        headers.append((key, text))
+    body_value = f.raw("body")
+    body: bytes | None
+    if body_value is None:
+        body = None
+    elif isinstance(body_value, str):
+        body = body_value.encode("utf-8")
+    elif isinstance(body_value, (dict, list)):
+        try:
+            body = orjson.dumps(body_value)
+        except TypeError as exc:
+            raise f.error("body", f"cannot encode as JSON: {exc}") from None
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+    else:
+        raise f.error("body", f"expected a mapping (sent as JSON) or a string, got {body_value!r}")
+    timeout_s = f.duration("timeout", DEFAULT_TIMEOUT_S, positive=True)
+    return Target(url, method, tuple(headers), body, timeout_s)  # type: ignore[arg-type]
+
+
+def _parse_mock(source: str, raw: Any) -> MockConfig:
+    try:
+        return MockConfig.from_mapping(raw)
+    except MockConfigError as exc:
+        raise ProfileError(source, f"mock.{exc.field}" if exc.field else "mock", exc.message) from None
+
+
+def _parse_load(f: _Fields) -> Load:
+    rate = f.rate("rate")
+    concurrency = f.integer("concurrency", minimum=1)
+    if rate is not None and concurrency is not None:
+        raise f.error("rate", "set either rate (open loop) or concurrency (closed loop), not both")
+    stages = _parse_stages(f)
+    if stages:
+        kind = stages[0][0]
+        if kind == "rate" and concurrency is not None:
+            raise f.error("stages", "the stages ramp a rate, so the starting value must be load.rate, not concurrency")
+        if kind == "concurrency" and rate is not None:
+            raise f.error("stages", "the stages ramp concurrency, so the starting value must be load.concurrency, not rate")
+        model = OPEN_LOOP if kind == "rate" else CLOSED_LOOP
+    elif rate is not None:
+        model = OPEN_LOOP
+    elif concurrency is not None:
+        model = CLOSED_LOOP
+    else:
+        raise f.error("rate", "set load.rate (open loop, e.g. 100/s), load.concurrency (closed loop) or load.stages")
+    arrival = f.string("arrival", "constant")
+    if arrival not in ARRIVALS:
+        hint = difflib.get_close_matches(str(arrival), ARRIVALS, n=1)
+        raise f.error("arrival", f"expected one of {', '.join(ARRIVALS)}, got {arrival!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    if model == CLOSED_LOOP and f.has("arrival"):
+        raise f.error("arrival", "arrival applies to an open-loop rate; this profile is closed loop (concurrency)")
+    seed = f.integer("seed", 1) or 0
+    max_in_flight = f.integer("max_in_flight", DEFAULT_MAX_IN_FLIGHT, minimum=1)
+    if model == CLOSED_LOOP and f.has("max_in_flight"):
+        raise f.error("max_in_flight", "caps an open-loop rate; in a closed loop, concurrency is the cap")
+    requests = f.integer("requests", minimum=1)
+    duration_s = f.duration("duration", positive=True)
+    stage_list = tuple(Stage(d, t) for _, d, t in stages)
+    if requests is None and duration_s is None and not stage_list:
+        raise f.error("requests", "set load.requests, load.duration or load.stages, or the run would never end")
+    warmup_requests, warmup_s = _parse_warmup(f)
+    if model == CLOSED_LOOP:
+        start_concurrency = concurrency if concurrency is not None else (0 if stage_list else None)
+        peak = max([start_concurrency or 0] + [int(s.target) for s in stage_list])
+    else:
+        start_concurrency = None
+        peak = max_in_flight  # type: ignore[assignment]
+    cpu_count = os.cpu_count() or 1
+    workers = f.integer("workers", minimum=1)
+    if workers is None:
+        workers = max(1, min(cpu_count, peak if model == CLOSED_LOOP else cpu_count))
+    elif model == CLOSED_LOOP and workers > peak:
+        raise f.error("workers", f"{workers} workers cannot share a concurrency of {peak}; use at most {peak} workers")
+    elif model == OPEN_LOOP and workers > max_in_flight:  # type: ignore[operator]
+        raise f.error("workers", f"{workers} workers cannot share max_in_flight {max_in_flight}")
+    return Load(
+        model=model,
+        workers=workers,
+        rate_per_s=rate if model == OPEN_LOOP else None,
+        concurrency=start_concurrency,
+        arrival=arrival or "constant",
+        seed=seed,
+        max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
+        requests=requests,
+        duration_s=duration_s,
+        warmup_requests=warmup_requests,
+        warmup_s=warmup_s,
+        stages=stage_list,
+    )
+
+
+def _parse_stages(f: _Fields) -> list[tuple[str, float, float]]:
+    raw = f.raw("stages")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise f.error("stages", f"expected a list of steps such as [{{duration: 30s, rate: 100/s}}], got {raw!r}")
+    stages: list[tuple[str, float, float]] = []
+    kinds = set()
+    for i, item in enumerate(raw):
+        step = _Fields(f.source, f"load.stages[{i}]", item, ("duration", "rate", "concurrency"))
+        duration = step.duration("duration")
+        if duration is None:
+            raise step.error("duration", "each stage needs a duration, e.g. 30s (0s for an instant step)")
+        if step.has("rate") == step.has("concurrency"):
+            raise step.error("rate", "each stage needs exactly one of rate or concurrency")
+        if step.has("rate"):
+            kinds.add("rate")
+            stages.append(("rate", duration, step.rate("rate")))  # type: ignore[arg-type]
+        else:
+            kinds.add("concurrency")
+            stages.append(("concurrency", duration, float(step.integer("concurrency", minimum=0))))  # type: ignore[arg-type]
+    if len(kinds) > 1:
+        raise f.error("stages", "all stages must ramp the same thing: either rate or concurrency")
+    if sum(d for _, d, _ in stages) <= 0:
+        raise f.error("stages", "the stages add up to no time at all")
+    return stages
+
+
+def _parse_warmup(f: _Fields) -> tuple[int, float]:
+    """Warm-up is a request count (``50``) or a duration (``5s``); excluded from the statistics."""
+    raw = f.raw("warmup")
+    if raw is None:
+        return 0, 0.0
+    if isinstance(raw, bool):
+        raise f.error("warmup", f"expected a request count such as 50 or a duration such as 5s, got {raw!r}")
+    if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()):
+        count = int(raw)
+        if count < 0:
+            raise f.error("warmup", f"must be at least 0, got {raw!r}")
+        return count, 0.0
+    if isinstance(raw, str):
+        try:
+            return 0, parse_duration(raw)
+        except UnitError:
+            pass
+    raise f.error("warmup", f"expected a request count such as 50 or a duration such as 5s, got {raw!r}")
+
+
+def _parse_client(f: _Fields) -> Client:
+    return Client(
+        pool_size=f.integer("pool_size", minimum=1),
+        keepalive=f.boolean("keepalive", True),
+        connect_timeout_s=f.duration("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, positive=True),  # type: ignore[arg-type]
+    )
+
+
+def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
+    rules = []
+    for name, value in f.data.items():
+        metric, op, unit = SLA_METRICS[name]
+        if value is None:
+            raise f.error(name, "expected a threshold, got nothing")
+        try:
+            if unit == "ms":
+                threshold = parse_duration(value, bare_unit_s=1e-3) * 1e3
+            elif unit == "ratio":
+                threshold = _parse_ratio(value)
+            else:
+                threshold = parse_rate(value)
+        except (UnitError, ValueError) as exc:
+            raise f.error(name, str(exc)) from None
+        rules.append(SlaRule(name, metric, op, threshold, unit))
+    return tuple(rules)
+
+
+def _parse_ratio(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a fraction such as 0.01 or a percentage such as 1%, got {value!r}")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            ratio = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"expected a fraction such as 0.01 or a percentage such as 1%, got {value!r}") from None
+    elif isinstance(value, (int, float)):
+        ratio = float(value)
+    else:
+        raise ValueError(f"expected a fraction such as 0.01 or a percentage such as 1%, got {value!r}")
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"must be between 0 and 1 (0% and 100%), got {value!r}")
+    return ratio
+
+
+def _parse_output(f: _Fields) -> Output:
+    paths = {}
+    for key in ("json", "csv"):
+        value = f.string(key)
+        if value is None:
+            paths[key] = None
+            continue
+        path = Path(value)
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise f.error(key, f"{value!r} is a directory; give a file name")
+        if not parent.is_dir():
+            raise f.error(key, f"directory {str(parent)!r} does not exist (for {value!r})")
+        if not os.access(parent, os.W_OK):
+            raise f.error(key, f"directory {str(parent)!r} is not writable (for {value!r})")
+        paths[key] = path
+    return Output(paths["json"], paths["csv"])
+
+
+def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
+    """The profile as bench understood it, in plain JSON types, for the report."""
+    return {
+        "name": name,
+        "target": {
+            "url": target.url,
+            "method": target.method,
+            "headers": dict(target.headers),
+            "body_bytes": len(target.body) if target.body is not None else 0,
+            "timeout_s": target.timeout_s,
+        },
+        "load": {
+            "model": load.model,
+            "workers": load.workers,
+            "rate_per_s": load.rate_per_s,
+            "concurrency": load.concurrency,
+            "arrival": load.arrival if load.model == OPEN_LOOP else None,
+            "seed": load.seed,
+            "max_in_flight": load.max_in_flight if load.model == OPEN_LOOP else None,
+            "requests": load.requests,
+            "duration_s": load.duration_s,
+            "warmup_requests": load.warmup_requests,
+            "warmup_s": load.warmup_s,
+            "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
+        },
+        "client": {"pool_size": client.pool_size, "keepalive": client.keepalive, "connect_timeout_s": client.connect_timeout_s},
+        "sla": [{"name": r.name, "metric": r.metric, "op": r.op, "threshold": r.threshold, "unit": r.unit} for r in sla],
+        "output": {"json": str(output.json_path) if output.json_path else None, "csv": str(output.csv_path) if output.csv_path else None},
+        "mock": dataclasses.asdict(mock) if mock is not None else None,
+    }

@@ -1,0 +1,73 @@
+"""The JSON report and the per-request CSV: what a run leaves on disk.
+
+The report is versioned (``schema_version``) and carries the full HdrHistograms
+in their standard encoded form, so later tools can merge and compare runs
+exactly instead of working from rounded summaries.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+
+import bench
+from bench.engine.gate import Verdict
+from bench.engine.profile import CLOSED_LOOP, Profile
+from bench.engine.worker import CSV_HEADER
+
+SCHEMA_VERSION = 1
+
+
+def latency_meaning(profile: Profile) -> str:
+    """What the run's ``latency`` distribution measures, in words for the report and the tables."""
+    if profile.load.model == CLOSED_LOOP:
+        return "service time: from the actual send to the last response byte (closed loop)"
+    return "response time: from the intended send time to the last response byte (open loop, coordinated-omission safe)"
+
+
+def build_report(
+    profile: Profile,
+    *,
+    status: str,
+    messages: Iterable[str],
+    started_at: str,
+    ended_at: str,
+    target_url: str,
+    summary: dict[str, Any],
+    verdict: Verdict,
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "bench_version": bench.__version__,
+        "name": profile.name,
+        "profile_path": profile.source,
+        "profile": profile.resolved,
+        "target_url": target_url,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "status": status,
+        "complete": status == "completed",
+        "messages": list(messages),
+        "load_model": profile.load.model,
+        "latency_meaning": latency_meaning(profile),
+        **summary,
+        "sla": {"passed": verdict.passed, "checks": [c.as_dict() for c in verdict.checks]},
+    }
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+
+
+def merge_csv_parts(path: Path, parts: list[Path]) -> None:
+    """Concatenate the workers' CSV part files under one header, then delete them."""
+    with open(path, "w", encoding="ascii") as out:
+        out.write(CSV_HEADER)
+        for part in parts:
+            if part.exists():
+                with open(part, encoding="ascii") as src:
+                    shutil.copyfileobj(src, out)
+                part.unlink()

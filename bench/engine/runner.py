@@ -1,0 +1,265 @@
+"""Run a profile: start the mock if needed, fork the workers, merge their reports, gate, write the report.
+
+The parent never sends requests. It forks ``load.workers`` processes (before
+any thread or event loop exists in it), gives them a common start time once
+all are ready, then waits on their pipes and process sentinels, feeding every
+IntervalReport to the Aggregator and a Snapshot to ``on_progress`` a few times
+a second.
+
+The first SIGINT or SIGTERM asks the workers to stop sending and drain; a
+second SIGINT kills them at once. A worker that dies stops the run. In every
+case the report is written with what was measured, and ``status`` says why
+the run ended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.engine.aggregate import Aggregator, Snapshot
+from bench.engine.errors import RunError
+from bench.engine.gate import Verdict, evaluate
+from bench.engine.profile import Profile
+from bench.engine.report import build_report, merge_csv_parts, write_json
+from bench.engine.worker import WorkerSpec, worker_main
+
+COMPLETED = "completed"
+INTERRUPTED = "interrupted"
+CRASHED = "crashed"
+UNMEASURABLE = "unmeasurable"
+
+INTERVAL_S = 0.25
+READY_TIMEOUT_S = 15.0
+START_MARGIN_S = 0.02
+PROGRESS_EVERY_S = 0.25
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class RunResult:
+    """How a run ended, its numbers, its verdict and the report that was written."""
+
+    profile: Profile
+    status: str
+    summary: dict[str, Any]
+    verdict: Verdict
+    report: dict[str, Any]
+    messages: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when the run completed and met every SLA criterion."""
+        return self.status == COMPLETED and self.verdict.passed
+
+
+class _Signals:
+    """First SIGINT/SIGTERM: drain. Second SIGINT: stop at once. Installed only while a run is going."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None) -> RunResult:
+    """Run the profile to the end and return its result; writes the outputs the profile names.
+
+    Raises:
+        RunError: the mock server or the workers could not be started.
+    """
+    mock = None
+    url = profile.target.url
+    if profile.uses_mock:
+        from bench.mock import MockServerProcess
+
+        mock = MockServerProcess(profile.mock)
+        try:
+            mock.start()
+        except RuntimeError as exc:
+            raise RunError(f"could not start the mock server: {exc}") from None
+        url = mock.url + "/"
+    try:
+        return _run_workers(profile, url, on_progress)  # type: ignore[arg-type]
+    finally:
+        if mock is not None:
+            mock.stop()
+
+
+def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], None] | None) -> RunResult:
+    load = profile.load
+    ctx = multiprocessing.get_context("fork")
+    csv_dir = tempfile.mkdtemp(prefix="bench-csv-") if profile.output.csv_path else None
+    csv_parts = [Path(csv_dir) / f"worker-{i}.csv" for i in range(load.workers)] if csv_dir else []
+    procs: list[multiprocessing.process.BaseProcess] = []
+    conns: list[Connection] = []
+    messages: list[str] = []
+    aggregator = Aggregator(load.workers, INTERVAL_S)
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat()
+    status = COMPLETED
+    with _Signals() as signals:
+        try:
+            for i in range(load.workers):
+                parent_end, child_end = ctx.Pipe(duplex=True)
+                spec = WorkerSpec(i, load.workers, profile, url, INTERVAL_S, str(csv_parts[i]) if csv_parts else None)
+                proc = ctx.Process(target=worker_main, args=(spec, child_end), name=f"bench-worker-{i}", daemon=True)
+                proc.start()
+                child_end.close()
+                procs.append(proc)
+                conns.append(parent_end)
+            _wait_ready(procs, conns)
+            start_ns = time.monotonic_ns() + int(START_MARGIN_S * 1e9)
+            for conn in conns:
+                conn.send(("start", start_ns))
+            status = _collect(procs, conns, aggregator, signals, messages, on_progress)
+        finally:
+            _stop_all(procs, conns)
+    aggregator.close()
+    ended_at = dt.datetime.now(dt.timezone.utc).isoformat()
+    summary = aggregator.summary()
+    if status == COMPLETED and summary["requests"]["ok"] + summary["requests"]["http_errors"] == 0:
+        status = UNMEASURABLE
+        kinds = ", ".join(f"{k}: {n}" for k, n in summary["errors"].items()) or "no requests were sent"
+        messages.append(f"no request got an HTTP response from {url} ({kinds})")
+    verdict = evaluate(summary, profile.sla)
+    report = build_report(
+        profile,
+        status=status,
+        messages=messages,
+        started_at=started_at,
+        ended_at=ended_at,
+        target_url=url,
+        summary=summary,
+        verdict=verdict,
+    )
+    written = []
+    if profile.output.json_path:
+        write_json(profile.output.json_path, report)
+        written.append(profile.output.json_path)
+    if profile.output.csv_path and csv_dir:
+        merge_csv_parts(profile.output.csv_path, csv_parts)
+        os.rmdir(csv_dir)
+        written.append(profile.output.csv_path)
+    return RunResult(profile, status, summary, verdict, report, messages, written)
+
+
+def _wait_ready(procs, conns) -> None:
+    pending = {conn: proc for conn, proc in zip(conns, procs)}
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RunError(f"{len(pending)} worker(s) were not ready after {READY_TIMEOUT_S:.0f} s")
+        for conn in wait(list(pending), timeout=remaining):
+            try:
+                message = conn.recv()
+            except EOFError:
+                proc = pending[conn]
+                proc.join(1)
+                raise RunError(f"{proc.name} exited while starting (exit code {proc.exitcode})") from None
+            if message[0] == "error":
+                raise RunError(message[1])
+            if message[0] == "ready":
+                del pending[conn]
+
+
+def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress) -> str:
+    """Read reports until every worker sent its final one; returns the run's status."""
+    status = COMPLETED
+    live = {conn: i for i, conn in enumerate(conns)}
+    sentinels = {proc.sentinel: i for i, proc in enumerate(procs)}
+    stop_sent = False
+    last_progress = 0.0
+    while live:
+        if signals.count and not stop_sent:
+            status = INTERRUPTED
+            messages.append("interrupted: stopped sending, drained in-flight requests")
+            _broadcast(conns, ("stop",))
+            stop_sent = True
+        if signals.count >= 2:
+            messages.append("interrupted twice: stopped at once; requests in flight and the last interval are not counted")
+            for proc in procs:
+                if proc.is_alive():
+                    proc.kill()
+            break
+        ready = wait(list(live) + [s for s, i in sentinels.items() if conns[i] in live], timeout=PROGRESS_EVERY_S)
+        for item in ready:
+            if isinstance(item, int):
+                continue  # a sentinel: handled below once its pipe is drained
+            index = live[item]
+            try:
+                kind, payload = item.recv()
+            except (EOFError, OSError):
+                del live[item]
+                procs[index].join(1)
+                messages.append(f"worker {index} (pid {procs[index].pid}) died (exit code {procs[index].exitcode}) before its final report")
+                status = CRASHED
+                continue
+            if kind == "interval":
+                aggregator.add(payload)
+                if payload.final:
+                    del live[item]
+            elif kind == "error":
+                messages.append(payload.strip())
+                del live[item]
+                status = CRASHED
+        for sentinel, index in sentinels.items():
+            conn = conns[index]
+            if conn in live and sentinel in ready and not conn.poll():
+                del live[conn]
+                procs[index].join(1)
+                messages.append(f"worker {index} (pid {procs[index].pid}) died (exit code {procs[index].exitcode}) before its final report")
+                status = CRASHED
+        if status == CRASHED and live and not stop_sent:
+            _broadcast(conns, ("stop",))
+            stop_sent = True
+        now = time.monotonic()
+        if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
+            last_progress = now
+            on_progress(aggregator.snapshot())
+    if on_progress is not None:
+        on_progress(aggregator.snapshot())
+    return status
+
+
+def _broadcast(conns, message) -> None:
+    for conn in conns:
+        try:
+            conn.send(message)
+        except (OSError, ValueError):
+            pass
+
+
+def _stop_all(procs, conns) -> None:
+    """Make sure no worker outlives the run: join, then SIGKILL what is left, by PID."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(2)
+    for conn in conns:
+        conn.close()

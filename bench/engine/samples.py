@@ -1,0 +1,186 @@
+"""What a worker records per request and what crosses the pipe to the parent, once per interval.
+
+A worker never sends one message per request: it folds each request into
+interval HdrHistograms and counters (``Recorder``) and every ``interval_s``
+ships one ``IntervalReport`` with the histograms in HdrHistogram's standard
+encoded form. Merging encoded histograms is exact, so the parent's
+percentiles are those of one histogram of every value, whatever the number of
+workers.
+
+Latencies are recorded in microseconds, from 1 µs to 1 hour, at 3 significant
+figures (0.1 % resolution). A value outside that range is counted in
+``overflow``, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+SIGNIFICANT_FIGURES = 3
+
+MEASURED = "measured"
+WARMUP = "warmup"
+
+# Client error kinds: every request that got no HTTP response is counted as exactly one of these.
+ERROR_KINDS = ("connect", "timeout", "read", "protocol", "cancelled", "other")
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+@dataclass
+class PhaseTally:
+    """Counters and histograms of one phase (warm-up or measured) over one interval or a whole run.
+
+    ``latency`` is the response time: from the intended send time in an open
+    loop (coordinated-omission safe), from the actual send in a closed loop.
+    ``service`` is always from the actual send. ``lag`` is actual minus intended
+    send (open loop only): how late the generator was.
+    """
+
+    sent: int = 0
+    ok: int = 0
+    http_errors: int = 0
+    client_errors: int = 0
+    overflow: int = 0
+    bytes_received: int = 0
+    status: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    service: HdrHistogram = field(default_factory=new_histogram)
+    lag: HdrHistogram = field(default_factory=new_histogram)
+    first_send_ns: int | None = None
+    last_end_ns: int | None = None
+
+    @property
+    def completed(self) -> int:
+        return self.ok + self.http_errors + self.client_errors
+
+    def merge_counts(self, other: "PhaseTally | PhaseReport") -> None:
+        self.sent += other.sent
+        self.ok += other.ok
+        self.http_errors += other.http_errors
+        self.client_errors += other.client_errors
+        self.overflow += other.overflow
+        self.bytes_received += other.bytes_received
+        for code, n in other.status.items():
+            self.status[code] = self.status.get(code, 0) + n
+        for kind, n in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + n
+        if other.first_send_ns is not None:
+            self.first_send_ns = other.first_send_ns if self.first_send_ns is None else min(self.first_send_ns, other.first_send_ns)
+        if other.last_end_ns is not None:
+            self.last_end_ns = other.last_end_ns if self.last_end_ns is None else max(self.last_end_ns, other.last_end_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseReport:
+    """A PhaseTally as sent through the pipe: counters plus encoded histograms ('' when empty)."""
+
+    sent: int
+    ok: int
+    http_errors: int
+    client_errors: int
+    overflow: int
+    bytes_received: int
+    status: dict[int, int]
+    errors: dict[str, int]
+    latency: str
+    service: str
+    lag: str
+    first_send_ns: int | None
+    last_end_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalReport:
+    """One worker's interval: sequence number ``seq`` covers [start + seq*interval, start + (seq+1)*interval)."""
+
+    worker: int
+    seq: int
+    measured: PhaseReport | None
+    warmup: PhaseReport | None
+    in_flight: int
+    cpu_s: float
+    final: bool = False
+
+
+def _encode(histogram: HdrHistogram) -> str:
+    return histogram.encode().decode("ascii") if histogram.get_total_count() else ""
+
+
+class Recorder:
+    """Per-worker recording of finished requests into the current interval's tallies."""
+
+    def __init__(self) -> None:
+        self.phases = {MEASURED: PhaseTally(), WARMUP: PhaseTally()}
+
+    def sent(self, phase: str, sent_ns: int) -> None:
+        tally = self.phases[phase]
+        tally.sent += 1
+        if tally.first_send_ns is None:
+            tally.first_send_ns = sent_ns
+
+    def finished(
+        self,
+        phase: str,
+        intended_ns: int,
+        sent_ns: int,
+        end_ns: int,
+        status: int | None,
+        error: str | None,
+        nbytes: int,
+        *,
+        open_loop: bool,
+    ) -> None:
+        """Count one finished request: a response (any status) or a client error (``error`` kind)."""
+        tally = self.phases[phase]
+        tally.last_end_ns = end_ns if tally.last_end_ns is None else max(tally.last_end_ns, end_ns)
+        if open_loop:
+            if not tally.lag.record_value(max(1, (sent_ns - intended_ns) // 1000)):
+                tally.overflow += 1
+        if error is not None:
+            tally.client_errors += 1
+            tally.errors[error] = tally.errors.get(error, 0) + 1
+            return
+        assert status is not None
+        tally.status[status] = tally.status.get(status, 0) + 1
+        tally.bytes_received += nbytes
+        if status >= 400:
+            tally.http_errors += 1
+        else:
+            tally.ok += 1
+        start_ns = intended_ns if open_loop else sent_ns
+        if not tally.latency.record_value(max(1, (end_ns - start_ns) // 1000)):
+            tally.overflow += 1
+        tally.service.record_value(max(1, (end_ns - sent_ns) // 1000))
+
+    def flush(self, worker: int, seq: int, in_flight: int, cpu_s: float, final: bool = False) -> IntervalReport:
+        """Package the current interval as a report and start a new, empty one."""
+        reports = {}
+        for name, tally in self.phases.items():
+            if tally.sent == 0 and tally.completed == 0:
+                reports[name] = None
+                continue
+            reports[name] = PhaseReport(
+                tally.sent,
+                tally.ok,
+                tally.http_errors,
+                tally.client_errors,
+                tally.overflow,
+                tally.bytes_received,
+                tally.status,
+                tally.errors,
+                _encode(tally.latency),
+                _encode(tally.service),
+                _encode(tally.lag),
+                tally.first_send_ns,
+                tally.last_end_ns,
+            )
+            self.phases[name] = PhaseTally()
+        return IntervalReport(worker, seq, reports[MEASURED], reports[WARMUP], in_flight, cpu_s, final)

@@ -1,0 +1,160 @@
+"""The load plan: when each request is due (open loop) and how many may run at once (closed loop).
+
+Everything here is a pure function of the profile's Load and a worker's index,
+so every worker computes its own share without talking to the others, and the
+shares add up to the whole exactly.
+
+Open loop. The offered rate is a piecewise-linear function r(t) (constant, or
+ramped by stages like k6's ramping-arrival-rate). Its integral
+Λ(t) = ∫₀ᵗ r(u) du counts the requests due by time t, so
+
+* constant arrivals: global request n is due at Λ⁻¹(n); worker i of W takes
+  n = i, i+W, i+2W, ... (interleaved, so each worker sends at r/W);
+* poisson arrivals: worker i draws unit-rate exponential gaps E₁, E₂, ... from
+  its own seeded generator and sends at Λ⁻¹(W·(E₁+…+Eₖ)). Each worker is then a
+  Poisson process of intensity r(t)/W, and their union a Poisson process of
+  intensity r(t) (superposition), with any number of workers.
+
+Closed loop. The concurrency c(t) is piecewise linear the same way; worker i's
+share of a total C is C//W, plus one for the first C % W workers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+from bench.engine.profile import Load
+
+
+def share(total: int, index: int, count: int) -> int:
+    """Worker ``index``'s part of ``total`` split over ``count`` workers; the parts add up to ``total``."""
+    base, extra = divmod(total, count)
+    return base + (1 if index < extra else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Ramp:
+    """A piecewise-linear function of time: ``points`` are (t_s, value), linear in between, flat after the last."""
+
+    points: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def from_load(cls, start: float, stages) -> "Ramp":
+        t, value = 0.0, start
+        points = [(t, value)]
+        for stage in stages:
+            t += stage.duration_s
+            points.append((t, stage.target))
+        return cls(tuple(points))
+
+    @property
+    def end_s(self) -> float:
+        return self.points[-1][0]
+
+    def value_at(self, t: float) -> float:
+        """r(t): the value at time t (after an instant step, the new value)."""
+        points = self.points
+        if t >= points[-1][0]:
+            return points[-1][1]
+        for (t0, v0), (t1, v1) in zip(points, points[1:]):
+            if t < t1:
+                if t1 == t0:
+                    continue
+                return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+        return points[-1][1]
+
+    def integral_to(self, t: float) -> float:
+        """Λ(t) = ∫₀ᵗ r(u) du."""
+        total = 0.0
+        points = self.points
+        for (t0, v0), (t1, v1) in zip(points, points[1:]):
+            if t <= t0:
+                return total
+            end = min(t, t1)
+            if t1 > t0:
+                v_end = v0 + (v1 - v0) * (end - t0) / (t1 - t0)
+                total += (v0 + v_end) / 2 * (end - t0)
+        last_t, last_v = points[-1]
+        if t > last_t:
+            total += last_v * (t - last_t)
+        return total
+
+    def inverse_integral(self, area: float) -> float:
+        """Λ⁻¹(area): the earliest t with Λ(t) = area, or +inf when the ramp never gets there."""
+        total = 0.0
+        points = self.points
+        for (t0, v0), (t1, v1) in zip(points, points[1:]):
+            span = t1 - t0
+            if span <= 0:
+                continue
+            segment = (v0 + v1) / 2 * span
+            if total + segment >= area:
+                need = area - total
+                slope = (v1 - v0) / span
+                if abs(slope) < 1e-12:
+                    return t0 + (need / v0 if v0 > 0 else 0.0)
+                # Solve v0*x + slope/2*x^2 = need for the smallest x >= 0.
+                disc = v0 * v0 + 2 * slope * need
+                x = (-v0 + math.sqrt(max(disc, 0.0))) / slope
+                return t0 + min(max(x, 0.0), span)
+            total += segment
+        last_t, last_v = points[-1]
+        if last_v <= 0:
+            return math.inf
+        return last_t + (area - total) / last_v
+
+
+def rate_ramp(load: Load) -> Ramp:
+    """The open-loop rate r(t) in requests per second."""
+    if load.stages:
+        return Ramp.from_load(load.rate_per_s or 0.0, load.stages)
+    return Ramp(((0.0, load.rate_per_s or 0.0),))
+
+
+def concurrency_ramp(load: Load) -> Ramp:
+    """The closed-loop concurrency c(t) in requests in flight."""
+    if load.stages:
+        return Ramp.from_load(float(load.concurrency or 0), load.stages)
+    return Ramp(((0.0, float(load.concurrency or 0)),))
+
+
+def schedule_end_s(load: Load) -> float:
+    """When the plan stops issuing work, in seconds from the start (inf: only the request count ends it).
+
+    With a time warm-up, ``duration`` counts from the end of the warm-up.
+    Stages end the plan when they end, warm-up included.
+    """
+    ends = [math.inf]
+    if load.duration_s is not None:
+        ends.append(load.warmup_s + load.duration_s)
+    if load.stages:
+        ends.append(Ramp.from_load(0.0, load.stages).end_s)
+    return min(ends)
+
+
+def arrival_offsets(load: Load, index: int, count: int) -> Iterator[float]:
+    """Intended send times (seconds from the common start) of worker ``index``'s requests, in order.
+
+    Stops at the end of the plan's time; the request count is the worker's to enforce.
+    """
+    ramp = rate_ramp(load)
+    end_s = schedule_end_s(load)
+    if load.arrival == "poisson":
+        rng = random.Random(f"bench-poisson:{load.seed}:{index}")
+        area = 0.0
+        while True:
+            area += rng.expovariate(1.0) * count
+            t = ramp.inverse_integral(area)
+            if t >= end_s:
+                return
+            yield t
+    n = index
+    while True:
+        t = ramp.inverse_integral(float(n))
+        if t >= end_s:
+            return
+        yield t
+        n += count

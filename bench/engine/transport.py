@@ -1,0 +1,76 @@
+"""One request in, one outcome out: the aiohttp client pool and the single place exceptions become error kinds.
+
+A per-request failure is data, not an exception: ``send`` always returns
+``(status, nbytes, error_kind)`` with exactly one of status or error_kind set,
+so the caller can count every request exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+from bench.engine.profile import Profile
+
+
+def map_error(exc: BaseException) -> str:
+    """The error kind of an exception raised while sending or reading a request."""
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        return "timeout"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError, ConnectionRefusedError, socket.gaierror)):
+        return "connect"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError, ConnectionResetError)):
+        return "read"
+    if isinstance(exc, (aiohttp.ClientResponseError, aiohttp.InvalidURL)):
+        return "protocol"
+    if isinstance(exc, aiohttp.ClientError):
+        return "protocol"
+    if isinstance(exc, OSError):
+        return "read"
+    return "other"
+
+
+class AiohttpTransport:
+    """An aiohttp ClientSession sized to this worker's share of the load, with request parts prebuilt."""
+
+    def __init__(self, profile: Profile, url: str, pool_size: int):
+        self.url = url
+        self.method = profile.target.method
+        self.body = profile.target.body
+        self.headers = dict(profile.target.headers)
+        if not profile.client.keepalive:
+            self.headers["Connection"] = "close"
+        connector = aiohttp.TCPConnector(
+            limit=pool_size,
+            limit_per_host=pool_size,
+            force_close=not profile.client.keepalive,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=True,
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=profile.target.timeout_s, sock_connect=profile.client.connect_timeout_s),
+            skip_auto_headers=("User-Agent",),
+            headers={"User-Agent": "bench"},
+            auto_decompress=False,
+        )
+
+    async def send(self) -> tuple[int | None, int, str | None]:
+        """Send the request and read the whole body: (status, body bytes, None) or (None, 0, error kind)."""
+        try:
+            async with self.session.request(self.method, self.url, data=self.body, headers=self.headers, allow_redirects=False) as response:
+                body = await response.read()
+                return response.status, len(body), None
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure is counted as a kind, never raised
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return None, 0, map_error(exc)
+
+    async def close(self) -> None:
+        await self.session.close()

@@ -1,0 +1,287 @@
+"""A worker process: its own uvloop event loop and aiohttp pool, sending its share of the plan.
+
+Talks to the parent over one duplex pipe. Parent -> worker: ``("start",
+start_ns)`` once every worker is ready (a common start time, so the shares
+interleave), ``("stop",)`` to drain early (Ctrl-C). Worker -> parent:
+``("ready",)``, then an ``("interval", IntervalReport)`` every interval and a
+last one with ``final=True``, or ``("error", text)`` if the worker itself fails.
+
+Open loop: request k is sent at its intended time whether or not earlier ones
+finished; if the in-flight cap is reached it waits for a slot and is sent late,
+its latency still counted from the intended time. Closed loop: a set of
+virtual users, each sending its next request when the previous one finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import io
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from bench.engine.profile import OPEN_LOOP, Profile
+from bench.engine.samples import MEASURED, WARMUP, Recorder
+from bench.engine.schedule import arrival_offsets, concurrency_ramp, schedule_end_s, share
+from bench.engine.transport import AiohttpTransport
+
+CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes\n"
+RAMP_TICK_S = 0.05
+INTERRUPT_DRAIN_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a worker needs, fixed before the fork."""
+
+    index: int
+    count: int
+    profile: Profile
+    url: str
+    interval_s: float
+    csv_path: str | None
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies, so no worker is ever orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+    """Process entry point (after fork): build a fresh uvloop loop and run the worker."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(Worker(spec, conn).run())
+    except BaseException:  # noqa: BLE001 - reported to the parent, which decides the exit code
+        try:
+            conn.send(("error", f"worker {spec.index}: {traceback.format_exc(limit=6)}"))
+        except OSError:
+            pass
+        os._exit(1)
+    finally:
+        conn.close()
+
+
+class Worker:
+    """Runs one worker's share: scheduling, sending, recording and reporting."""
+
+    def __init__(self, spec: WorkerSpec, conn: Connection):
+        self.spec = spec
+        self.conn = conn
+        self.load = spec.profile.load
+        self.open_loop = self.load.model == OPEN_LOOP
+        self.recorder = Recorder()
+        self.in_flight = 0
+        self.stopping = False
+        self.tasks: set[asyncio.Task] = set()
+        self.issued = 0
+        self.warmup_share = share(self.load.warmup_requests, spec.index, spec.count)
+        self.measured_share = share(self.load.requests, spec.index, spec.count) if self.load.requests is not None else None
+        self.measured_issued = 0
+        self.end_s = schedule_end_s(self.load)
+        self.csv: io.TextIOBase | None = None
+        self.start_ns = 0
+        self.seq = 0
+        self.rows = 0
+        self.cpu_start = time.process_time()
+        self._started = asyncio.get_event_loop().create_future()
+        self._slot_freed = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self._pool_size()
+        self.transport = AiohttpTransport(self.spec.profile, self.spec.url, pool)
+        if self.spec.csv_path:
+            self.csv = open(self.spec.csv_path, "w", buffering=1 << 16, encoding="ascii")
+        loop.add_reader(self.conn.fileno(), self._on_parent_message)
+        self.conn.send(("ready",))
+        self.start_ns = await self._started
+        reporter = asyncio.ensure_future(self._report_loop())
+        try:
+            if self.open_loop:
+                await self._open_loop()
+            else:
+                await self._closed_loop()
+            await self._drain()
+        finally:
+            reporter.cancel()
+            loop.remove_reader(self.conn.fileno())
+            cpu_s = time.process_time() - self.cpu_start
+            self.conn.send(("interval", self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s, final=True)))
+            if self.csv is not None:
+                self.csv.close()
+            await self.transport.close()
+
+    def _pool_size(self) -> int:
+        load, client = self.load, self.spec.profile.client
+        peak = load.peak_concurrency
+        total = client.pool_size if client.pool_size is not None else peak
+        return max(1, share(total, self.spec.index, self.spec.count))
+
+    def _on_parent_message(self) -> None:
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            os._exit(1)  # the parent is gone: nobody would read our results
+        if message[0] == "start" and not self._started.done():
+            self._started.set_result(message[1])
+        elif message[0] == "stop":
+            self.stopping = True
+            self._slot_freed.set()
+
+    async def _report_loop(self) -> None:
+        interval_ns = int(self.spec.interval_s * 1e9)
+        while True:
+            due = self.start_ns + (self.seq + 1) * interval_ns
+            delay = (due - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            cpu_s = time.process_time() - self.cpu_start
+            self.conn.send(("interval", self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s)))
+            self.seq += 1
+
+    async def _drain(self) -> None:
+        """Wait for in-flight requests; after an interrupt only for a bounded time, then cancel the rest."""
+        if not self.tasks:
+            return
+        if self.stopping:
+            timeout = min(INTERRUPT_DRAIN_S, self.spec.profile.target.timeout_s)
+            done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        else:
+            await asyncio.wait(set(self.tasks))
+
+    # ------------------------------------------------------------------ tickets
+
+    def _next_phase(self, offset_s: float) -> str | None:
+        """The phase of the next request, or None when this worker's share is done."""
+        if self.stopping or offset_s >= self.end_s:
+            return None
+        if self.issued < self.warmup_share or offset_s < self.load.warmup_s:
+            self.issued += 1
+            return WARMUP
+        if self.measured_issued == 0 and self.load.warmup_requests and self.load.duration_s is not None:
+            # Count-based warm-up: the measured duration starts with the first measured request.
+            self.end_s = min(self.end_s, offset_s + self.load.duration_s)
+        if self.measured_share is not None and self.measured_issued >= self.measured_share:
+            return None
+        self.issued += 1
+        self.measured_issued += 1
+        return MEASURED
+
+    # ------------------------------------------------------------------ open loop
+
+    async def _open_loop(self) -> None:
+        cap = max(1, share(self.load.max_in_flight, self.spec.index, self.spec.count))
+        start_ns = self.start_ns
+        for offset_s in arrival_offsets(self.load, self.spec.index, self.spec.count):
+            intended_ns = start_ns + int(offset_s * 1e9)
+            delay = (intended_ns - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while self.in_flight >= cap and not self.stopping:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            phase = self._next_phase(offset_s)
+            if phase is None:
+                return
+            self._spawn(phase, intended_ns)
+
+    def _spawn(self, phase: str, intended_ns: int) -> None:
+        task = asyncio.ensure_future(self._one(phase, intended_ns))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # ------------------------------------------------------------------ closed loop
+
+    async def _closed_loop(self) -> None:
+        ramp = concurrency_ramp(self.load)
+        users: list[asyncio.Task] = []
+        self._user_limit = 0
+        finished = asyncio.Event()
+        index, count = self.spec.index, self.spec.count
+
+        def target_at(t: float) -> int:
+            return share(int(round(ramp.value_at(t))), index, count)
+
+        while not self.stopping and not finished.is_set():
+            elapsed = (time.monotonic_ns() - self.start_ns) / 1e9
+            self._user_limit = target_at(elapsed)
+            while len(users) < self._user_limit:
+                users.append(asyncio.ensure_future(self._user(len(users), finished)))
+            if not self.load.stages or elapsed >= ramp.end_s:
+                break
+            try:
+                await asyncio.wait_for(finished.wait(), RAMP_TICK_S)
+            except asyncio.TimeoutError:
+                pass
+        if users:
+            await asyncio.wait(users)
+
+    async def _user(self, number: int, finished: asyncio.Event) -> None:
+        """One virtual user: request after request until the share is done or the ramp lowers the limit."""
+        while not finished.is_set():
+            if number >= self._user_limit:
+                if not self.load.stages:
+                    return
+                await asyncio.sleep(RAMP_TICK_S)
+                if self.stopping or (time.monotonic_ns() - self.start_ns) / 1e9 >= self.end_s:
+                    return
+                continue
+            now_ns = time.monotonic_ns()
+            phase = self._next_phase((now_ns - self.start_ns) / 1e9)
+            if phase is None:
+                finished.set()
+                return
+            task = asyncio.ensure_future(self._one(phase, now_ns))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            await asyncio.wait([task])
+
+    # ------------------------------------------------------------------ one request
+
+    async def _one(self, phase: str, intended_ns: int) -> None:
+        recorder = self.recorder
+        sent_ns = time.monotonic_ns()
+        recorder.sent(phase, sent_ns)
+        self.in_flight += 1
+        try:
+            status, nbytes, error = await self.transport.send()
+        except asyncio.CancelledError:
+            status, nbytes, error = None, 0, "cancelled"
+        end_ns = time.monotonic_ns()
+        self.in_flight -= 1
+        self._slot_freed.set()
+        recorder.finished(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, open_loop=self.open_loop)
+        if self.csv is not None:
+            self._write_row(phase, intended_ns, sent_ns, end_ns, status, error, nbytes)
+
+    def _write_row(self, phase, intended_ns, sent_ns, end_ns, status, error, nbytes) -> None:
+        start = self.start_ns
+        self.rows += 1
+        latency_start = intended_ns if self.open_loop else sent_ns
+        latency = f"{(end_ns - latency_start) / 1e6:.3f}" if error is None else ""
+        service = f"{(end_ns - sent_ns) / 1e6:.3f}" if error is None else ""
+        self.csv.write(  # type: ignore[union-attr]
+            f"{self.spec.index},{self.rows},{phase},{(intended_ns - start) / 1e6:.3f},{(sent_ns - start) / 1e6:.3f},"
+            f"{(end_ns - start) / 1e6:.3f},{status if status is not None else ''},{error or ''},{latency},{service},{nbytes}\n"
+        )

@@ -1,0 +1,546 @@
+"""The mock HTTP/1.1 server: uvloop + httptools protocol, in-process, blocking and child-process runners.
+
+It owns the sockets and process handling so that load tests have a fast, predictable
+target on the same machine: responses are prebuilt bytes, delays are event-loop timers
+(never blocking), pipelined responses leave in request order, and a child server dies
+with its parent instead of being left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from dataclasses import replace
+from http import HTTPStatus
+from typing import Any, Callable, Iterator
+
+import httptools
+import orjson
+import uvloop
+
+from bench.mock.behaviour import Behaviour
+from bench.mock.config import MockConfig
+
+__all__ = ["MockServer", "MockServerProcess", "run_server", "start_server"]
+
+_BACKLOG = 1024
+_START_TIMEOUT_S = 10.0
+_PARENT_POLL_S = 0.5
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def build_body(status: int, size: int) -> bytes:
+    """The JSON body for ``status``, exactly ``size`` bytes long.
+
+    ``{"status":200,"pad":"xx..."}`` when ``size`` >= 23 (the unpadded object); smaller
+    sizes get ``{}`` padded with trailing spaces (still valid JSON), ``0`` for 1 byte,
+    and nothing for 0.
+    """
+    minimal = orjson.dumps({"status": status, "pad": ""})
+    if size >= len(minimal):
+        return orjson.dumps({"status": status, "pad": "x" * (size - len(minimal))})
+    if size >= 2:
+        return b"{}" + b" " * (size - 2)
+    return b"0" if size == 1 else b""
+
+
+def _response(status: int, body: bytes, keep_alive: bool, head: bool) -> bytes:
+    if status in _NO_BODY_STATUSES or status < 200:
+        length, body = b"", b""
+    else:
+        length = b"Content-Length: %d\r\n" % len(body)
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, _reason(status).encode("latin-1")),
+            b"Server: bench-mock\r\nContent-Type: application/json\r\n",
+            length,
+            b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n",
+            b"" if head else body,
+        )
+    )
+
+
+class _Shared:
+    """State shared by all connections of one listening server: behaviour, prebuilt responses, live connections."""
+
+    __slots__ = ("behaviour", "call_later", "connections", "head_responses", "responses", "time", "bad_request")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: MockConfig) -> None:
+        self.behaviour = Behaviour(config)
+        self.time = loop.time
+        self.call_later = loop.call_later
+        self.connections: set[_Connection] = set()
+        statuses = {200, *config.errors.statuses}
+        bodies = {status: build_body(status, config.body_bytes) for status in statuses}
+        # Indexed by keep_alive (False -> 0, True -> 1).
+        self.responses = {s: (_response(s, b, False, False), _response(s, b, True, False)) for s, b in bodies.items()}
+        self.head_responses = {s: (_response(s, b, False, True), _response(s, b, True, True)) for s, b in bodies.items()}
+        self.bad_request = _response(400, orjson.dumps({"status": 400, "error": "malformed request"}), False, False)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses requests, schedules each response, writes them in request order.
+
+    Requests are numbered; ``_send_seq`` is the next number allowed on the wire, and
+    responses that become ready earlier wait in ``_early``. After a request that ends
+    the connection (``Connection: close``, HTTP/1.0, malformed, upgrade, client EOF)
+    further input is ignored and the socket closes once everything before it is sent.
+    """
+
+    __slots__ = ("_batch", "_close_seq", "_early", "_next_seq", "_parser", "_send_seq", "_shared", "_transport")
+
+    def __init__(self, shared: _Shared) -> None:
+        self._shared = shared
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: Any = None
+        self._next_seq = 0
+        self._send_seq = 0
+        self._close_seq: int | None = None
+        self._early: dict[int, bytes] = {}
+        self._batch: list[bytes] | None = None
+
+    # asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        self._shared.connections.add(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._transport = None
+        self._early.clear()
+        self._shared.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._close_seq is not None:
+            return
+        # Responses ready during this feed (pipelining, zero delay) leave in one write.
+        self._batch = batch = []
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # That request was answered; what follows is a protocol we do not speak.
+            self._close_after(self._next_seq - 1)
+        except httptools.HttpParserError:
+            if self._close_seq is None:  # else: llhttp rejects data after a closing request; ignore it
+                self._reject()
+        self._batch = None
+        transport = self._transport
+        if transport is None:
+            return
+        if batch:
+            transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        if self._close_seq is not None and self._send_seq > self._close_seq:
+            self._close()
+
+    def eof_received(self) -> bool | None:
+        # The client stopped sending: answer what it already asked, then close.
+        self._close_after(self._next_seq - 1)
+        return True if self._send_seq <= self._close_seq else None
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and self._close_seq is None:
+            self._transport.resume_reading()
+
+    # httptools callbacks ------------------------------------------------------------
+
+    def on_message_complete(self) -> None:
+        if self._close_seq is not None:
+            return
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        shared = self._shared
+        parser = self._parser
+        keep_alive = parser.should_keep_alive()
+        delay, status = shared.behaviour.next_response(shared.time())
+        if parser.get_method() == b"HEAD":
+            data = shared.head_responses[status][keep_alive]
+        else:
+            data = shared.responses[status][keep_alive]
+        if not keep_alive:
+            self._close_after(seq)
+        if delay > 0.0:
+            shared.call_later(delay, self._deliver, seq, data)
+        else:
+            self._deliver(seq, data)
+
+    # internals ----------------------------------------------------------------------
+
+    def _deliver(self, seq: int, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        if seq != self._send_seq:
+            self._early[seq] = data
+            return
+        seq += 1
+        early = self._early
+        if early and seq in early:
+            parts = [data]
+            while seq in early:
+                parts.append(early.pop(seq))
+                seq += 1
+            data = b"".join(parts)
+        self._send_seq = seq
+        batch = self._batch
+        if batch is not None:
+            batch.append(data)  # data_received writes and closes after the feed
+            return
+        transport.write(data)
+        if self._close_seq is not None and seq > self._close_seq:
+            self._close()
+
+    def _close_after(self, seq: int) -> None:
+        if self._close_seq is None:
+            self._close_seq = seq
+            if self._transport is not None:
+                self._transport.pause_reading()
+
+    def _reject(self) -> None:
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        self._close_after(seq)
+        self._deliver(seq, self._shared.bad_request)
+
+    def _close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+
+class MockServer:
+    """A listening in-process mock server; unpacks as ``(asyncio.Server, port)``.
+
+    Use ``await close()`` (or ``async with``) rather than only ``server.close()``:
+    it also closes open keep-alive connections, which asyncio leaves running.
+    """
+
+    def __init__(self, server: asyncio.AbstractServer, port: int, host: str, shared: _Shared) -> None:
+        self.server = server
+        self.port = port
+        self.host = host
+        self._shared = shared
+
+    @property
+    def behaviour(self) -> Behaviour:
+        return self._shared.behaviour
+
+    @property
+    def url(self) -> str:
+        return _url(self.host, self.port)
+
+    async def close(self) -> None:
+        """Stop listening, close every open connection and wait for the listener to shut."""
+        self.server.close()
+        for connection in list(self._shared.connections):
+            connection._close()
+        await asyncio.wait_for(self.server.wait_closed(), timeout=5.0)
+
+    async def __aenter__(self) -> "MockServer":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.server, self.port))
+
+
+def _url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def start_server(
+    config: MockConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    reuse_port: bool = False,
+    sock: socket.socket | None = None,
+) -> MockServer:
+    """Listen on the running loop (port 0 picks a free port, ``sock`` uses an already bound socket)."""
+    loop = asyncio.get_running_loop()
+    shared = _Shared(loop, config if config is not None else MockConfig())
+
+    def factory() -> _Connection:
+        return _Connection(shared)
+
+    if sock is not None:
+        server = await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
+    else:
+        server = await loop.create_server(factory, host, port, reuse_port=reuse_port or None, backlog=_BACKLOG)
+    bound = server.sockets[0].getsockname()
+    return MockServer(server, bound[1], host if sock is None else bound[0], shared)
+
+
+async def _serve_until_signal(
+    config: MockConfig,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    sock: socket.socket | None = None,
+    on_ready: Callable[[int], object] | None = None,
+    parent_pid: int | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or, with ``parent_pid``, until that parent is gone)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    handle_signals = threading.current_thread() is threading.main_thread()
+    if handle_signals:
+        for signum in signals:
+            loop.add_signal_handler(signum, stop.set)
+
+    def watch_parent() -> None:
+        if os.getppid() != parent_pid:
+            stop.set()
+        else:
+            loop.call_later(_PARENT_POLL_S, watch_parent)
+
+    try:
+        server = await start_server(config, host, port, reuse_port=reuse_port, sock=sock)
+        try:
+            if parent_pid is not None:
+                watch_parent()
+            if on_ready is not None:
+                on_ready(server.port)
+            await stop.wait()
+        finally:
+            await server.close()
+    finally:
+        if handle_signals:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+
+def _bind_reuse_port(host: str, port: int) -> socket.socket:
+    family, type_, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def run_server(
+    config: MockConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    processes: int = 1,
+    on_ready: Callable[[int], object] | None = None,
+) -> None:
+    """Serve on uvloop until SIGINT/SIGTERM, then close connections and stop any worker processes.
+
+    With ``processes`` > 1 the port is shared through SO_REUSEPORT by this process and
+    ``processes - 1`` forked workers; worker i uses seed ``seed + i`` so their random
+    streams differ. ``on_ready(port)`` runs once every process listens.
+    """
+    config = config if config is not None else MockConfig()
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes!r}")
+    workers: list[MockServerProcess] = []
+    sock = None
+    try:
+        if processes > 1:
+            # Bind first so port 0 resolves to one port all workers then share;
+            # listening starts only after the fork, and workers close their copy.
+            sock = _bind_reuse_port(host, port)
+            port = sock.getsockname()[1]
+            for index in range(1, processes):
+                worker = MockServerProcess(replace(config, seed=config.seed + index), host, port, reuse_port=True)
+                worker._close_fds = (sock.fileno(),)
+                workers.append(worker)
+                worker.start()
+            sock.listen(_BACKLOG)
+        loop = uvloop.new_event_loop()
+        try:
+            loop.run_until_complete(_serve_until_signal(config, host, port, sock=sock, on_ready=on_ready))
+        finally:
+            loop.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+        if sock is not None:
+            sock.close()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Best effort (Linux): have the kernel send SIGTERM when the forking thread's process dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_main(
+    conn: multiprocessing.connection.Connection,
+    config: MockConfig,
+    host: str,
+    port: int,
+    reuse_port: bool,
+    parent_pid: int,
+    pdeathsig: bool,
+    close_fds: tuple[int, ...],
+) -> None:
+    # The fork copied the parent's signal setup (possibly its event loop's wakeup fd,
+    # which would forward our signals to the parent): start from the defaults.
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    if pdeathsig:
+        _die_with_parent()
+    if os.getppid() != parent_pid:
+        os._exit(0)
+    for fd in close_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(
+            _serve_until_signal(
+                config,
+                host,
+                port,
+                reuse_port=reuse_port,
+                on_ready=lambda bound: conn.send(("ready", bound)),
+                parent_pid=parent_pid,
+            )
+        )
+    except BaseException:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+        raise SystemExit(1)
+    finally:
+        loop.close()
+        conn.close()
+
+
+class MockServerProcess:
+    """A mock server in a forked child process, for tests and benchmarks that need a separate CPU.
+
+    ``start()`` returns once the child listens (``port`` then holds the real port);
+    ``stop()`` sends SIGTERM, then SIGKILL if the child has not exited within the
+    timeout. The child exits by itself if this process dies.
+    """
+
+    def __init__(
+        self, config: MockConfig | None = None, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
+    ) -> None:
+        self.config = config if config is not None else MockConfig()
+        self.host = host
+        self.port: int | None = port or None
+        self.pid: int | None = None
+        self._requested_port = port
+        self._reuse_port = reuse_port
+        self._close_fds: tuple[int, ...] = ()
+        self._process: Any = None
+        self._conn: multiprocessing.connection.Connection | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("MockServerProcess is not started")
+        return _url(self.host, self.port)
+
+    def start(self, timeout: float = _START_TIMEOUT_S) -> "MockServerProcess":
+        """Fork the server and wait until it listens; raise RuntimeError with the child's error otherwise."""
+        if self._process is not None:
+            raise RuntimeError("MockServerProcess already started")
+        ctx = multiprocessing.get_context("fork")
+        receiver, sender = ctx.Pipe(duplex=False)
+        pdeathsig = threading.current_thread() is threading.main_thread()
+        process = ctx.Process(
+            target=_child_main,
+            args=(sender, self.config, self.host, self._requested_port, self._reuse_port, os.getpid(), pdeathsig,
+                  self._close_fds),
+            name="bench-mock-server",
+            daemon=True,
+        )
+        self._process, self._conn = process, receiver
+        process.start()
+        self.pid = process.pid
+        sender.close()  # so a child that dies early shows up as EOF here
+        message: Any = None
+        if multiprocessing.connection.wait([receiver, process.sentinel], timeout):
+            try:
+                if receiver.poll():
+                    message = receiver.recv()
+            except (EOFError, OSError):
+                message = None
+        if isinstance(message, tuple) and message[0] == "ready":
+            self.port = message[1]
+            return self
+        where = f"{self.host}:{self._requested_port}"
+        self.stop()
+        if isinstance(message, tuple) and message[0] == "error":
+            raise RuntimeError(f"mock server process failed to listen on {where}:\n{message[1]}")
+        if process.exitcode is not None:
+            raise RuntimeError(f"mock server process exited with code {process.exitcode} before listening on {where}")
+        raise RuntimeError(f"mock server process did not report listening on {where} within {timeout:g} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the child (SIGTERM, then SIGKILL after ``timeout``) and reap it; safe to call twice."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            if process.exitcode is None:
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                process.join(timeout)
+                if process.exitcode is None:
+                    process.kill()
+                    process.join(timeout)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "MockServerProcess":
+        if self._process is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
