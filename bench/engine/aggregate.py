@@ -216,7 +216,7 @@ class Aggregator:
                 "client_errors": m.client_errors,
                 "unfinished": m.sent - m.completed,
             },
-            "status": {str(code): n for code, n in sorted(m.status.items())},
+            "status_codes": {str(code): n for code, n in sorted(m.status.items())},
             "errors": dict(sorted(m.errors.items())),
             "error_rate": errors / m.completed if m.completed else None,
             "duration_s": seconds,

@@ -38,6 +38,7 @@ def build_report(
     target_url: str,
     summary: dict[str, Any],
     verdict: Verdict,
+    worker_pids: list[int | None],
 ) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -52,6 +53,7 @@ def build_report(
         "complete": status == "completed",
         "messages": list(messages),
         "load_model": profile.load.model,
+        "worker_pids": worker_pids,
         "latency_meaning": latency_meaning(profile),
         **summary,
         "sla": {"passed": verdict.passed, "checks": [c.as_dict() for c in verdict.checks]},

@@ -153,6 +153,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         target_url=url,
         summary=summary,
         verdict=verdict,
+        worker_pids=[proc.pid for proc in procs],
     )
     written = []
     if profile.output.json_path:

@@ -32,6 +32,7 @@ from bench.engine.transport import AiohttpTransport
 CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes\n"
 RAMP_TICK_S = 0.05
 INTERRUPT_DRAIN_S = 3.0
+SPIN_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,20 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         os._exit(1)
     finally:
         conn.close()
+
+
+async def _sleep_until(due_ns: int) -> None:
+    """Sleep until ``due_ns`` without waking early.
+
+    The event loop's timers have millisecond resolution and may fire up to
+    half a millisecond early, which would send requests before they are due.
+    So sleep to within a millisecond, then yield to the loop until due.
+    """
+    delay = (due_ns - time.monotonic_ns()) / 1e9
+    if delay > SPIN_S:
+        await asyncio.sleep(delay - SPIN_S)
+    while time.monotonic_ns() < due_ns:
+        await asyncio.sleep(0)
 
 
 class Worker:
@@ -195,9 +210,7 @@ class Worker:
         start_ns = self.start_ns
         for offset_s in arrival_offsets(self.load, self.spec.index, self.spec.count):
             intended_ns = start_ns + int(offset_s * 1e9)
-            delay = (intended_ns - time.monotonic_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await _sleep_until(intended_ns)
             while self.in_flight >= cap and not self.stopping:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
