@@ -20,21 +20,49 @@ PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 
 def latency_stats(histogram: HdrHistogram) -> dict[str, float | int | None]:
-    """min, mean, p50..p99.9, max (ms) and count of a microsecond histogram; None when empty."""
+    """min, mean, p50..p99.9, max, stddev (ms) and count of a microsecond histogram; None when empty."""
     count = histogram.get_total_count()
     if count == 0:
         return {"count": 0, "min": None, "mean": None, **{_pname(p): None for p in PERCENTILES}, "max": None, "stddev": None}
     values = histogram.get_percentile_to_value_dict(list(PERCENTILES))
+    mean_us, stddev_us = _mean_and_stddev(histogram)
     stats: dict[str, float | int | None] = {
         "count": count,
         "min": histogram.get_min_value() / 1000,
-        "mean": histogram.get_mean_value() / 1000,
+        "mean": mean_us / 1000,
     }
     for p in PERCENTILES:
         stats[_pname(p)] = values[p] / 1000
     stats["max"] = histogram.get_max_value() / 1000
-    stats["stddev"] = histogram.get_stddev() / 1000
+    stats["stddev"] = stddev_us / 1000
     return stats
+
+
+def _mean_and_stddev(histogram: HdrHistogram) -> tuple[float, float]:
+    """Mean and standard deviation as HdrHistogram defines them (bucket median values), in one pass.
+
+    hdrh's own get_mean_value/get_stddev walk a Python iterator and take
+    hundreds of milliseconds on a full histogram; this walks the counts array
+    up to the maximum's index once.
+    """
+    counts = histogram.counts
+    last = histogram.get_counts_array_index(histogram.get_max_value())
+    median_value = histogram._hdr_median_equiv_value  # noqa: SLF001 - the library's own definition of a bucket's value
+    value_at = histogram.get_value_from_index
+    total = 0
+    weighted = 0.0
+    squares = 0.0
+    for index in range(min(last + 1, histogram.counts_len)):
+        n = counts[index]
+        if n:
+            value = median_value(value_at(index))
+            total += n
+            weighted += n * value
+            squares += n * value * value
+    if total == 0:
+        return 0.0, 0.0
+    mean = weighted / total
+    return mean, max(0.0, squares / total - mean * mean) ** 0.5
 
 
 def _pname(p: float) -> str:
@@ -146,20 +174,15 @@ class Aggregator:
             )
         for second in sorted(s for s in self._open_seconds if s < done_second):
             bucket = self._open_seconds.pop(second)
-            stats = latency_stats(bucket.latency)
             tally = bucket.tally
+            if bucket.latency.get_total_count():
+                values = bucket.latency.get_percentile_to_value_dict([50.0, 95.0, 99.0])
+                p50, p95, p99 = (values[p] / 1000 for p in (50.0, 95.0, 99.0))
+                peak: float | None = bucket.latency.get_max_value() / 1000
+            else:
+                p50 = p95 = p99 = peak = None
             self.series.append(
-                SeriesPoint(
-                    second,
-                    tally.sent,
-                    tally.completed,
-                    tally.ok,
-                    tally.http_errors + tally.client_errors,
-                    stats["p50"],  # type: ignore[arg-type]
-                    stats["p95"],  # type: ignore[arg-type]
-                    stats["p99"],  # type: ignore[arg-type]
-                    stats["max"],  # type: ignore[arg-type]
-                )
+                SeriesPoint(second, tally.sent, tally.completed, tally.ok, tally.http_errors + tally.client_errors, p50, p95, p99, peak)
             )
 
     def close(self) -> None:

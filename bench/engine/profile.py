@@ -211,8 +211,8 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source:
             current.pop("concurrency", None)
             current.pop("stages", None)
         elif name == "concurrency":
-            current.pop("rate", None)
-            current.pop("stages", None)
+            for key_of_open_loop in ("rate", "stages", "arrival", "max_in_flight"):
+                current.pop(key_of_open_loop, None)
         elif name == "url":
             data.pop("mock", None)
         data[section] = current
@@ -261,7 +261,7 @@ class _Fields:
         value = self.data.get(key)
         if value is None:
             return default
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"expected a whole number, got {value!r}")
@@ -326,7 +326,10 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
 def _parse_target(f: _Fields) -> Target:
     url = f.string("url")
     if url is not None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise f.error("url", f"invalid URL {url!r}: {exc}") from None
         if parts.scheme not in ("http", "https"):
             raise f.error("url", f"unsupported scheme in {url!r}; use http:// or https://")
         if not parts.hostname:
@@ -477,7 +480,7 @@ def _parse_warmup(f: _Fields) -> tuple[int, float]:
         return 0, 0.0
     if isinstance(raw, bool):
         raise f.error("warmup", f"expected a request count such as 50 or a duration such as 5s, got {raw!r}")
-    if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()):
+    if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdecimal()):
         count = int(raw)
         if count < 0:
             raise f.error("warmup", f"must be at least 0, got {raw!r}")
@@ -506,7 +509,7 @@ def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
             raise f.error(name, "expected a threshold, got nothing")
         try:
             if unit == "ms":
-                threshold = parse_duration(value, bare_unit_s=1e-3) * 1e3
+                threshold = round(parse_duration(value, bare_unit_s=1e-3) * 1e3, 6)
             elif unit == "ratio":
                 threshold = _parse_ratio(value)
             else:

@@ -142,8 +142,9 @@ class Recorder:
         tally = self.phases[phase]
         tally.last_end_ns = end_ns if tally.last_end_ns is None else max(tally.last_end_ns, end_ns)
         if open_loop:
-            if not tally.lag.record_value(max(1, (sent_ns - intended_ns) // 1000)):
-                tally.overflow += 1
+            lag_us = max(1, (sent_ns - intended_ns) // 1000)
+            if lag_us <= HIGHEST_US:
+                tally.lag.record_value(lag_us)
         if error is not None:
             tally.client_errors += 1
             tally.errors[error] = tally.errors.get(error, 0) + 1
@@ -156,9 +157,12 @@ class Recorder:
         else:
             tally.ok += 1
         start_ns = intended_ns if open_loop else sent_ns
-        if not tally.latency.record_value(max(1, (end_ns - start_ns) // 1000)):
+        latency_us = max(1, (end_ns - start_ns) // 1000)
+        if latency_us > HIGHEST_US or not tally.latency.record_value(latency_us):
             tally.overflow += 1
-        tally.service.record_value(max(1, (end_ns - sent_ns) // 1000))
+        service_us = max(1, (end_ns - sent_ns) // 1000)
+        if service_us <= HIGHEST_US:
+            tally.service.record_value(service_us)
 
     def flush(self, worker: int, seq: int, in_flight: int, cpu_s: float, final: bool = False) -> IntervalReport:
         """Package the current interval as a report and start a new, empty one."""

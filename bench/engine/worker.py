@@ -172,18 +172,21 @@ class Worker:
             self.seq += 1
 
     async def _drain(self) -> None:
-        """Wait for in-flight requests; after an interrupt only for a bounded time, then cancel the rest."""
-        if not self.tasks:
-            return
-        if self.stopping:
-            timeout = min(INTERRUPT_DRAIN_S, self.spec.profile.target.timeout_s)
-            done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
+        """Wait for in-flight work; once stopping, only for a bounded time, then cancel the rest.
+
+        Cancelled requests are counted as errors of kind ``cancelled``.
+        """
+        deadline = None
+        while self.tasks:
+            if self.stopping and deadline is None:
+                deadline = time.monotonic() + min(INTERRUPT_DRAIN_S, self.spec.profile.target.timeout_s)
+            if deadline is not None and time.monotonic() >= deadline:
+                pending = set(self.tasks)
+                for task in pending:
+                    task.cancel()
                 await asyncio.wait(pending)
-        else:
-            await asyncio.wait(set(self.tasks))
+                return
+            await asyncio.wait(set(self.tasks), timeout=0.1)
 
     # ------------------------------------------------------------------ tickets
 
@@ -247,8 +250,9 @@ class Worker:
                 await asyncio.wait_for(finished.wait(), RAMP_TICK_S)
             except asyncio.TimeoutError:
                 pass
-        if users:
-            await asyncio.wait(users)
+        self.tasks.update(users)
+        for user in users:
+            user.add_done_callback(self.tasks.discard)
 
     async def _user(self, number: int, finished: asyncio.Event) -> None:
         """One virtual user: request after request until the share is done or the ramp lowers the limit."""
@@ -265,10 +269,7 @@ class Worker:
             if phase is None:
                 finished.set()
                 return
-            task = asyncio.ensure_future(self._one(phase, now_ns))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            await asyncio.wait([task])
+            await self._one(phase, now_ns)
 
     # ------------------------------------------------------------------ one request
 

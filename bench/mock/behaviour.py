@@ -33,7 +33,10 @@ def _check_q(q: float) -> None:
 
 
 class LatencyModel:
-    """Base of the latency distributions: ``sample`` draws seconds from an rng, ``quantile`` is the exact inverse CDF."""
+    """Base of the latency distributions (and the "none" model itself).
+
+    ``sample`` draws seconds from an rng; ``quantile`` is the exact inverse CDF.
+    """
 
     name = "none"
 
@@ -219,7 +222,7 @@ class Behaviour:
         return delay, status
 
     def release_time(self, send_s: float) -> float:
-        """When a response due at ``send_s`` actually goes out: the end of the stall window it falls in, else ``send_s``."""
+        """When a response due at ``send_s`` goes out: the end of the stall window it falls in, else ``send_s``."""
         stall, first = self._stall, self.first_request_s
         if stall is None or first is None:
             return send_s

@@ -91,7 +91,11 @@ class StallConfig:
 
 @dataclass(frozen=True)
 class MockConfig:
-    """Everything the mock server does per request; build it with ``from_mapping`` from YAML."""
+    """Everything the mock server does per request; build it with ``from_mapping`` from YAML.
+
+    ``body_bytes`` is the exact size of every JSON body (see ``bench.mock.server.build_body``);
+    ``seed`` seeds the latency and error draws.
+    """
 
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     errors: ErrorsConfig = field(default_factory=ErrorsConfig)

@@ -60,6 +60,7 @@ def build_body(status: int, size: int) -> bytes:
 
 
 def _response(status: int, body: bytes, keep_alive: bool, head: bool) -> bytes:
+    """Complete response bytes; 1xx, 204 and 304 go without body or Content-Length, as HTTP requires."""
     if status in _NO_BODY_STATUSES or status < 200:
         length, body = b"", b""
     else:
@@ -88,8 +89,14 @@ class _Shared:
         statuses = {200, *config.errors.statuses}
         bodies = {status: build_body(status, config.body_bytes) for status in statuses}
         # Indexed by keep_alive (False -> 0, True -> 1).
-        self.responses = {s: (_response(s, b, False, False), _response(s, b, True, False)) for s, b in bodies.items()}
-        self.head_responses = {s: (_response(s, b, False, True), _response(s, b, True, True)) for s, b in bodies.items()}
+        self.responses = {
+            s: (_response(s, b, False, False), _response(s, b, True, False))
+            for s, b in bodies.items()
+        }
+        self.head_responses = {
+            s: (_response(s, b, False, True), _response(s, b, True, True))
+            for s, b in bodies.items()
+        }
         self.bad_request = _response(400, orjson.dumps({"status": 400, "error": "malformed request"}), False, False)
 
 
@@ -225,6 +232,11 @@ class _Connection(asyncio.Protocol):
         if transport is not None:
             transport.close()
 
+    def _abort(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.abort()
+
 
 class MockServer:
     """A listening in-process mock server; unpacks as ``(asyncio.Server, port)``.
@@ -251,7 +263,7 @@ class MockServer:
         """Stop listening, close every open connection and wait for the listener to shut."""
         self.server.close()
         for connection in list(self._shared.connections):
-            connection._close()
+            connection._abort()  # a client that stopped reading must not keep us waiting
         await asyncio.wait_for(self.server.wait_closed(), timeout=5.0)
 
     async def __aenter__(self) -> "MockServer":
@@ -490,8 +502,16 @@ class MockServerProcess:
         pdeathsig = threading.current_thread() is threading.main_thread()
         process = ctx.Process(
             target=_child_main,
-            args=(sender, self.config, self.host, self._requested_port, self._reuse_port, os.getpid(), pdeathsig,
-                  self._close_fds),
+            args=(
+                sender,
+                self.config,
+                self.host,
+                self._requested_port,
+                self._reuse_port,
+                os.getpid(),
+                pdeathsig,
+                self._close_fds,
+            ),
             name="bench-mock-server",
             daemon=True,
         )

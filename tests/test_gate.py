@@ -1,0 +1,125 @@
+"""bench.engine.gate: the SLA verdict from a run summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.engine.aggregate import PERCENTILES, latency_stats
+from bench.engine.gate import Check, Verdict, evaluate, measured_value
+from bench.engine.profile import SLA_METRICS, SlaRule, parse_profile
+from bench.engine.samples import new_histogram
+
+
+def rule(name: str, threshold: float) -> SlaRule:
+    metric, op, unit = SLA_METRICS[name]
+    return SlaRule(name, metric, op, threshold, unit)
+
+
+def summary(latency=None, error_rate=0.0, rps=100.0) -> dict:
+    base = {"p50": 10.0, "p90": 20.0, "p95": 30.0, "p99": 50.0, "p99.9": 80.0, "max": 120.0, "mean": 12.0}
+    return {"latency": {**base, **(latency or {})}, "error_rate": error_rate, "rps": rps}
+
+
+# (summary, rule, expected pass) -- one row per boundary or edge
+CASES = [
+    (summary(), rule("p95", 40.0), True),  # well below
+    (summary(), rule("p95", 30.0), True),  # equal to the threshold passes
+    (summary(), rule("p95", 29.999), False),  # just above fails
+    (summary({"p95": 30.000001}), rule("p95", 30.0), False),
+    (summary(), rule("p50", 10.0), True),
+    (summary(), rule("p90", 19.0), False),
+    (summary(), rule("p99", 50.0), True),
+    (summary(), rule("p99.9", 79.9), False),
+    (summary(), rule("max", 120.0), True),
+    (summary(), rule("max", 100.0), False),
+    (summary(), rule("mean", 12.0), True),
+    (summary(), rule("mean", 11.0), False),
+    (summary(error_rate=0.01), rule("error_rate", 0.01), True),  # equal passes
+    (summary(error_rate=0.0100001), rule("error_rate", 0.01), False),
+    (summary(error_rate=0.0), rule("error_rate", 0.0), True),  # zero tolerance, zero errors
+    (summary(error_rate=1.0), rule("error_rate", 0.5), False),
+    (summary(rps=180.0), rule("min_rps", 180.0), True),  # min_rps uses >=: equal passes
+    (summary(rps=179.99), rule("min_rps", 180.0), False),  # below the floor fails
+    (summary(rps=1000.0), rule("min_rps", 180.0), True),  # far above passes (not <=)
+    (summary({"p95": None}), rule("p95", 1e9), False),  # unmeasured latency fails, whatever the threshold
+    (summary(error_rate=None), rule("error_rate", 1.0), False),  # no completed requests: no error rate
+    (summary(rps=None), rule("min_rps", 0.001), False),  # no duration: no rate
+    (summary({"p99": float("nan")}), rule("p99", 1e9), False),  # NaN never passes
+]
+
+
+@pytest.mark.parametrize(("summary_", "rule_", "expected"), CASES)
+def test_rule(summary_, rule_, expected):
+    verdict = evaluate(summary_, [rule_])
+    (check,) = verdict.checks
+    assert check.passed is expected
+    assert verdict.passed is expected
+    assert check.rule is rule_
+    expected_value = summary_["latency"][rule_.metric] if rule_.unit == "ms" else summary_[rule_.metric]
+    if expected_value is None:
+        assert check.measured is None
+    elif expected_value == expected_value:  # not NaN
+        assert check.measured == expected_value
+
+
+def test_min_rps_reads_the_rps_key():
+    assert SLA_METRICS["min_rps"] == ("rps", ">=", "req/s")
+    assert measured_value(summary(rps=42.0), "rps") == 42.0
+    assert measured_value(summary(error_rate=0.25), "error_rate") == 0.25
+    assert measured_value(summary({"p99.9": 7.0}), "p99.9") == 7.0
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "passed"),
+    [
+        ([True, True, True], True),
+        ([True, False, True], False),  # one failure fails the gate
+        ([False], False),
+        ([False, False], False),
+        ([], True),  # no criteria: nothing to fail
+    ],
+)
+def test_verdict_passed_is_all(outcomes, passed):
+    checks = tuple(Check(rule("p95", 1.0), 0.5, ok) for ok in outcomes)
+    assert Verdict(checks).passed is passed
+
+
+def test_every_check_is_reported_even_after_a_failure():
+    rules = [rule("p95", 1.0), rule("error_rate", 0.5), rule("min_rps", 1.0)]
+    verdict = evaluate(summary(), rules)
+    assert [c.passed for c in verdict.checks] == [False, True, True]
+    assert not verdict.passed
+    assert [c.rule.name for c in verdict.checks] == ["p95", "error_rate", "min_rps"]
+    assert verdict.checks[0].as_dict() == {
+        "criterion": "p95",
+        "metric": "p95",
+        "op": "<=",
+        "threshold": 1.0,
+        "unit": "ms",
+        "measured": 30.0,
+        "passed": False,
+    }
+
+
+def test_every_latency_metric_exists_in_latency_stats():
+    # The gate reads summary["latency"][metric]: each latency SLA metric must be a key latency_stats produces.
+    h = new_histogram()
+    for v in range(1, 1001):
+        h.record_value(v * 100)
+    stats = latency_stats(h)
+    for name, (metric, _op, unit) in SLA_METRICS.items():
+        if unit == "ms":
+            assert stats.get(metric) is not None, name
+    assert {f"p{p:g}" for p in PERCENTILES} <= set(stats)
+
+
+def test_gate_with_rules_from_a_profile():
+    profile = parse_profile(
+        {"load": {"concurrency": 2, "requests": 10}, "sla": {"p95": "800ms", "error_rate": "1%", "min_rps": "30/m"}}
+    )
+    ok = evaluate(summary({"p95": 800.0}, error_rate=0.01, rps=0.5), profile.sla)
+    assert ok.passed, [c.as_dict() for c in ok.checks]
+    slow = evaluate(summary({"p95": 801.0}, error_rate=0.01, rps=0.5), profile.sla)
+    assert [c.passed for c in slow.checks] == [False, True, True]
+    starved = evaluate(summary({"p95": 1.0}, error_rate=0.0, rps=0.49), profile.sla)
+    assert [c.passed for c in starved.checks] == [True, True, False]

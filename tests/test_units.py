@@ -1,0 +1,130 @@
+"""bench.units: the human units profiles are written in."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.units import UnitError, parse_duration, parse_rate
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("250ms", 0.25),
+        ("30s", 30.0),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        ("500us", 500e-6),
+        ("500µs", 500e-6),
+        ("100ns", 100e-9),
+        ("1.5s", 1.5),
+        (" 10 s ", 10.0),  # whitespace around and between number and unit
+        ("0s", 0.0),  # zero is a valid duration (e.g. an instant ramp step)
+        ("1e3ms", 1.0),  # exponent notation
+        ("7", 7.0),  # bare numeric string: seconds
+        (7, 7.0),  # bare int: seconds
+        (0.5, 0.5),  # bare float: seconds
+    ],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (250, 0.25),  # bare int read as milliseconds
+        ("250", 0.25),  # bare string read as milliseconds
+        (1.5, 0.0015),
+        ("2s", 2.0),  # an explicit unit wins over the bare unit
+        ("800ms", 0.8),
+    ],
+)
+def test_parse_duration_bare_unit_ms(value, seconds):
+    assert parse_duration(value, bare_unit_s=1e-3) == pytest.approx(seconds, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "fast",  # not a number
+        "-1s",  # negative
+        -1,  # negative bare number
+        "",  # empty
+        "   ",  # blank
+        None,  # missing
+        True,  # bool is an int subclass but never a duration
+        False,
+        "1 fortnight",  # unknown unit
+        "10 ss",
+        "1s2",
+        float("nan"),
+        float("inf"),
+        "nan",
+        "inf",
+        "1e999s",  # overflows to inf
+        [1],
+        {"s": 1},
+    ],
+)
+def test_parse_duration_rejects(value):
+    with pytest.raises(UnitError) as info:
+        parse_duration(value)
+    assert isinstance(info.value, ValueError)  # callers may catch ValueError
+    assert repr(value) in str(info.value)  # the message quotes the bad value
+
+
+@pytest.mark.parametrize(
+    ("text", "per_second"),
+    [
+        ("500/s", 500.0),
+        ("30/m", 0.5),
+        ("30/min", 0.5),
+        ("3600/h", 1.0),
+        ("2/ms", 2000.0),
+        ("10/sec", 10.0),
+        ("120/minute", 2.0),
+        (" 5 / s ", 5.0),  # whitespace tolerated
+        ("0.5/s", 0.5),
+        ("100", 100.0),  # bare string: per second
+        (100, 100.0),  # bare int
+        (2.5, 2.5),  # bare float
+    ],
+)
+def test_parse_rate(text, per_second):
+    assert parse_rate(text) == pytest.approx(per_second, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "fast",
+        "-1/s",
+        -5,
+        0,  # a rate must be > 0
+        "0/s",
+        "",
+        None,
+        True,
+        "1/fortnight",  # unknown period
+        "5 per second",
+        float("nan"),
+        float("inf"),
+        "nan/s",
+        "1e999/s",
+    ],
+)
+def test_parse_rate_rejects(value):
+    with pytest.raises(UnitError) as info:
+        parse_rate(value)
+    assert repr(value) in str(info.value)
+
+
+def test_bare_number_scaling_is_linear():
+    # Many values: a bare number times the bare unit, no hidden offsets or rounding.
+    for n in (1, 3, 17, 250, 999, 12345):
+        assert math.isclose(parse_duration(n, bare_unit_s=1e-3), n / 1000, rel_tol=1e-12)
+        assert math.isclose(parse_duration(f"{n}ms"), n / 1000, rel_tol=1e-12)
+        assert math.isclose(parse_rate(f"{n}/m"), n / 60, rel_tol=1e-12)
