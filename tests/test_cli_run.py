@@ -159,3 +159,33 @@ def test_python_api_runs_a_profile(tmp_path: Path) -> None:
     assert result.summary["requests"]["sent"] == 40
     assert result.passed is result.verdict.passed
     assert (tmp_path / "r.json").exists()
+
+
+def test_ctrl_c_drains_writes_the_report_and_exits_130(tmp_path: Path) -> None:
+    import signal
+
+    out = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", str(PROFILES / "open-loop.yaml"), "--duration", "60s", "--json", str(out)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The plain status line appears once the workers have started; then interrupt.
+        first_line = proc.stdout.readline()
+        assert "[bench]" in first_line
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    report = load_json(out)
+    assert report["status"] == "interrupted" and report["complete"] is False
+    assert_counts_add_up(report)
+    # Every worker process is gone.
+    for pid in report["worker_pids"]:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
