@@ -17,7 +17,12 @@ def rule(name: str, threshold: float) -> SlaRule:
 
 def summary(latency=None, error_rate=0.0, rps=100.0) -> dict:
     base = {"p50": 10.0, "p90": 20.0, "p95": 30.0, "p99": 50.0, "p99.9": 80.0, "max": 120.0, "mean": 12.0}
-    return {"latency": {**base, **(latency or {})}, "error_rate": error_rate, "rps": rps}
+    return {
+        "latency": {**base, **(latency or {}), "count": 1000},
+        "error_rate": error_rate,
+        "rps": rps,
+        "requests": {"completed": 1000},
+    }
 
 
 # (summary, rule, expected pass) -- one row per boundary or edge
@@ -64,9 +69,9 @@ def test_rule(summary_, rule_, expected):
 
 def test_min_rps_reads_the_rps_key():
     assert SLA_METRICS["min_rps"] == ("rps", ">=", "req/s")
-    assert measured_value(summary(rps=42.0), "rps") == 42.0
-    assert measured_value(summary(error_rate=0.25), "error_rate") == 0.25
-    assert measured_value(summary({"p99.9": 7.0}), "p99.9") == 7.0
+    assert measured_value(summary(rps=42.0), "rps") == (42.0, 1000)
+    assert measured_value(summary(error_rate=0.25), "error_rate") == (0.25, 1000)
+    assert measured_value(summary({"p99.9": 7.0}), "p99.9") == (7.0, 1000)
 
 
 @pytest.mark.parametrize(
@@ -98,6 +103,11 @@ def test_every_check_is_reported_even_after_a_failure():
         "unit": "ms",
         "measured": 30.0,
         "passed": False,
+        "label": "p95 <=",
+        "window_s": None,
+        "samples": 1000,
+        "status": "fail",
+        "note": "",
     }
 
 
@@ -123,3 +133,62 @@ def test_gate_with_rules_from_a_profile():
     assert [c.passed for c in slow.checks] == [False, True, True]
     starved = evaluate(summary({"p95": 1.0}, error_rate=0.0, rps=0.49), profile.sla)
     assert [c.passed for c in starved.checks] == [True, True, False]
+
+
+# ---------------------------------------------------------------- error-aware, min_samples, windows
+
+from bench.engine.profile import SlaOptions  # noqa: E402
+
+
+def test_error_aware_latency_counts_failures_as_infinitely_slow():
+    s = summary({"p95": 30.0})
+    s["latency_error_aware"] = {"count": 1000, "failures": 100, "p95": float("inf"), "p50": 11.0}
+    plain = evaluate(s, [rule("p95", 800.0)])
+    aware = evaluate(s, [rule("p95", 800.0)], SlaOptions(error_aware=True))
+    assert plain.passed and not aware.passed
+    assert aware.checks[0].measured == float("inf")
+    assert aware.checks[0].as_dict()["measured"] == "inf"  # JSON has no infinity
+    # error_rate is not a latency criterion: error_aware does not change it.
+    assert evaluate(s, [rule("error_rate", 0.5)], SlaOptions(error_aware=True)).passed
+
+
+@pytest.mark.parametrize("count, min_samples, status", [(1000, 1000, "pass"), (999, 1000, "not measurable"), (5, 1, "pass")])
+def test_min_samples_makes_a_thin_gate_not_measurable(count, min_samples, status):
+    s = summary()
+    s["latency"]["count"] = count
+    check = evaluate(s, [rule("p95", 800.0)], SlaOptions(min_samples=min_samples)).checks[0]
+    assert check.status == status
+    assert check.passed is (status == "pass")
+
+
+def window_rule(name: str, threshold: float, seconds: float) -> SlaRule:
+    import dataclasses
+
+    return dataclasses.replace(rule(name, threshold), window_s=seconds)
+
+
+def test_window_criterion_is_judged_on_its_worst_window():
+    s = summary()
+    s["windows"] = {
+        "p95@10s": [
+            {"end_second": 9, "value": 100.0, "samples": 500},
+            {"end_second": 10, "value": 900.0, "samples": 500},  # one bad window
+            {"end_second": 11, "value": 100.0, "samples": 500},
+        ]
+    }
+    check = evaluate(s, [window_rule("p95", 800.0, 10)]).checks[0]
+    assert not check.passed and check.measured == 900.0 and "second 11" in check.note
+    # min_rps takes the lowest window, not the highest.
+    s["windows"]["min_rps@5s"] = [{"end_second": 4, "value": 50.0, "samples": 250}, {"end_second": 5, "value": 500.0, "samples": 2500}]
+    check = evaluate(s, [window_rule("min_rps", 100.0, 5)]).checks[0]
+    assert check.measured == 50.0 and not check.passed
+
+
+def test_windows_below_min_samples_are_not_judged():
+    s = summary()
+    s["windows"] = {"p95@10s": [{"end_second": 9, "value": 5000.0, "samples": 3}, {"end_second": 10, "value": 100.0, "samples": 500}]}
+    check = evaluate(s, [window_rule("p95", 800.0, 10)], SlaOptions(min_samples=100)).checks[0]
+    assert check.passed and check.measured == 100.0
+    s["windows"] = {"p95@10s": [{"end_second": 9, "value": 100.0, "samples": 3}]}
+    check = evaluate(s, [window_rule("p95", 800.0, 10)], SlaOptions(min_samples=100)).checks[0]
+    assert check.status == "not measurable"

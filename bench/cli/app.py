@@ -21,7 +21,7 @@ from rich.live import Live
 from bench.engine.errors import BenchError, ProfileError, RunError
 from bench.engine.profile import load_profile
 from bench.engine.report import latency_meaning
-from bench.engine.runner import COMPLETED, CRASHED, INTERRUPTED, UNMEASURABLE, RunResult, run as run_profile
+from bench.engine.runner import ABORTED, CRASHED, INTERRUPTED, UNMEASURABLE, RunResult, run as run_profile
 from bench.cli import render
 
 
@@ -35,7 +35,7 @@ class ExitCode(IntEnum):
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 SLA met; 1 SLA not met; 2 invalid profile or flags; "
-    "3 run could not be measured (target unreachable for every request, worker crashed); 130 interrupted."
+    "3 run could not be measured (target unreachable for every request, worker crashed, or generator overloaded with strict: true); 130 interrupted."
 )
 
 app = typer.Typer(
@@ -53,6 +53,10 @@ def exit_code_for(result: RunResult) -> ExitCode:
         return ExitCode.INTERRUPTED
     if result.status in (CRASHED, UNMEASURABLE):
         return ExitCode.RUN_ERROR
+    if result.profile.strict and not result.summary["trust"]["trusted"]:
+        return ExitCode.RUN_ERROR
+    if result.status == ABORTED:
+        return ExitCode.SLA_FAILED
     return ExitCode.OK if result.verdict.passed else ExitCode.SLA_FAILED
 
 
@@ -76,8 +80,10 @@ def run(
 ) -> None:
     """Run a load profile, show live progress and results, and exit by the SLA verdict.
 
-    Exit codes: 0 SLA met; 1 SLA not met; 2 invalid profile or flags; 3 run could not be
-    measured (target unreachable for every request, a worker crashed); 130 interrupted.
+    Exit codes: 0 SLA met; 1 SLA not met (or aborted by abort_on_fail); 2 invalid profile or
+    flags; 3 run could not be measured (target unreachable for every request, a worker
+    crashed, or the generator could not keep up and the profile says strict: true);
+    130 interrupted.
     """
     overrides = {
         "workers": workers,
@@ -130,17 +136,28 @@ def _print_result(result: RunResult, quiet: bool) -> None:
     summary = dict(result.summary, load_model=result.profile.load.model)
     console.print(render.latency_table(summary, latency_meaning(result.profile)))
     console.print(render.requests_table(summary))
+    console.print(render.generator_table(summary))
     if result.verdict.checks:
         console.print(render.sla_table(result.verdict))
     for message in result.messages:
         err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+    trust = result.summary["trust"]
+    if not trust["trusted"]:
+        consequence = "strict: true, so the run fails with exit code 3" if result.profile.strict else "set strict: true to fail the run on this"
+        err_console.print(f"[bold yellow]warning: these results may not be trustworthy ({consequence}):[/]", highlight=False)
+        for reason in trust["reasons"]:
+            err_console.print(f"  - {reason}", highlight=False)
     for path in result.written:
         console.print(f"wrote {path}", highlight=False)
     code = exit_code_for(result)
     verdicts = {
         ExitCode.OK: "[bold green]SLA met[/]" if result.verdict.checks else "[green]completed (no SLA criteria)[/]",
-        ExitCode.SLA_FAILED: "[bold red]SLA not met[/]",
-        ExitCode.RUN_ERROR: f"[bold red]run could not be measured ({result.status})[/]",
+        ExitCode.SLA_FAILED: "[bold red]SLA not met[/]" + (" (run aborted early)" if result.status == ABORTED else ""),
+        ExitCode.RUN_ERROR: (
+            "[bold red]results not trustworthy (strict)[/]"
+            if result.status not in (CRASHED, UNMEASURABLE)
+            else f"[bold red]run could not be measured ({result.status})[/]"
+        ),
         ExitCode.INTERRUPTED: "[bold yellow]interrupted[/]: partial results",
     }
     console.print(f"{verdicts[code]} - exit code {int(code)}")

@@ -15,11 +15,14 @@ from rich.text import Text
 from bench.engine.aggregate import Snapshot
 from bench.engine.gate import Verdict
 from bench.engine.profile import Profile
+from bench.engine.schedule import rate_ramp
 
 
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
+    if value == float("inf"):
+        return "∞"
     if value >= 1000:
         return f"{value / 1000:.3f} s"
     return f"{value:.2f} ms"
@@ -65,6 +68,7 @@ def progress_fraction(profile: Profile, snap: Snapshot) -> tuple[float | None, s
 def live_view(profile: Profile, snap: Snapshot) -> Group:
     """The live panel: progress, rates, in-flight, errors and last-second vs cumulative percentiles."""
     fraction, label = progress_fraction(profile, snap)
+    requested = rate_ramp(profile.load).value_at(max(0.0, snap.elapsed_s - 1.0)) if profile.load.model == "open" else None
     width = 30
     if fraction is not None:
         filled = int(round(fraction * width))
@@ -76,7 +80,12 @@ def live_view(profile: Profile, snap: Snapshot) -> Group:
         f"req/s now {snap.last_rps:,.0f}  avg {snap.average_rps:,.0f}   in flight {snap.in_flight}   "
         f"ok {snap.ok}   errors {snap.errors}"
         + (f"   warm-up {snap.warmup_sent}" if snap.warmup_sent else "")
-        + (f"   schedule lag p99 {_ms(snap.lag_p99_ms)}" if snap.lag_p99_ms is not None else "")
+    )
+    generator = Text(
+        (f"schedule lag p50 {_ms(snap.lag_p50_ms)} p99 {_ms(snap.lag_p99_ms)}   " if snap.lag_p99_ms is not None else "")
+        + (f"sent/s {snap.last_sent_rps:,.0f} of {requested:,.0f} scheduled   " if requested else "")
+        + (f"worker CPU max {snap.max_worker_cpu * 100:.0f} %" if snap.max_worker_cpu is not None else ""),
+        style="grey62",
     )
     table = Table(box=None, pad_edge=False, show_edge=False)
     table.add_column("latency")
@@ -91,7 +100,7 @@ def live_view(profile: Profile, snap: Snapshot) -> Group:
         "whole run",
         *(_colored_ms(v, _sla_threshold(profile, n)) for n, v in (("p50", snap.total_p50_ms), ("p95", snap.total_p95_ms), ("p99", snap.total_p99_ms))),
     )
-    return Group(head, stats, table)
+    return Group(head, stats, generator, table)
 
 
 def status_line(profile: Profile, snap: Snapshot) -> str:
@@ -111,13 +120,16 @@ def latency_table(summary: dict[str, Any], meaning: str) -> Table:
         columns.append(("service time", summary["service"]))
     if summary["schedule_lag"]["count"]:
         columns.append(("schedule lag", summary["schedule_lag"]))
+    aware = summary.get("latency_error_aware", {})
+    if aware.get("failures"):
+        columns.append(("failures as ∞", aware))
     if summary["warmup"]["latency"]["count"]:
         columns.append(("warm-up (excluded)", summary["warmup"]["latency"]))
     table.add_column("stat")
     for name, _ in columns:
         table.add_column(name, justify="right")
     for key in ("min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"):
-        table.add_row(key, *(_ms(stats[key]) for _, stats in columns))
+        table.add_row(key, *(_ms(stats.get(key)) for _, stats in columns))
     table.add_row("count", *(str(stats["count"]) for _, stats in columns))
     return table
 
@@ -163,6 +175,37 @@ def sla_table(verdict: Verdict) -> Table:
         else:
             threshold = f"{rule.threshold:,.1f} req/s"
             measured = "-" if check.measured is None else f"{check.measured:,.1f} req/s"
-        result = Text("PASS", style="bold green") if check.passed else Text("FAIL", style="bold red")
-        table.add_row(f"{rule.name} {rule.op}", threshold, measured, result)
+        if check.passed:
+            result = Text("PASS", style="bold green")
+        elif check.status == "not measurable":
+            result = Text("NOT MEASURABLE", style="bold red")
+        else:
+            result = Text("FAIL", style="bold red")
+        table.add_row(rule.label, threshold, measured, result)
+    notes = [f"{c.rule.label}: {c.note}" for c in verdict.checks if c.note]
+    if notes:
+        table.caption = "\n".join(notes)
+        table.caption_justify = "left"
+    return table
+
+
+def generator_table(summary: dict[str, Any]) -> Table:
+    """The generator's self-check: schedule lag, achieved vs requested rate, worker CPU."""
+    gen = summary.get("generator", {})
+    lag = summary["schedule_lag"]
+    trust = summary.get("trust", {})
+    table = Table(title="Generator self-check")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    if lag["count"]:
+        table.add_row("schedule lag p50 / p99", f"{_ms(lag['p50'])} / {_ms(lag['p99'])}")
+    if gen.get("requested_rps"):
+        table.add_row(
+            "send rate achieved / scheduled",
+            f"{gen['achieved_rps']:,.1f} / {gen['requested_rps']:,.1f} req/s ({gen['rate_ratio'] * 100:.1f} %)",
+        )
+    for worker, cpu in sorted(gen.get("worker_cpu", {}).items()):
+        table.add_row(f"worker {worker} CPU", f"{cpu * 100:.0f} %")
+    verdict = Text("yes", style="green") if trust.get("trusted", True) else Text("NO", style="bold red")
+    table.add_row("results trustworthy", verdict)
     return table

@@ -15,6 +15,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench.engine.samples import IntervalReport, PhaseReport, PhaseTally, new_histogram
+from bench.engine.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
@@ -35,6 +36,29 @@ def latency_stats(histogram: HdrHistogram) -> dict[str, float | int | None]:
         stats[_pname(p)] = values[p] / 1000
     stats["max"] = histogram.get_max_value() / 1000
     stats["stddev"] = stddev_us / 1000
+    return stats
+
+
+def error_aware_stats(success: HdrHistogram, failures: int) -> dict[str, float | int | None]:
+    """Percentiles over every completed request with each failed one counted as infinitely slow.
+
+    A failure (HTTP error status or no response at all) can never make a
+    service look faster: with n successes and f failures, percentile p is the
+    successes' value at rank p*(n+f), or infinity once that rank passes n.
+    """
+    n = success.get_total_count()
+    total = n + failures
+    stats: dict[str, float | int | None] = {"count": total, "failures": failures}
+    for p in PERCENTILES + (100.0,):
+        name = "max" if p == 100.0 else _pname(p)
+        if total == 0:
+            stats[name] = None
+            continue
+        rank = p / 100 * total
+        if failures and rank > n:
+            stats[name] = math.inf
+        else:
+            stats[name] = success.get_value_at_percentile(min(100.0, 100.0 * rank / n)) / 1000
     return stats
 
 
@@ -74,13 +98,6 @@ def _add_encoded(target: HdrHistogram, encoded: str) -> None:
         target.decode_and_add(encoded)
 
 
-@dataclass
-class _SecondBucket:
-    latency: HdrHistogram = field(default_factory=new_histogram)
-    tally: PhaseTally = field(default_factory=PhaseTally)
-    cpu_s: float = 0.0
-
-
 @dataclass(frozen=True, slots=True)
 class SeriesPoint:
     """One second of the measured phase (second 0 starts at the common start time)."""
@@ -115,7 +132,10 @@ class Snapshot:
     last_p99_ms: float | None
     last_rps: float
     average_rps: float
+    lag_p50_ms: float | None
     lag_p99_ms: float | None
+    last_sent_rps: float
+    max_worker_cpu: float | None
     workers_done: int
     workers: int
 
@@ -123,8 +143,10 @@ class Snapshot:
 class Aggregator:
     """Merges IntervalReports from every worker; exact, because HdrHistograms merge exactly."""
 
-    def __init__(self, workers: int, interval_s: float):
+    def __init__(self, workers: int, interval_s: float, windows: list[WindowSpec] | None = None):
         self.workers = workers
+        self.windows = SlidingWindows(windows or [])
+        self.new_window_values: list[tuple[WindowSpec, WindowValue]] = []
         self.interval_s = interval_s
         self.reports_per_second = max(1, round(1.0 / interval_s))
         self.measured = PhaseTally()
@@ -132,8 +154,10 @@ class Aggregator:
         self.last_seq: dict[int, int] = {}
         self.in_flight: dict[int, int] = {}
         self.cpu_s: dict[int, float] = {}
+        self.wall_s: dict[int, float] = {}
+        self.recent_cpu: dict[int, float] = {}
         self.finished: set[int] = set()
-        self._open_seconds: dict[int, _SecondBucket] = {}
+        self._open_seconds: dict[int, SecondBucket] = {}
         self.series: list[SeriesPoint] = []
         self._elapsed_s = 0.0
 
@@ -142,7 +166,12 @@ class Aggregator:
     def add(self, report: IntervalReport) -> None:
         self.last_seq[report.worker] = report.seq
         self.in_flight[report.worker] = report.in_flight
+        previous_cpu = self.cpu_s.get(report.worker, 0.0)
+        previous_wall = self.wall_s.get(report.worker, 0.0)
+        if report.wall_s > previous_wall:
+            self.recent_cpu[report.worker] = (report.cpu_s - previous_cpu) / (report.wall_s - previous_wall)
         self.cpu_s[report.worker] = report.cpu_s
+        self.wall_s[report.worker] = report.wall_s
         self._elapsed_s = max(self._elapsed_s, (report.seq + 1) * self.interval_s)
         if report.final:
             self.finished.add(report.worker)
@@ -150,15 +179,17 @@ class Aggregator:
             self._merge(self.warmup, report.warmup)
         if report.measured is not None:
             self._merge(self.measured, report.measured)
-            bucket = self._open_seconds.setdefault(report.seq // self.reports_per_second, _SecondBucket())
+            bucket = self._open_seconds.setdefault(report.seq // self.reports_per_second, SecondBucket())
             bucket.tally.merge_counts(report.measured)
             _add_encoded(bucket.latency, report.measured.latency)
+            _add_encoded(bucket.success, report.measured.success)
         self._close_finished_seconds()
 
     @staticmethod
     def _merge(tally: PhaseTally, part: PhaseReport) -> None:
         tally.merge_counts(part)
         _add_encoded(tally.latency, part.latency)
+        _add_encoded(tally.success, part.success)
         _add_encoded(tally.service, part.service)
         _add_encoded(tally.lag, part.lag)
 
@@ -184,10 +215,17 @@ class Aggregator:
             self.series.append(
                 SeriesPoint(second, tally.sent, tally.completed, tally.ok, tally.http_errors + tally.client_errors, p50, p95, p99, peak)
             )
+            self.new_window_values.extend(self.windows.add(second, bucket, judge=not everything))
 
     def close(self) -> None:
         """The run is over: turn every remaining second into a series point."""
         self._close_finished_seconds(everything=True)
+        self.windows.finish(self.measured_seconds())
+
+    def take_window_values(self) -> list[tuple[WindowSpec, WindowValue]]:
+        """Window values computed since the last call (for abort-on-fail checks while running)."""
+        values, self.new_window_values = self.new_window_values, []
+        return values
 
     # ------------------------------------------------------------------ output
 
@@ -195,7 +233,7 @@ class Aggregator:
         m = self.measured
         total = m.latency.get_percentile_to_value_dict([50.0, 95.0, 99.0]) if m.latency.get_total_count() else None
         last = self.series[-1] if self.series else None
-        lag_p99 = m.lag.get_value_at_percentile(99.0) / 1000 if m.lag.get_total_count() else None
+        lag = m.lag.get_percentile_to_value_dict([50.0, 99.0]) if m.lag.get_total_count() else None
         measured_s = self.measured_seconds()
         return Snapshot(
             elapsed_s=self._elapsed_s,
@@ -213,7 +251,10 @@ class Aggregator:
             last_p99_ms=last.p99_ms if last else None,
             last_rps=float(last.completed) if last else 0.0,
             average_rps=m.completed / measured_s if measured_s > 0 else 0.0,
-            lag_p99_ms=lag_p99,
+            lag_p50_ms=lag[50.0] / 1000 if lag else None,
+            lag_p99_ms=lag[99.0] / 1000 if lag else None,
+            last_sent_rps=float(last.sent) if last else 0.0,
+            max_worker_cpu=max(self.recent_cpu.values()) if self.recent_cpu else None,
             workers_done=len(self.finished),
             workers=self.workers,
         )
@@ -224,6 +265,27 @@ class Aggregator:
         if m.first_send_ns is None or m.last_end_ns is None:
             return 0.0
         return max(0.0, (m.last_end_ns - m.first_send_ns) / 1e9)
+
+    def _generator(self) -> dict[str, Any]:
+        """How well the generator kept its schedule: requested vs achieved send rate, and worker CPU.
+
+        requested = sends per second the schedule asked for over the measured phase
+        (first to last intended send); achieved = the same requests over the span
+        in which they really left (first intended to last actual send). Sent late
+        but all sent gives a ratio near 1 with a high lag; falling further and
+        further behind gives a ratio under 1.
+        """
+        m = self.measured
+        requested = achieved = ratio = None
+        if m.sent > 1 and m.first_intended_ns is not None and m.last_intended_ns is not None and m.last_send_ns is not None:
+            intended_span = (m.last_intended_ns - m.first_intended_ns) / 1e9
+            sent_span = (m.last_send_ns - m.first_intended_ns) / 1e9
+            if intended_span > 0 and sent_span > 0:
+                requested = (m.sent - 1) / intended_span
+                achieved = (m.sent - 1) / sent_span
+                ratio = achieved / requested
+        cpu = {str(w): self.cpu_s[w] / self.wall_s[w] for w in sorted(self.cpu_s) if self.wall_s.get(w)}
+        return {"requested_rps": requested, "achieved_rps": achieved, "rate_ratio": ratio, "worker_cpu": cpu}
 
     def summary(self) -> dict[str, Any]:
         """The run's numbers in plain JSON types (ms for latencies), for the gate and the report."""
@@ -250,6 +312,12 @@ class Aggregator:
             "schedule_lag": latency_stats(m.lag),
             "overflow": m.overflow,
             "worker_cpu_s": {str(w): round(c, 3) for w, c in sorted(self.cpu_s.items())},
+            "generator": self._generator(),
+            "windows": {
+                key: [{"end_second": v.end_second, "value": v.value, "samples": v.samples} for v in values]
+                for key, values in self.windows.values.items()
+            },
+            "latency_error_aware": error_aware_stats(m.success, m.http_errors + m.client_errors),
             "warmup": {
                 "sent": self.warmup.sent,
                 "completed": self.warmup.completed,

@@ -1,11 +1,17 @@
 """The SLA gate: compare a run's summary with the profile's criteria. Pure; no I/O.
 
-Latency criteria use the summary's ``latency`` distribution: response time
-from the intended send in an open loop, service time in a closed loop; they
-cover requests that got an HTTP response (any status). Requests that got none
-(connect errors, timeouts) count in ``error_rate``. A criterion whose metric
-could not be measured (no responses at all) fails: a gate never passes on
-missing data.
+Latency criteria use the summary's ``latency`` distribution (response time
+from the intended send in an open loop, service time in a closed loop) over
+requests that got an HTTP response of any status; failures count only in
+``error_rate``. With ``sla.error_aware: true`` they use the error-aware
+distribution instead, where every failed request (HTTP error status or no
+response) counts as infinitely slow, so failures can never make a service look
+faster.
+
+A criterion measured on fewer than ``min_samples`` requests fails as not
+measurable, and so does one with no value at all: a gate never passes on
+missing data. A window criterion passes when every full window passes; its
+measured value is the worst window's.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from bench.engine.profile import SlaRule
+from bench.engine.profile import SlaOptions, SlaRule
+from bench.engine.windows import WindowSpec
+
+PASS = "pass"
+FAIL = "fail"
+UNMEASURABLE = "not measurable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,45 +34,99 @@ class Check:
     rule: SlaRule
     measured: float | None
     passed: bool
+    status: str = PASS
+    samples: int | None = None
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "criterion": self.rule.name,
+            "label": self.rule.label,
             "metric": self.rule.metric,
             "op": self.rule.op,
             "threshold": self.rule.threshold,
             "unit": self.rule.unit,
-            "measured": self.measured,
+            "window_s": self.rule.window_s,
+            "measured": _json_number(self.measured),
+            "samples": self.samples,
+            "status": self.status,
             "passed": self.passed,
+            "note": self.note,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     checks: tuple[Check, ...]
+    aborted: str | None = None
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
 
-def measured_value(summary: Mapping[str, Any], metric: str) -> float | None:
-    """The summary's value for an SLA metric name (see profile.SLA_METRICS)."""
+def _json_number(value: float | None) -> float | str | None:
+    return "inf" if value == float("inf") else value
+
+
+def window_key(rule: SlaRule) -> str:
+    """The name of a window criterion's series in the summary, e.g. ``p95@10s``."""
+    return f"{rule.name}@{rule.window_s:g}s"
+
+
+def window_specs(rules: Sequence[SlaRule], options: SlaOptions) -> list[WindowSpec]:
+    """What the aggregator must compute for the window criteria."""
+    return [
+        WindowSpec(window_key(r), r.metric, int(r.window_s), options.error_aware and r.unit == "ms")
+        for r in rules
+        if r.window_s is not None
+    ]
+
+
+def compare(rule: SlaRule, value: float) -> bool:
+    return value <= rule.threshold if rule.op == "<=" else value >= rule.threshold
+
+
+def measured_value(summary: Mapping[str, Any], metric: str, error_aware: bool = False) -> tuple[float | None, int]:
+    """The summary's whole-run value for an SLA metric, and how many requests it rests on."""
+    completed = summary["requests"]["completed"]
     if metric in ("error_rate", "rps"):
-        return summary.get(metric)
-    return summary["latency"].get(metric)
+        return summary.get(metric), completed
+    source = summary["latency_error_aware"] if error_aware else summary["latency"]
+    if metric == "mean" and error_aware:
+        failures = source.get("failures", 0)
+        return (float("inf") if failures else summary["latency"]["mean"]), source["count"]
+    return source.get(metric), source["count"]
 
 
-def evaluate(summary: Mapping[str, Any], rules: Sequence[SlaRule]) -> Verdict:
-    """Check every rule; an unmeasured value fails its rule."""
+def evaluate(summary: Mapping[str, Any], rules: Sequence[SlaRule], options: SlaOptions = SlaOptions()) -> Verdict:
+    """Check every rule; an unmeasured or under-sampled value fails its rule."""
     checks = []
     for rule in rules:
-        value = measured_value(summary, rule.metric)
-        if value is None:
-            passed = False
-        elif rule.op == "<=":
-            passed = value <= rule.threshold
+        error_aware = options.error_aware and rule.unit == "ms"
+        if rule.window_s is None:
+            value, samples = measured_value(summary, rule.metric, error_aware)
+            note = ""
         else:
-            passed = value >= rule.threshold
-        checks.append(Check(rule, value, passed))
+            value, samples, note = _worst_window(summary, rule, options.min_samples)
+        if value is None or samples < options.min_samples:
+            reason = note or (
+                f"measured on {samples} requests, fewer than min_samples {options.min_samples}" if value is not None else "no value was measured"
+            )
+            checks.append(Check(rule, value, False, UNMEASURABLE, samples, reason))
+            continue
+        passed = compare(rule, value)
+        checks.append(Check(rule, value, passed, PASS if passed else FAIL, samples, note))
     return Verdict(tuple(checks))
+
+
+def _worst_window(summary: Mapping[str, Any], rule: SlaRule, min_samples: int) -> tuple[float | None, int, str]:
+    """The worst judged window's value (windows under min_samples are not judged)."""
+    values = summary.get("windows", {}).get(window_key(rule), [])
+    judged = [v for v in values if v["value"] is not None and v["samples"] >= min_samples]
+    if not judged:
+        return None, max((v["samples"] for v in values), default=0), f"no {rule.window_s:g} s window had {min_samples} or more requests"
+    pick = max if rule.op == "<=" else min
+    worst = pick(judged, key=lambda v: v["value"])
+    where = "the whole run (shorter than the window)" if worst["end_second"] < 0 else f"window ending at second {worst['end_second'] + 1}"
+    return worst["value"], worst["samples"], f"worst: {where}; {len(judged)} window(s) judged"

@@ -44,6 +44,8 @@ SLA_METRICS: dict[str, tuple[str, str, str]] = {
     "error_rate": ("error_rate", "<=", "ratio"),
     "min_rps": ("rps", ">=", "req/s"),
 }
+#: Settings in the sla section that are not criteria.
+SLA_OPTIONS = ("error_aware", "min_samples", "windows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,28 @@ class SlaRule:
     op: str
     threshold: float
     unit: str
+    window_s: float | None = None
+    abort_on_fail: bool = False
+    grace_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """How the criterion reads in tables: ``p95 <=`` or ``p95 <= (any 10 s window)``."""
+        if self.window_s is None:
+            return f"{self.name} {self.op}"
+        return f"{self.name} {self.op} (any {self.window_s:g} s window)"
+
+
+@dataclass(frozen=True, slots=True)
+class SlaOptions:
+    """How the SLA criteria are judged.
+
+    ``error_aware``: latency criteria count failed requests as infinitely slow.
+    ``min_samples``: a criterion measured on fewer requests fails as not measurable.
+    """
+
+    error_aware: bool = False
+    min_samples: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +154,8 @@ class Profile:
     output: Output
     mock: MockConfig | None
     resolved: Mapping[str, Any] = field(repr=False)
+    sla_options: SlaOptions = SlaOptions()
+    strict: bool = False
 
     @property
     def uses_mock(self) -> bool:
@@ -301,8 +327,9 @@ class _Fields:
 
 def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default_name: str = "profile") -> Profile:
     """Validate an already-loaded mapping; see ``load_profile``."""
-    top = _Fields(source, "", dict(data), ("name", "description", "target", "mock", "load", "client", "sla", "output"))
+    top = _Fields(source, "", dict(data), ("name", "description", "strict", "target", "mock", "load", "client", "sla", "output"))
     name = top.string("name", default_name) or default_name
+    strict = top.boolean("strict", False)
     top.string("description")
     target = _parse_target(_Fields(source, "target", top.raw("target", {}), ("url", "method", "headers", "body", "timeout")))
     if target.url is not None and top.has("mock"):
@@ -317,10 +344,17 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         )
     )
     client = _parse_client(_Fields(source, "client", top.raw("client", {}), ("pool_size", "keepalive", "connect_timeout")))
-    sla = _parse_sla(_Fields(source, "sla", top.raw("sla", {}), tuple(SLA_METRICS)))
+    sla_fields = _Fields(source, "sla", top.raw("sla", {}), tuple(SLA_METRICS) + SLA_OPTIONS)
+    sla = _parse_sla(sla_fields)
+    sla_options = SlaOptions(
+        error_aware=sla_fields.boolean("error_aware", False),
+        min_samples=sla_fields.integer("min_samples", 1, minimum=1) or 1,
+    )
     output = _parse_output(_Fields(source, "output", top.raw("output", {}), ("json", "csv")))
     resolved = _resolved(name, target, load, client, sla, output, mock)
-    return Profile(name, source, target, load, client, sla, output, mock, resolved)
+    resolved["strict"] = strict
+    resolved["sla_options"] = {"error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples}
+    return Profile(name, source, target, load, client, sla, output, mock, resolved, sla_options, strict)
 
 
 def _parse_target(f: _Fields) -> Target:
@@ -502,22 +536,49 @@ def _parse_client(f: _Fields) -> Client:
 
 
 def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
-    rules = []
-    for name, value in f.data.items():
-        metric, op, unit = SLA_METRICS[name]
-        if value is None:
-            raise f.error(name, "expected a threshold, got nothing")
-        try:
-            if unit == "ms":
-                threshold = round(parse_duration(value, bare_unit_s=1e-3) * 1e3, 6)
-            elif unit == "ratio":
-                threshold = _parse_ratio(value)
-            else:
-                threshold = parse_rate(value)
-        except (UnitError, ValueError) as exc:
-            raise f.error(name, str(exc)) from None
-        rules.append(SlaRule(name, metric, op, threshold, unit))
+    """Whole-run criteria (``p95: 800ms``) and, under ``windows``, criteria on every sliding window."""
+    rules = [_sla_rule(f, name, value) for name, value in f.data.items() if name in SLA_METRICS]
+    windows = f.raw("windows")
+    if windows is None:
+        return tuple(rules)
+    if not isinstance(windows, list):
+        raise f.error("windows", f"expected a list such as [{{p95: 800ms, window: 10s}}], got {windows!r}")
+    for i, item in enumerate(windows):
+        w = _Fields(f.source, f"sla.windows[{i}]", item, tuple(SLA_METRICS) + ("window", "abort_on_fail", "grace"))
+        metrics = [k for k in w.data if k in SLA_METRICS]
+        if len(metrics) != 1:
+            raise w.error("window", f"each window criterion needs exactly one metric ({', '.join(SLA_METRICS)}), got {metrics or 'none'}")
+        window_s = w.duration("window", positive=True)
+        if window_s is None:
+            raise w.error("window", "set the window length, e.g. window: 10s")
+        if window_s < 1 or window_s != int(window_s):
+            raise w.error("window", f"windows are whole seconds (the series resolution), at least 1s; got {w.raw('window')!r}")
+        rule = _sla_rule(w, metrics[0], w.data[metrics[0]])
+        rules.append(
+            dataclasses.replace(
+                rule,
+                window_s=window_s,
+                abort_on_fail=w.boolean("abort_on_fail", False),
+                grace_s=w.duration("grace", 0.0) or 0.0,
+            )
+        )
     return tuple(rules)
+
+
+def _sla_rule(f: _Fields, name: str, value: Any) -> SlaRule:
+    metric, op, unit = SLA_METRICS[name]
+    if value is None:
+        raise f.error(name, "expected a threshold, got nothing")
+    try:
+        if unit == "ms":
+            threshold = round(parse_duration(value, bare_unit_s=1e-3) * 1e3, 6)
+        elif unit == "ratio":
+            threshold = _parse_ratio(value)
+        else:
+            threshold = parse_rate(value)
+    except (UnitError, ValueError) as exc:
+        raise f.error(name, str(exc)) from None
+    return SlaRule(name, metric, op, threshold, unit)
 
 
 def _parse_ratio(value: Any) -> float:
@@ -582,7 +643,19 @@ def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
             "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
         },
         "client": {"pool_size": client.pool_size, "keepalive": client.keepalive, "connect_timeout_s": client.connect_timeout_s},
-        "sla": [{"name": r.name, "metric": r.metric, "op": r.op, "threshold": r.threshold, "unit": r.unit} for r in sla],
+        "sla": [
+            {
+                "name": r.name,
+                "metric": r.metric,
+                "op": r.op,
+                "threshold": r.threshold,
+                "unit": r.unit,
+                "window_s": r.window_s,
+                "abort_on_fail": r.abort_on_fail,
+                "grace_s": r.grace_s,
+            }
+            for r in sla
+        ],
         "output": {"json": str(output.json_path) if output.json_path else None, "csv": str(output.csv_path) if output.csv_path else None},
         "mock": dataclasses.asdict(mock) if mock is not None else None,
     }

@@ -7,6 +7,7 @@ exactly instead of working from rounded summaries.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
@@ -56,12 +57,29 @@ def build_report(
         "worker_pids": worker_pids,
         "latency_meaning": latency_meaning(profile),
         **summary,
-        "sla": {"passed": verdict.passed, "checks": [c.as_dict() for c in verdict.checks]},
+        "trusted": summary.get("trust", {}).get("trusted", True),
+        "sla": {
+            "passed": verdict.passed and status in ("completed",),
+            "error_aware": profile.sla_options.error_aware,
+            "min_samples": profile.sla_options.min_samples,
+            "checks": [c.as_dict() for c in verdict.checks],
+        },
     }
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
-    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    path.write_bytes(orjson.dumps(json_safe(report), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no infinity: error-aware percentiles that are infinite are written as the string "inf"."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def merge_csv_parts(path: Path, parts: list[Path]) -> None:

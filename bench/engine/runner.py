@@ -28,12 +28,14 @@ from typing import Any, Callable
 
 from bench.engine.aggregate import Aggregator, Snapshot
 from bench.engine.errors import RunError
-from bench.engine.gate import Verdict, evaluate
+from bench.engine.gate import Verdict, compare, evaluate, window_key, window_specs
 from bench.engine.profile import Profile
 from bench.engine.report import build_report, merge_csv_parts, write_json
+from bench.engine.selfcheck import assess
 from bench.engine.worker import WorkerSpec, worker_main
 
 COMPLETED = "completed"
+ABORTED = "aborted"
 INTERRUPTED = "interrupted"
 CRASHED = "crashed"
 UNMEASURABLE = "unmeasurable"
@@ -116,7 +118,8 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     procs: list[multiprocessing.process.BaseProcess] = []
     conns: list[Connection] = []
     messages: list[str] = []
-    aggregator = Aggregator(load.workers, INTERVAL_S)
+    aggregator = Aggregator(load.workers, INTERVAL_S, window_specs(profile.sla, profile.sla_options))
+    abort = _AbortWatch(profile)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
     status = COMPLETED
     with _Signals() as signals:
@@ -133,7 +136,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
             start_ns = time.monotonic_ns() + int(START_MARGIN_S * 1e9)
             for conn in conns:
                 conn.send(("start", start_ns))
-            status = _collect(procs, conns, aggregator, signals, messages, on_progress)
+            status = _collect(procs, conns, aggregator, signals, messages, on_progress, abort)
         finally:
             _stop_all(procs, conns)
     aggregator.close()
@@ -143,7 +146,8 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         status = UNMEASURABLE
         kinds = ", ".join(f"{k}: {n}" for k, n in summary["errors"].items()) or "no requests were sent"
         messages.append(f"no request got an HTTP response from {url} ({kinds})")
-    verdict = evaluate(summary, profile.sla)
+    summary["trust"] = assess(load.model, summary)
+    verdict = evaluate(summary, profile.sla, profile.sla_options)
     report = build_report(
         profile,
         status=status,
@@ -186,7 +190,32 @@ def _wait_ready(procs, conns) -> None:
                 del pending[conn]
 
 
-def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress) -> str:
+class _AbortWatch:
+    """Watches window criteria marked ``abort_on_fail``: once one fails after its grace period, stop the run."""
+
+    def __init__(self, profile: Profile):
+        self.rules = {window_key(r): r for r in profile.sla if r.window_s is not None and r.abort_on_fail}
+        self.min_samples = profile.sla_options.min_samples
+        self.reason: str | None = None
+
+    def check(self, aggregator: Aggregator) -> str | None:
+        for spec, value in aggregator.take_window_values():
+            rule = self.rules.get(spec.key)
+            if rule is None or value.value is None or value.samples < self.min_samples:
+                continue
+            window_end_s = value.end_second + 1
+            if window_end_s < rule.grace_s or compare(rule, value.value):
+                continue
+            shown = f"{value.value:.2f} ms" if rule.unit == "ms" else f"{value.value:.4g}"
+            self.reason = (
+                f"aborted at {window_end_s} s: {rule.name} over the {rule.window_s:g} s window ending then was {shown}, "
+                f"failing {rule.name} {rule.op} {rule.threshold:g} (abort_on_fail)"
+            )
+            return self.reason
+        return None
+
+
+def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress, abort: _AbortWatch) -> str:
     """Read reports until every worker sent its final one; returns the run's status."""
     status = COMPLETED
     live = {conn: i for i, conn in enumerate(conns)}
@@ -233,6 +262,11 @@ def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: 
                 procs[index].join(1)
                 messages.append(f"worker {index} (pid {procs[index].pid}) died (exit code {procs[index].exitcode}) before its final report")
                 status = CRASHED
+        if status == COMPLETED and abort.rules and abort.check(aggregator):
+            status = ABORTED
+            messages.append(abort.reason)  # type: ignore[arg-type]
+            _broadcast(conns, ("stop",))
+            stop_sent = True
         if status == CRASHED and live and not stop_sent:
             _broadcast(conns, ("stop",))
             stop_sent = True

@@ -39,7 +39,8 @@ class PhaseTally:
 
     ``latency`` is the response time: from the intended send time in an open
     loop (coordinated-omission safe), from the actual send in a closed loop.
-    ``service`` is always from the actual send. ``lag`` is actual minus intended
+    ``success`` is ``latency`` of successful (2xx/3xx) responses only, the
+    base of the error-aware percentiles. ``service`` is always from the actual send. ``lag`` is actual minus intended
     send (open loop only): how late the generator was.
     """
 
@@ -52,9 +53,13 @@ class PhaseTally:
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     latency: HdrHistogram = field(default_factory=new_histogram)
+    success: HdrHistogram = field(default_factory=new_histogram)
     service: HdrHistogram = field(default_factory=new_histogram)
     lag: HdrHistogram = field(default_factory=new_histogram)
+    first_intended_ns: int | None = None
+    last_intended_ns: int | None = None
     first_send_ns: int | None = None
+    last_send_ns: int | None = None
     last_end_ns: int | None = None
 
     @property
@@ -72,10 +77,19 @@ class PhaseTally:
             self.status[code] = self.status.get(code, 0) + n
         for kind, n in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + n
-        if other.first_send_ns is not None:
-            self.first_send_ns = other.first_send_ns if self.first_send_ns is None else min(self.first_send_ns, other.first_send_ns)
-        if other.last_end_ns is not None:
-            self.last_end_ns = other.last_end_ns if self.last_end_ns is None else max(self.last_end_ns, other.last_end_ns)
+        self.first_intended_ns = _earliest(self.first_intended_ns, other.first_intended_ns)
+        self.last_intended_ns = _latest(self.last_intended_ns, other.last_intended_ns)
+        self.first_send_ns = _earliest(self.first_send_ns, other.first_send_ns)
+        self.last_send_ns = _latest(self.last_send_ns, other.last_send_ns)
+        self.last_end_ns = _latest(self.last_end_ns, other.last_end_ns)
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +105,22 @@ class PhaseReport:
     status: dict[int, int]
     errors: dict[str, int]
     latency: str
+    success: str
     service: str
     lag: str
+    first_intended_ns: int | None
+    last_intended_ns: int | None
     first_send_ns: int | None
+    last_send_ns: int | None
     last_end_ns: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class IntervalReport:
-    """One worker's interval: sequence number ``seq`` covers [start + seq*interval, start + (seq+1)*interval)."""
+    """One worker's interval: sequence number ``seq`` covers [start + seq*interval, start + (seq+1)*interval).
+
+    ``cpu_s`` and ``wall_s`` are the worker's CPU and wall time since the common start.
+    """
 
     worker: int
     seq: int
@@ -107,6 +128,7 @@ class IntervalReport:
     warmup: PhaseReport | None
     in_flight: int
     cpu_s: float
+    wall_s: float
     final: bool = False
 
 
@@ -120,11 +142,17 @@ class Recorder:
     def __init__(self) -> None:
         self.phases = {MEASURED: PhaseTally(), WARMUP: PhaseTally()}
 
-    def sent(self, phase: str, sent_ns: int) -> None:
+    def sent(self, phase: str, sent_ns: int, intended_ns: int | None = None) -> None:
+        """Count a request as sent; the intended/actual send times bound the phase for the rate check."""
         tally = self.phases[phase]
         tally.sent += 1
+        if intended_ns is None:
+            intended_ns = sent_ns
         if tally.first_send_ns is None:
             tally.first_send_ns = sent_ns
+            tally.first_intended_ns = intended_ns
+        tally.last_send_ns = sent_ns
+        tally.last_intended_ns = intended_ns
 
     def finished(
         self,
@@ -152,19 +180,21 @@ class Recorder:
         assert status is not None
         tally.status[status] = tally.status.get(status, 0) + 1
         tally.bytes_received += nbytes
-        if status >= 400:
-            tally.http_errors += 1
-        else:
-            tally.ok += 1
         start_ns = intended_ns if open_loop else sent_ns
         latency_us = max(1, (end_ns - start_ns) // 1000)
         if latency_us > HIGHEST_US or not tally.latency.record_value(latency_us):
             tally.overflow += 1
+        if status >= 400:
+            tally.http_errors += 1
+        else:
+            tally.ok += 1
+            if latency_us <= HIGHEST_US:
+                tally.success.record_value(latency_us)
         service_us = max(1, (end_ns - sent_ns) // 1000)
         if service_us <= HIGHEST_US:
             tally.service.record_value(service_us)
 
-    def flush(self, worker: int, seq: int, in_flight: int, cpu_s: float, final: bool = False) -> IntervalReport:
+    def flush(self, worker: int, seq: int, in_flight: int, cpu_s: float, wall_s: float = 0.0, final: bool = False) -> IntervalReport:
         """Package the current interval as a report and start a new, empty one."""
         reports = {}
         for name, tally in self.phases.items():
@@ -181,10 +211,14 @@ class Recorder:
                 tally.status,
                 tally.errors,
                 _encode(tally.latency),
+                _encode(tally.success),
                 _encode(tally.service),
                 _encode(tally.lag),
+                tally.first_intended_ns,
+                tally.last_intended_ns,
                 tally.first_send_ns,
+                tally.last_send_ns,
                 tally.last_end_ns,
             )
             self.phases[name] = PhaseTally()
-        return IntervalReport(worker, seq, reports[MEASURED], reports[WARMUP], in_flight, cpu_s, final)
+        return IntervalReport(worker, seq, reports[MEASURED], reports[WARMUP], in_flight, cpu_s, wall_s, final)

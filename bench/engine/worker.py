@@ -127,6 +127,7 @@ class Worker:
         loop.add_reader(self.conn.fileno(), self._on_parent_message)
         self.conn.send(("ready",))
         self.start_ns = await self._started
+        self.cpu_start = time.process_time()
         reporter = asyncio.ensure_future(self._report_loop())
         try:
             if self.open_loop:
@@ -137,8 +138,7 @@ class Worker:
         finally:
             reporter.cancel()
             loop.remove_reader(self.conn.fileno())
-            cpu_s = time.process_time() - self.cpu_start
-            self.conn.send(("interval", self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s, final=True)))
+            self.conn.send(("interval", self._flush(final=True)))
             if self.csv is not None:
                 self.csv.close()
             await self.transport.close()
@@ -167,9 +167,13 @@ class Worker:
             delay = (due - time.monotonic_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
-            cpu_s = time.process_time() - self.cpu_start
-            self.conn.send(("interval", self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s)))
+            self.conn.send(("interval", self._flush()))
             self.seq += 1
+
+    def _flush(self, final: bool = False):
+        cpu_s = time.process_time() - self.cpu_start
+        wall_s = (time.monotonic_ns() - self.start_ns) / 1e9
+        return self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s, wall_s, final=final)
 
     async def _drain(self) -> None:
         """Wait for in-flight work; once stopping, only for a bounded time, then cancel the rest.
@@ -223,6 +227,7 @@ class Worker:
             self._spawn(phase, intended_ns)
 
     def _spawn(self, phase: str, intended_ns: int) -> None:
+        self.in_flight += 1  # counted now, not when the task starts, so the cap holds within a burst
         task = asyncio.ensure_future(self._one(phase, intended_ns))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -269,15 +274,16 @@ class Worker:
             if phase is None:
                 finished.set()
                 return
+            self.in_flight += 1
             await self._one(phase, now_ns)
 
     # ------------------------------------------------------------------ one request
 
     async def _one(self, phase: str, intended_ns: int) -> None:
+        """Send one request and record it; the caller has already counted it in ``in_flight``."""
         recorder = self.recorder
         sent_ns = time.monotonic_ns()
-        recorder.sent(phase, sent_ns)
-        self.in_flight += 1
+        recorder.sent(phase, sent_ns, intended_ns)
         try:
             status, nbytes, error = await self.transport.send()
         except asyncio.CancelledError:

@@ -1,0 +1,150 @@
+"""Runs that must not pass by accident: generator self-check, error-aware latency, min_samples, window aborts.
+
+Each runs real worker processes against the real mock server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import bench
+
+pytestmark = pytest.mark.slow
+
+
+def write(tmp_path: Path, data: dict, name: str = "profile.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_profile(tmp_path: Path, data: dict) -> bench.RunResult:
+    return bench.run(bench.load_profile(write(tmp_path, data)))
+
+
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"}
+    )
+
+
+def test_an_overloaded_generator_is_flagged_and_strict_fails_the_run(tmp_path: Path) -> None:
+    # One worker asked for 12,000 requests/s: a single Python process sends
+    # well under that (see benchmarks/engine_throughput.py), so it falls behind.
+    profile = write(
+        tmp_path,
+        {
+            "strict": True,
+            "mock": {"latency": {"model": "none"}},
+            "load": {"rate": "12000/s", "duration": "1s", "workers": 1, "max_in_flight": 64},
+            "output": {"json": "report.json"},
+        },
+    )
+    result = cli(["run", str(profile)], cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "not be trustworthy" in result.stderr and "add workers" in result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["trusted"] is False
+    generator = report["generator"]
+    assert generator["rate_ratio"] < 0.95
+    assert any("achieved send rate" in r for r in report["trust"]["reasons"])
+    # Nothing was dropped: every scheduled request was sent late instead.
+    assert report["requests"]["sent"] == 12000
+    assert report["requests"]["ok"] == 12000
+
+
+def test_a_generator_that_keeps_up_is_trusted(tmp_path: Path) -> None:
+    result = run_profile(
+        tmp_path,
+        {"mock": {"latency": {"model": "fixed", "delay": "2ms"}}, "load": {"rate": "200/s", "duration": "2s", "workers": 1}},
+    )
+    trust = result.summary["trust"]
+    assert trust["trusted"], trust["reasons"]
+    assert 0.95 <= result.summary["generator"]["rate_ratio"] <= 1.05
+    assert result.summary["schedule_lag"]["p99"] < 10
+
+
+def test_error_aware_latency_fails_a_service_that_is_fast_because_it_fails(tmp_path: Path) -> None:
+    # 10 % of answers are 500s and every answer is fast: the plain p95 passes,
+    # but counting failures as infinitely slow, p95 (and p90) is infinite.
+    data = {
+        "mock": {"latency": {"model": "fixed", "delay": "2ms"}, "errors": {"rate": 0.1, "statuses": [500]}, "seed": 3},
+        "load": {"concurrency": 10, "requests": 1000, "workers": 1},
+        "sla": {"p95": "800ms"},
+    }
+    plain = run_profile(tmp_path, data)
+    assert plain.verdict.passed
+    assert 50 < plain.summary["requests"]["http_errors"] < 150
+    data["sla"]["error_aware"] = True
+    aware = run_profile(tmp_path, data)
+    check = aware.verdict.checks[0]
+    assert not check.passed and check.measured == float("inf")
+    stats = aware.summary["latency_error_aware"]
+    assert stats["failures"] == aware.summary["requests"]["http_errors"]
+    assert stats["p50"] < 50  # below the failure share the successes still count
+    assert stats["p99"] == float("inf")
+
+
+def test_a_gate_on_too_few_requests_is_not_measurable(tmp_path: Path) -> None:
+    result = run_profile(
+        tmp_path,
+        {
+            "mock": {"latency": {"model": "fixed", "delay": "1ms"}},
+            "load": {"concurrency": 2, "requests": 5, "workers": 1},
+            "sla": {"p95": "800ms", "min_samples": 100},
+        },
+    )
+    check = result.verdict.checks[0]
+    assert check.status == "not measurable" and not result.verdict.passed
+    assert "5 requests" in check.note
+
+
+def test_window_criterion_aborts_the_run_early(tmp_path: Path) -> None:
+    # The server stalls from 1 s to 3 s; the responses it held arrive at 3 s,
+    # so the 1 s window ending then has a p95 near 2 s, failing p95 <= 500 ms.
+    # The run, planned for 20 s, stops right after and exits 1.
+    profile = write(
+        tmp_path,
+        {
+            "mock": {"latency": {"model": "fixed", "delay": "5ms"}, "stall": {"at": "1s", "duration": "2s"}},
+            "load": {"rate": "100/s", "duration": "20s", "workers": 1},
+            "sla": {"windows": [{"p95": "500ms", "window": "1s", "abort_on_fail": True}]},
+            "output": {"json": "report.json"},
+        },
+    )
+    started = time.monotonic()
+    result = cli(["run", str(profile)], cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert elapsed < 12, f"the run should stop soon after 3 s, took {elapsed:.1f} s"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "aborted"
+    assert any(m.startswith("aborted at") and "p95" in m for m in report["messages"])
+    check = report["sla"]["checks"][0]
+    assert check["window_s"] == 1 and check["passed"] is False and check["measured"] > 500
+    # Still every request sent is counted.
+    req = report["requests"]
+    assert req["sent"] == req["ok"] + req["http_errors"] + req["client_errors"]
+
+
+def test_window_criterion_passes_when_every_window_passes(tmp_path: Path) -> None:
+    result = run_profile(
+        tmp_path,
+        {
+            "mock": {"latency": {"model": "fixed", "delay": "5ms"}},
+            "load": {"rate": "100/s", "duration": "3s", "workers": 1},
+            "sla": {"windows": [{"p95": "500ms", "window": "1s"}, {"min_rps": "80/s", "window": "1s"}]},
+        },
+    )
+    assert result.status == "completed"
+    assert result.verdict.passed, [c.as_dict() for c in result.verdict.checks]
+    values = result.summary["windows"]["p95@1s"]
+    assert len(values) >= 2 and all(v["value"] < 500 for v in values)
