@@ -301,7 +301,7 @@ def test_sla_rules(tmp_path, name, value, metric, op, threshold):
 @pytest.mark.parametrize("value, ms", [("4007ms", 4007.0), ("32.3s", 32300.0), ("4015", 4015.0)])
 def test_sla_threshold_is_exact_and_equal_value_passes(tmp_path, value, ms):
     rule = _sla_rule(tmp_path, "p95", value)
-    verdict = evaluate({"latency": {"p95": ms}}, [rule])
+    verdict = evaluate({"latency": {"p95": ms, "count": 100}, "requests": {"completed": 100}}, [rule])
     assert rule.threshold == ms
     assert verdict.passed
 
