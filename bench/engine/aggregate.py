@@ -300,6 +300,7 @@ class Aggregator:
                 "http_errors": m.http_errors,
                 "client_errors": m.client_errors,
                 "unfinished": m.sent - m.completed,
+                "waited_for_cap": m.capped,
             },
             "status_codes": {str(code): n for code, n in sorted(m.status.items())},
             "errors": dict(sorted(m.errors.items())),

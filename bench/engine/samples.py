@@ -50,6 +50,7 @@ class PhaseTally:
     client_errors: int = 0
     overflow: int = 0
     bytes_received: int = 0
+    capped: int = 0
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     latency: HdrHistogram = field(default_factory=new_histogram)
@@ -73,6 +74,7 @@ class PhaseTally:
         self.client_errors += other.client_errors
         self.overflow += other.overflow
         self.bytes_received += other.bytes_received
+        self.capped += other.capped
         for code, n in other.status.items():
             self.status[code] = self.status.get(code, 0) + n
         for kind, n in other.errors.items():
@@ -102,6 +104,7 @@ class PhaseReport:
     client_errors: int
     overflow: int
     bytes_received: int
+    capped: int
     status: dict[int, int]
     errors: dict[str, int]
     latency: str
@@ -142,10 +145,14 @@ class Recorder:
     def __init__(self) -> None:
         self.phases = {MEASURED: PhaseTally(), WARMUP: PhaseTally()}
 
-    def sent(self, phase: str, sent_ns: int, intended_ns: int | None = None) -> None:
-        """Count a request as sent; the intended/actual send times bound the phase for the rate check."""
+    def sent(self, phase: str, sent_ns: int, intended_ns: int | None = None, *, capped: bool = False) -> None:
+        """Count a request as sent; the intended/actual send times bound the phase for the rate check.
+
+        ``capped``: it had to wait for the open loop's in-flight cap before it could go.
+        """
         tally = self.phases[phase]
         tally.sent += 1
+        tally.capped += capped
         if intended_ns is None:
             intended_ns = sent_ns
         if tally.first_send_ns is None:
@@ -208,6 +215,7 @@ class Recorder:
                 tally.client_errors,
                 tally.overflow,
                 tally.bytes_received,
+                tally.capped,
                 tally.status,
                 tally.errors,
                 _encode(tally.latency),

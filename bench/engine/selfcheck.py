@@ -40,11 +40,15 @@ def assess(model: str, summary: Mapping[str, Any]) -> dict[str, Any]:
             )
         lag_p99 = summary.get("schedule_lag", {}).get("p99")
         if lag_p99 is not None and lag_p99 > MAX_LAG_P99_MS:
-            reasons.append(
-                f"schedule lag p99 is {lag_p99:.1f} ms (above {MAX_LAG_P99_MS:.0f} ms): requests left late, "
-                "so the target saw bunched arrivals; add workers, lower the rate, or raise load.max_in_flight "
-                "if the in-flight cap was reached"
-            )
+            capped = summary.get("requests", {}).get("waited_for_cap", 0)
+            if capped:
+                cause = (
+                    f"{capped} requests waited for a free slot under load.max_in_flight (the target was slower "
+                    "than the cap allows); raise load.max_in_flight, or read the latency as what users queued for"
+                )
+            else:
+                cause = "the generator itself was late; add workers or lower the rate"
+            reasons.append(f"schedule lag p99 is {lag_p99:.1f} ms (above {MAX_LAG_P99_MS:.0f} ms), so the target saw bunched arrivals: {cause}")
     for worker, cpu in sorted(generator.get("worker_cpu", {}).items()):
         if cpu > MAX_WORKER_CPU:
             reasons.append(

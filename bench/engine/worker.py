@@ -218,17 +218,18 @@ class Worker:
         for offset_s in arrival_offsets(self.load, self.spec.index, self.spec.count):
             intended_ns = start_ns + int(offset_s * 1e9)
             await _sleep_until(intended_ns)
+            capped = self.in_flight >= cap
             while self.in_flight >= cap and not self.stopping:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
             phase = self._next_phase(offset_s)
             if phase is None:
                 return
-            self._spawn(phase, intended_ns)
+            self._spawn(phase, intended_ns, capped)
 
-    def _spawn(self, phase: str, intended_ns: int) -> None:
+    def _spawn(self, phase: str, intended_ns: int, capped: bool) -> None:
         self.in_flight += 1  # counted now, not when the task starts, so the cap holds within a burst
-        task = asyncio.ensure_future(self._one(phase, intended_ns))
+        task = asyncio.ensure_future(self._one(phase, intended_ns, capped))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -279,11 +280,11 @@ class Worker:
 
     # ------------------------------------------------------------------ one request
 
-    async def _one(self, phase: str, intended_ns: int) -> None:
+    async def _one(self, phase: str, intended_ns: int, capped: bool = False) -> None:
         """Send one request and record it; the caller has already counted it in ``in_flight``."""
         recorder = self.recorder
         sent_ns = time.monotonic_ns()
-        recorder.sent(phase, sent_ns, intended_ns)
+        recorder.sent(phase, sent_ns, intended_ns, capped=capped)
         try:
             status, nbytes, error = await self.transport.send()
         except asyncio.CancelledError:
