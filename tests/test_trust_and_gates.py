@@ -148,3 +148,31 @@ def test_window_criterion_passes_when_every_window_passes(tmp_path: Path) -> Non
     assert result.verdict.passed, [c.as_dict() for c in result.verdict.checks]
     values = result.summary["windows"]["p95@1s"]
     assert len(values) >= 2 and all(v["value"] < 500 for v in values)
+
+
+def test_requests_due_but_never_sent_are_counted_when_interrupted(tmp_path: Path) -> None:
+    # Interrupt during a server stall with the in-flight cap reached: the
+    # requests that fell due meanwhile never left, and the report says how many.
+    import signal
+    import threading
+
+    timer = threading.Timer(1.6, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        result = run_profile(
+            tmp_path,
+            {
+                "mock": {"latency": {"model": "fixed", "delay": "5ms"}, "stall": {"at": "1s", "duration": "3s"}},
+                "load": {"rate": "200/s", "duration": "10s", "workers": 1, "max_in_flight": 4},
+                "target": {"timeout": "1s"},
+            },
+        )
+    finally:
+        timer.cancel()
+    assert result.status == "interrupted"
+    req = result.summary["requests"]
+    # About 0.6 s x 200/s = 120 requests were due during the stall; 4 were in flight.
+    assert 60 <= req["due_but_not_sent"] <= 200, req
+    assert req["sent"] == req["ok"] + req["http_errors"] + req["client_errors"]
+    # The 4 held requests were drained within their 1 s timeout, or cancelled: counted either way.
+    assert req["unfinished"] == 0

@@ -301,6 +301,7 @@ class Aggregator:
                 "client_errors": m.client_errors,
                 "unfinished": m.sent - m.completed,
                 "waited_for_cap": m.capped,
+                "due_but_not_sent": m.unsent,
             },
             "status_codes": {str(code): n for code, n in sorted(m.status.items())},
             "errors": dict(sorted(m.errors.items())),

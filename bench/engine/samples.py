@@ -51,6 +51,7 @@ class PhaseTally:
     overflow: int = 0
     bytes_received: int = 0
     capped: int = 0
+    unsent: int = 0
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     latency: HdrHistogram = field(default_factory=new_histogram)
@@ -75,6 +76,7 @@ class PhaseTally:
         self.overflow += other.overflow
         self.bytes_received += other.bytes_received
         self.capped += other.capped
+        self.unsent += other.unsent
         for code, n in other.status.items():
             self.status[code] = self.status.get(code, 0) + n
         for kind, n in other.errors.items():
@@ -105,6 +107,7 @@ class PhaseReport:
     overflow: int
     bytes_received: int
     capped: int
+    unsent: int
     status: dict[int, int]
     errors: dict[str, int]
     latency: str
@@ -205,7 +208,7 @@ class Recorder:
         """Package the current interval as a report and start a new, empty one."""
         reports = {}
         for name, tally in self.phases.items():
-            if tally.sent == 0 and tally.completed == 0:
+            if tally.sent == 0 and tally.completed == 0 and tally.unsent == 0:
                 reports[name] = None
                 continue
             reports[name] = PhaseReport(
@@ -216,6 +219,7 @@ class Recorder:
                 tally.overflow,
                 tally.bytes_received,
                 tally.capped,
+                tally.unsent,
                 tally.status,
                 tally.errors,
                 _encode(tally.latency),

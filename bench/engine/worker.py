@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import io
+import math
 import os
 import signal
 import time
@@ -215,7 +216,8 @@ class Worker:
     async def _open_loop(self) -> None:
         cap = max(1, share(self.load.max_in_flight, self.spec.index, self.spec.count))
         start_ns = self.start_ns
-        for offset_s in arrival_offsets(self.load, self.spec.index, self.spec.count):
+        offsets = arrival_offsets(self.load, self.spec.index, self.spec.count)
+        for offset_s in offsets:
             intended_ns = start_ns + int(offset_s * 1e9)
             await _sleep_until(intended_ns)
             capped = self.in_flight >= cap
@@ -224,8 +226,21 @@ class Worker:
                 await self._slot_freed.wait()
             phase = self._next_phase(offset_s)
             if phase is None:
+                if self.stopping:
+                    self._count_unsent(offset_s, offsets)
                 return
             self._spawn(phase, intended_ns, capped)
+
+    def _count_unsent(self, first_offset_s: float, later_offsets) -> None:
+        """Stopped early: count the requests that were already due but never left (never silently dropped)."""
+        now_s = (time.monotonic_ns() - self.start_ns) / 1e9
+        due = 0
+        offset_s = first_offset_s
+        budget = None if self.measured_share is None else self.measured_share - self.measured_issued
+        while offset_s <= now_s and (budget is None or due < budget):
+            due += 1
+            offset_s = next(later_offsets, math.inf)
+        self.recorder.phases[MEASURED].unsent += due
 
     def _spawn(self, phase: str, intended_ns: int, capped: bool) -> None:
         self.in_flight += 1  # counted now, not when the task starts, so the cap holds within a burst
