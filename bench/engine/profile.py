@@ -26,6 +26,7 @@ from bench.units import UnitError, parse_duration, parse_rate
 OPEN_LOOP = "open"
 CLOSED_LOOP = "closed"
 ARRIVALS = ("constant", "poisson")
+TRANSPORTS = ("aiohttp", "fast", "h2")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -100,6 +101,8 @@ class Client:
     pool_size: int | None
     keepalive: bool
     connect_timeout_s: float
+    transport: str = "aiohttp"
+    tls_verify: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +346,9 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
             ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages"),
         )
     )
-    client = _parse_client(_Fields(source, "client", top.raw("client", {}), ("pool_size", "keepalive", "connect_timeout")))
+    client = _parse_client(
+        _Fields(source, "client", top.raw("client", {}), ("transport", "pool_size", "keepalive", "connect_timeout", "tls_verify"))
+    )
     sla_fields = _Fields(source, "sla", top.raw("sla", {}), tuple(SLA_METRICS) + SLA_OPTIONS)
     sla = _parse_sla(sla_fields)
     sla_options = SlaOptions(
@@ -528,11 +533,20 @@ def _parse_warmup(f: _Fields) -> tuple[int, float]:
 
 
 def _parse_client(f: _Fields) -> Client:
-    return Client(
+    transport = f.string("transport", "aiohttp") or "aiohttp"
+    if transport not in TRANSPORTS:
+        hint = difflib.get_close_matches(transport, TRANSPORTS, n=1)
+        raise f.error("transport", f"expected one of {', '.join(TRANSPORTS)}, got {transport!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    client = Client(
         pool_size=f.integer("pool_size", minimum=1),
         keepalive=f.boolean("keepalive", True),
         connect_timeout_s=f.duration("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, positive=True),  # type: ignore[arg-type]
+        transport=transport,
+        tls_verify=f.boolean("tls_verify", True),
     )
+    if transport == "h2" and not client.keepalive:
+        raise f.error("keepalive", "the h2 transport multiplexes requests over kept-alive connections; keepalive: false needs transport aiohttp or fast")
+    return client
 
 
 def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
@@ -642,7 +656,13 @@ def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
             "warmup_s": load.warmup_s,
             "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
         },
-        "client": {"pool_size": client.pool_size, "keepalive": client.keepalive, "connect_timeout_s": client.connect_timeout_s},
+        "client": {
+            "transport": client.transport,
+            "pool_size": client.pool_size,
+            "keepalive": client.keepalive,
+            "connect_timeout_s": client.connect_timeout_s,
+            "tls_verify": client.tls_verify,
+        },
         "sla": [
             {
                 "name": r.name,

@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from bench.engine.profile import OPEN_LOOP, Profile
 from bench.engine.samples import MEASURED, WARMUP, Recorder
 from bench.engine.schedule import arrival_offsets, concurrency_ramp, schedule_end_s, share
-from bench.engine.transport import AiohttpTransport
+from bench.engine.transports import make_transport
 
 CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes\n"
 RAMP_TICK_S = 0.05
@@ -122,7 +122,7 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         pool = self._pool_size()
-        self.transport = AiohttpTransport(self.spec.profile, self.spec.url, pool)
+        self.transport = make_transport(self.spec.profile, self.spec.url, pool)
         if self.spec.csv_path:
             self.csv = open(self.spec.csv_path, "w", buffering=1 << 16, encoding="ascii")
         loop.add_reader(self.conn.fileno(), self._on_parent_message)

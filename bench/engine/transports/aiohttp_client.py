@@ -1,9 +1,4 @@
-"""One request in, one outcome out: the aiohttp client pool and the single place exceptions become error kinds.
-
-A per-request failure is data, not an exception: ``send`` always returns
-``(status, nbytes, error_kind)`` with exactly one of status or error_kind set,
-so the caller can count every request exactly once.
-"""
+"""The default transport: an aiohttp client pool, and the place aiohttp's exceptions become error kinds."""
 
 from __future__ import annotations
 
@@ -45,6 +40,7 @@ class AiohttpTransport:
         if not profile.client.keepalive:
             self.headers["Connection"] = "close"
         connector = aiohttp.TCPConnector(
+            ssl=None if profile.client.tls_verify else False,
             limit=pool_size,
             limit_per_host=pool_size,
             force_close=not profile.client.keepalive,
