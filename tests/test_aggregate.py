@@ -276,7 +276,7 @@ def test_latency_origin(open_loop, latency_us, lag_count):
     intended, sent, end = T0, T0 + MS // 2, T0 + 3 * MS // 2
     rec.sent(MEASURED, sent)
     rec.finished(MEASURED, intended, sent, end, 200, None, 0, open_loop=open_loop)
-    tally = rec.phases[MEASURED]
+    tally = rec.tally(MEASURED)
     assert tally.latency.get_total_count() == 1
     assert tally.latency.get_max_value() == latency_us  # below 2048 µs: exact in the histogram
     assert tally.service.get_max_value() == 1_000  # service time is always from the actual send
@@ -307,8 +307,8 @@ def test_open_loop_latency_includes_generator_lag():
 def test_sub_microsecond_latency_is_recorded_as_one():
     rec = Recorder()
     rec.finished(MEASURED, T0, T0, T0 + 400, 200, None, 0, open_loop=False)
-    assert rec.phases[MEASURED].latency.get_total_count() == 1
-    assert rec.phases[MEASURED].latency.get_min_value() == 1
+    assert rec.tally(MEASURED).latency.get_total_count() == 1
+    assert rec.tally(MEASURED).latency.get_min_value() == 1
     assert rec.phases[MEASURED].overflow == 0
 
 
@@ -335,7 +335,7 @@ def test_value_just_above_one_hour_is_counted_in_overflow():
     rec = Recorder()
     rec.finished(MEASURED, T0, T0, T0 + (HIGHEST_US + 1_000_000) * 1000, 200, None, 0, open_loop=False)  # 1 h + 1 s
     assert rec.phases[MEASURED].overflow == 1
-    assert rec.phases[MEASURED].latency.get_total_count() == 0
+    assert rec.tally(MEASURED).latency.get_total_count() == 0
 
 
 # --------------------------------------------------------------------------- per-second series and memory

@@ -208,6 +208,8 @@ def generator_table(summary: dict[str, Any]) -> Table:
         )
     for worker, cpu in sorted(gen.get("worker_cpu", {}).items()):
         table.add_row(f"worker {worker} CPU", f"{cpu * 100:.0f} %")
+    if gen.get("parent_cpu") is not None:
+        table.add_row("parent CPU (aggregator, live view)", f"{gen['parent_cpu'] * 100:.0f} %")
     verdict = Text("yes", style="green") if trust.get("trusted", True) else Text("NO", style="bold red")
     table.add_row("results trustworthy", verdict)
     return table

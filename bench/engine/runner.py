@@ -122,6 +122,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     abort = _AbortWatch(profile)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
     status = COMPLETED
+    parent_cpu_start = parent_wall_start = 0.0
     with _Signals() as signals:
         try:
             for i in range(load.workers):
@@ -136,9 +137,11 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
             start_ns = time.monotonic_ns() + int(START_MARGIN_S * 1e9)
             for conn in conns:
                 conn.send(("start", start_ns))
+            parent_cpu_start, parent_wall_start = time.process_time(), time.monotonic()
             status = _collect(procs, conns, aggregator, signals, messages, on_progress, abort)
         finally:
             _stop_all(procs, conns)
+    parent_cpu = (time.process_time() - parent_cpu_start) / max(1e-9, time.monotonic() - parent_wall_start)
     aggregator.close()
     ended_at = dt.datetime.now(dt.timezone.utc).isoformat()
     summary = aggregator.summary()
@@ -146,6 +149,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         status = UNMEASURABLE
         kinds = ", ".join(f"{k}: {n}" for k, n in summary["errors"].items()) or "no requests were sent"
         messages.append(f"no request got an HTTP response from {url} ({kinds})")
+    summary["generator"]["parent_cpu"] = parent_cpu  # the aggregator and live view, not sending
     summary["trust"] = assess(load.model, summary)
     verdict = evaluate(summary, profile.sla, profile.sla_options)
     report = build_report(

@@ -138,6 +138,20 @@ class IntervalReport:
     final: bool = False
 
 
+def bucket_floor(value_us: int) -> int:
+    """The lowest value of ``value_us``'s HdrHistogram bucket (1 µs lowest value, 3 significant figures).
+
+    At 3 significant figures a bucket holds 2048 sub-buckets, so a value keeps
+    its top 11 bits: recording ``bucket_floor(v)`` lands in exactly the bucket
+    ``v`` would, and counting these floors in a dict during an interval, then
+    recording each distinct floor once at flush, gives the same histogram as
+    recording every value, for a dict update instead of hdrh's pure-Python
+    ``record_value`` (about 2 µs) per value.
+    """
+    shift = value_us.bit_length() - 11
+    return value_us if shift <= 0 else (value_us >> shift) << shift
+
+
 def _encode(histogram: HdrHistogram) -> str:
     return histogram.encode().decode("ascii") if histogram.get_total_count() else ""
 
@@ -145,8 +159,14 @@ def _encode(histogram: HdrHistogram) -> str:
 class Recorder:
     """Per-worker recording of finished requests into the current interval's tallies."""
 
+    HISTOGRAMS = ("latency", "success", "service", "lag")
+
     def __init__(self) -> None:
         self.phases = {MEASURED: PhaseTally(), WARMUP: PhaseTally()}
+        # Per phase, per histogram: bucket floor -> count, folded into the histograms at flush.
+        self.pending: dict[str, dict[str, dict[int, int]]] = {
+            phase: {name: {} for name in self.HISTOGRAMS} for phase in self.phases
+        }
 
     def sent(self, phase: str, sent_ns: int, intended_ns: int | None = None, *, capped: bool = False) -> None:
         """Count a request as sent; the intended/actual send times bound the phase for the rate check.
@@ -178,11 +198,15 @@ class Recorder:
     ) -> None:
         """Count one finished request: a response (any status) or a client error (``error`` kind)."""
         tally = self.phases[phase]
-        tally.last_end_ns = end_ns if tally.last_end_ns is None else max(tally.last_end_ns, end_ns)
+        pending = self.pending[phase]
+        if tally.last_end_ns is None or end_ns > tally.last_end_ns:
+            tally.last_end_ns = end_ns
         if open_loop:
             lag_us = max(1, (sent_ns - intended_ns) // 1000)
             if lag_us <= HIGHEST_US:
-                tally.lag.record_value(lag_us)
+                counts = pending["lag"]
+                key = bucket_floor(lag_us)
+                counts[key] = counts.get(key, 0) + 1
         if error is not None:
             tally.client_errors += 1
             tally.errors[error] = tally.errors.get(error, 0) + 1
@@ -192,21 +216,45 @@ class Recorder:
         tally.bytes_received += nbytes
         start_ns = intended_ns if open_loop else sent_ns
         latency_us = max(1, (end_ns - start_ns) // 1000)
-        if latency_us > HIGHEST_US or not tally.latency.record_value(latency_us):
+        if latency_us > HIGHEST_US:
             tally.overflow += 1
+        else:
+            key = bucket_floor(latency_us)
+            counts = pending["latency"]
+            counts[key] = counts.get(key, 0) + 1
+            if status < 400:
+                counts = pending["success"]
+                counts[key] = counts.get(key, 0) + 1
         if status >= 400:
             tally.http_errors += 1
         else:
             tally.ok += 1
-            if latency_us <= HIGHEST_US:
-                tally.success.record_value(latency_us)
         service_us = max(1, (end_ns - sent_ns) // 1000)
         if service_us <= HIGHEST_US:
-            tally.service.record_value(service_us)
+            counts = pending["service"]
+            key = bucket_floor(service_us)
+            counts[key] = counts.get(key, 0) + 1
+
+    def tally(self, phase: str) -> PhaseTally:
+        """The current interval's tally of a phase, with pending values folded into its histograms."""
+        self._fold(phase)
+        return self.phases[phase]
+
+    def _fold(self, phase: str) -> None:
+        """Record the interval's pending bucket counts into the phase's histograms."""
+        tally = self.phases[phase]
+        for name, counts in self.pending[phase].items():
+            if counts:
+                histogram = getattr(tally, name)
+                for value, n in counts.items():
+                    histogram.record_value(value, n)
+                counts.clear()
 
     def flush(self, worker: int, seq: int, in_flight: int, cpu_s: float, wall_s: float = 0.0, final: bool = False) -> IntervalReport:
         """Package the current interval as a report and start a new, empty one."""
         reports = {}
+        for name in self.phases:
+            self._fold(name)
         for name, tally in self.phases.items():
             if tally.sent == 0 and tally.completed == 0 and tally.unsent == 0:
                 reports[name] = None
