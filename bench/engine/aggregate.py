@@ -143,8 +143,9 @@ class Snapshot:
 class Aggregator:
     """Merges IntervalReports from every worker; exact, because HdrHistograms merge exactly."""
 
-    def __init__(self, workers: int, interval_s: float, windows: list[WindowSpec] | None = None):
+    def __init__(self, workers: int, interval_s: float, windows: list[WindowSpec] | None = None, *, open_loop: bool = False):
         self.workers = workers
+        self.open_loop = open_loop
         self.windows = SlidingWindows(windows or [])
         self.new_window_values: list[tuple[WindowSpec, WindowValue]] = []
         self.interval_s = interval_s
@@ -260,8 +261,20 @@ class Aggregator:
         )
 
     def measured_seconds(self) -> float:
-        """Length of the measured phase: first measured send to last measured completion."""
+        """Length of the measured phase, the denominator of ``rps``.
+
+        Closed loop: first send to last completion. Open loop: the schedule's
+        window, first intended send to the last send (intended or actual,
+        whichever is later) plus one mean gap, so n requests at rate R span
+        exactly n/R, and a slow last response does not read as a lower rate;
+        a generator that falls behind stretches the window and lowers it.
+        """
         m = self.measured
+        if self.open_loop and m.sent > 1 and m.first_intended_ns is not None:
+            last = max(m.last_intended_ns or 0, m.last_send_ns or 0)
+            span = (last - m.first_intended_ns) / 1e9
+            if span > 0:
+                return span * m.sent / (m.sent - 1)
         if m.first_send_ns is None or m.last_end_ns is None:
             return 0.0
         return max(0.0, (m.last_end_ns - m.first_send_ns) / 1e9)

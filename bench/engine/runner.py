@@ -118,7 +118,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     procs: list[multiprocessing.process.BaseProcess] = []
     conns: list[Connection] = []
     messages: list[str] = []
-    aggregator = Aggregator(load.workers, INTERVAL_S, window_specs(profile.sla, profile.sla_options))
+    aggregator = Aggregator(load.workers, INTERVAL_S, window_specs(profile.sla, profile.sla_options), open_loop=load.model == "open")
     abort = _AbortWatch(profile)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
     status = COMPLETED

@@ -33,7 +33,6 @@ from bench.engine.transports import make_transport
 CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes\n"
 RAMP_TICK_S = 0.05
 INTERRUPT_DRAIN_S = 3.0
-SPIN_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +80,14 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
 async def _sleep_until(due_ns: int) -> None:
     """Sleep until ``due_ns`` without waking early.
 
-    The event loop's timers have millisecond resolution and may fire up to
-    half a millisecond early, which would send requests before they are due.
-    So sleep to within a millisecond, then yield to the loop until due.
+    The event loop's timers have millisecond resolution and fire up to about
+    a millisecond early, which would send requests before they are due. So
+    sleep the whole delay, and if woken early, yield to the loop until due
+    (a spin of well under a millisecond, while other callbacks still run).
     """
     delay = (due_ns - time.monotonic_ns()) / 1e9
-    if delay > SPIN_S:
-        await asyncio.sleep(delay - SPIN_S)
+    if delay > 0:
+        await asyncio.sleep(delay)
     while time.monotonic_ns() < due_ns:
         await asyncio.sleep(0)
 
