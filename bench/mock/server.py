@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 import httptools
 import orjson
 import uvloop
+from time import monotonic as _monotonic
 
 from bench.mock.behaviour import Behaviour
 from bench.mock.config import MockConfig
@@ -79,12 +80,13 @@ def _response(status: int, body: bytes, keep_alive: bool, head: bool) -> bytes:
 class _Shared:
     """State shared by all connections of one listening server: behaviour, prebuilt responses, live connections."""
 
-    __slots__ = ("behaviour", "call_later", "connections", "head_responses", "responses", "time", "bad_request")
+    __slots__ = ("behaviour", "_loop_call_later", "_call_soon", "connections", "head_responses", "responses", "time", "bad_request")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: MockConfig) -> None:
         self.behaviour = Behaviour(config)
         self.time = loop.time
-        self.call_later = loop.call_later
+        self._loop_call_later = loop.call_later
+        self._call_soon = loop.call_soon
         self.connections: set[_Connection] = set()
         statuses = {200, *config.errors.statuses}
         bodies = {status: build_body(status, config.body_bytes) for status in statuses}
@@ -98,6 +100,27 @@ class _Shared:
             for s, b in bodies.items()
         }
         self.bad_request = _response(400, orjson.dumps({"status": 400, "error": "malformed request"}), False, False)
+
+    def call_later(self, delay: float, callback, *args) -> asyncio.TimerHandle:
+        """Run ``callback(*args)`` after ``delay`` seconds, never before.
+
+        The mock is the oracle the load tester's accuracy is tested against, so
+        a response must not leave before its delay. uvloop rounds timers to whole
+        milliseconds from a millisecond clock and can fire up to ~1 ms early;
+        when that happens the callback is re-armed for the remainder (and, for
+        the last fraction of a millisecond, run from the next loop iterations).
+        """
+        due = _monotonic() + delay
+        return self._loop_call_later(delay, self._when_due, due, callback, args)
+
+    def _when_due(self, due: float, callback, args) -> None:
+        remaining = due - _monotonic()
+        if remaining <= 0.0:
+            callback(*args)
+        elif remaining > 0.001:
+            self._loop_call_later(remaining, self._when_due, due, callback, args)
+        else:
+            self._call_soon(self._when_due, due, callback, args)
 
 
 class _Connection(asyncio.Protocol):
