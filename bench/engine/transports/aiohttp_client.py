@@ -50,7 +50,8 @@ class AiohttpTransport:
         self.session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=profile.target.timeout_s, sock_connect=profile.client.connect_timeout_s),
-            skip_auto_headers=("User-Agent",),
+            # Send the same bytes as the other transports: no Accept, Accept-Encoding or default Content-Type.
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             headers={"User-Agent": "bench"},
             auto_decompress=False,
         )
