@@ -176,3 +176,24 @@ def test_requests_due_but_never_sent_are_counted_when_interrupted(tmp_path: Path
     assert req["sent"] == req["ok"] + req["http_errors"] + req["client_errors"]
     # The 4 held requests were drained within their 1 s timeout, or cancelled: counted either way.
     assert req["unfinished"] == 0
+
+
+def test_closed_loop_starts_at_the_common_start_and_has_no_phantom_warmup(tmp_path: Path) -> None:
+    # Without a warm-up, every request is measured, and none is sent before the common start.
+    rows = tmp_path / "rows.csv"
+    result = run_profile(
+        tmp_path,
+        {
+            "mock": {"latency": {"model": "fixed", "delay": "2ms"}},
+            "load": {"concurrency": 8, "requests": 200, "workers": 2},
+            "output": {"csv": str(rows)},
+        },
+    )
+    assert result.summary["warmup"]["sent"] == 0
+    assert result.summary["requests"]["sent"] == 200
+    import csv
+
+    with open(rows, newline="") as f:
+        records = list(csv.DictReader(f))
+    assert len(records) == 200 and all(r["phase"] == "measured" for r in records)
+    assert min(float(r["sent_ms"]) for r in records) >= 0.0

@@ -183,9 +183,11 @@ def mock(
     port: int = typer.Option(8080, help="Port to listen on (0: any free port)."),
     processes: int = typer.Option(1, help="Server processes sharing the port (SO_REUSEPORT)."),
     latency: Optional[str] = typer.Option(None, help="Fixed latency for every response, e.g. 20ms."),
+    tls_cert: Optional[Path] = typer.Option(None, help="Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this PEM certificate."),
+    tls_key: Optional[Path] = typer.Option(None, help="The certificate's PEM private key (if not in the certificate file)."),
 ) -> None:
-    """Run the bundled mock server in the foreground until Ctrl-C."""
-    from bench.mock import MockConfig, MockConfigError, run_server
+    """Run the bundled mock server in the foreground until Ctrl-C (HTTP/1.1 and h2c; HTTPS with --tls-cert)."""
+    from bench.mock import MockConfig, MockConfigError, run_server, tls_context
 
     settings: dict = {}
     if profile is not None:
@@ -205,11 +207,20 @@ def mock(
             raise _fail_usage(f"--latency: {exc}") from None
     if processes < 1:
         raise _fail_usage(f"--processes must be at least 1, got {processes}")
+    ssl_context = None
+    if tls_cert is not None:
+        try:
+            ssl_context = tls_context(str(tls_cert), str(tls_key) if tls_key else None)
+        except (OSError, ValueError) as exc:
+            raise _fail_usage(f"--tls-cert {tls_cert}: cannot load the certificate/key: {exc}") from None
+    elif tls_key is not None:
+        raise _fail_usage("--tls-key needs --tls-cert")
+    scheme = "https" if ssl_context else "http"
 
     def ready(bound_port: int) -> None:
-        console.print(f"mock server listening on http://{host}:{bound_port}/ (Ctrl-C to stop)", highlight=False)
+        console.print(f"mock server listening on {scheme}://{host}:{bound_port}/ (Ctrl-C to stop)", highlight=False)
 
-    run_server(config, host=host, port=port, processes=processes, on_ready=ready)
+    run_server(config, host=host, port=port, processes=processes, on_ready=ready, ssl_context=ssl_context)
 
 
 def main() -> None:

@@ -128,6 +128,7 @@ class Worker:
         loop.add_reader(self.conn.fileno(), self._on_parent_message)
         self.conn.send(("ready",))
         self.start_ns = await self._started
+        await _sleep_until(self.start_ns)  # every worker begins at the same instant, none early
         self.cpu_start = time.process_time()
         reporter = asyncio.ensure_future(self._report_loop())
         try:
@@ -199,7 +200,7 @@ class Worker:
         """The phase of the next request, or None when this worker's share is done."""
         if self.stopping or offset_s >= self.end_s:
             return None
-        if self.issued < self.warmup_share or offset_s < self.load.warmup_s:
+        if self.issued < self.warmup_share or (self.load.warmup_s > 0 and offset_s < self.load.warmup_s):
             self.issued += 1
             return WARMUP
         if self.measured_issued == 0 and self.load.warmup_requests and self.load.duration_s is not None:

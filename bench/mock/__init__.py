@@ -6,6 +6,6 @@ engine or the CLI.
 """
 
 from bench.mock.config import MockConfig, MockConfigError
-from bench.mock.server import MockServerProcess, run_server, start_server
+from bench.mock.server import MockServerProcess, run_server, start_server, tls_context
 
-__all__ = ["MockConfig", "MockConfigError", "MockServerProcess", "run_server", "start_server"]
+__all__ = ["MockConfig", "MockConfigError", "MockServerProcess", "run_server", "start_server", "tls_context"]

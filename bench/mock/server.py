@@ -1,5 +1,9 @@
 """The mock HTTP/1.1 server: uvloop + httptools protocol, in-process, blocking and child-process runners.
 
+HTTP/2 is served too: a connection whose first bytes are the HTTP/2 preface (h2c
+with prior knowledge), or that negotiated ``h2`` through TLS ALPN, is handed over
+to ``bench.mock.h2``. TLS is optional (``ssl_context``; ``tls_context`` builds one).
+
 It owns the sockets and process handling so that load tests have a fast, predictable
 target on the same machine: responses are prebuilt bytes, delays are event-loop timers
 (never blocking), pipelined responses leave in request order, and a child server dies
@@ -15,6 +19,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import traceback
@@ -29,13 +34,16 @@ from time import monotonic as _monotonic
 
 from bench.mock.behaviour import Behaviour
 from bench.mock.config import MockConfig
+from bench.mock.h2 import H2_PREFACE as _H2_PREFACE  # imported up front: the first h2 client must not wait for it
+from bench.mock.h2 import H2ServerConnection
 
-__all__ = ["MockServer", "MockServerProcess", "run_server", "start_server"]
+__all__ = ["MockServer", "MockServerProcess", "run_server", "start_server", "tls_context"]
 
 _BACKLOG = 1024
 _START_TIMEOUT_S = 10.0
 _PARENT_POLL_S = 0.5
 _NO_BODY_STATUSES = frozenset({204, 304})
+_ALPN = ["h2", "http/1.1"]
 
 
 def _reason(status: int) -> str:
@@ -132,7 +140,7 @@ class _Connection(asyncio.Protocol):
     further input is ignored and the socket closes once everything before it is sent.
     """
 
-    __slots__ = ("_batch", "_close_seq", "_early", "_next_seq", "_parser", "_send_seq", "_shared", "_transport")
+    __slots__ = ("_batch", "_close_seq", "_early", "_next_seq", "_parser", "_send_seq", "_shared", "_sniff", "_transport")
 
     def __init__(self, shared: _Shared) -> None:
         self._shared = shared
@@ -143,12 +151,16 @@ class _Connection(asyncio.Protocol):
         self._close_seq: int | None = None
         self._early: dict[int, bytes] = {}
         self._batch: list[bytes] | None = None
+        self._sniff: bytes | None = b""  # the first bytes, until we know whether they are the HTTP/2 preface
 
     # asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
         self._shared.connections.add(self)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self._switch_to_h2(b"")
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._transport = None
@@ -156,6 +168,15 @@ class _Connection(asyncio.Protocol):
         self._shared.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._sniff is not None:  # only until the first bytes have been classified
+            data = self._sniff + data
+            if len(data) < len(_H2_PREFACE) and _H2_PREFACE.startswith(data):
+                self._sniff = data
+                return
+            self._sniff = None
+            if data.startswith(_H2_PREFACE):
+                self._switch_to_h2(data)
+                return
         if self._close_seq is not None:
             return
         # Responses ready during this feed (pipelining, zero delay) leave in one write.
@@ -214,6 +235,15 @@ class _Connection(asyncio.Protocol):
 
     # internals ----------------------------------------------------------------------
 
+    def _switch_to_h2(self, data: bytes) -> None:
+        """Hand this connection to the HTTP/2 handler, with the bytes read so far."""
+        transport, self._transport = self._transport, None
+        self._sniff = None
+        self._shared.connections.discard(self)
+        handler = H2ServerConnection(self._shared, transport)
+        transport.set_protocol(handler)
+        handler.start(data)
+
     def _deliver(self, seq: int, data: bytes) -> None:
         transport = self._transport
         if transport is None:
@@ -268,10 +298,11 @@ class MockServer:
     it also closes open keep-alive connections, which asyncio leaves running.
     """
 
-    def __init__(self, server: asyncio.AbstractServer, port: int, host: str, shared: _Shared) -> None:
+    def __init__(self, server: asyncio.AbstractServer, port: int, host: str, shared: _Shared, tls: bool = False) -> None:
         self.server = server
         self.port = port
         self.host = host
+        self.tls = tls
         self._shared = shared
 
     @property
@@ -280,7 +311,7 @@ class MockServer:
 
     @property
     def url(self) -> str:
-        return _url(self.host, self.port)
+        return _url(self.host, self.port, self.tls)
 
     async def close(self) -> None:
         """Stop listening, close every open connection and wait for the listener to shut."""
@@ -299,10 +330,19 @@ class MockServer:
         return iter((self.server, self.port))
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, tls: bool = False) -> str:
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def tls_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A server TLS context for the mock from PEM files, offering ``h2`` and ``http/1.1`` through ALPN."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    context.set_alpn_protocols(_ALPN)
+    return context
 
 
 async def start_server(
@@ -312,20 +352,30 @@ async def start_server(
     *,
     reuse_port: bool = False,
     sock: socket.socket | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> MockServer:
-    """Listen on the running loop (port 0 picks a free port, ``sock`` uses an already bound socket)."""
+    """Listen on the running loop (port 0 picks a free port, ``sock`` uses an already bound socket).
+
+    With ``ssl_context`` the server speaks TLS; its ALPN list is set to ``h2``,
+    ``http/1.1`` and the negotiated protocol picks the handler. Without it, plain TCP,
+    where HTTP/2 clients use prior knowledge (h2c).
+    """
     loop = asyncio.get_running_loop()
     shared = _Shared(loop, config if config is not None else MockConfig())
+    if ssl_context is not None:
+        ssl_context.set_alpn_protocols(_ALPN)
 
     def factory() -> _Connection:
         return _Connection(shared)
 
     if sock is not None:
-        server = await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
+        server = await loop.create_server(factory, sock=sock, backlog=_BACKLOG, ssl=ssl_context)
     else:
-        server = await loop.create_server(factory, host, port, reuse_port=reuse_port or None, backlog=_BACKLOG)
+        server = await loop.create_server(
+            factory, host, port, reuse_port=reuse_port or None, backlog=_BACKLOG, ssl=ssl_context
+        )
     bound = server.sockets[0].getsockname()
-    return MockServer(server, bound[1], host if sock is None else bound[0], shared)
+    return MockServer(server, bound[1], host if sock is None else bound[0], shared, tls=ssl_context is not None)
 
 
 async def _serve_until_signal(
@@ -337,6 +387,7 @@ async def _serve_until_signal(
     sock: socket.socket | None = None,
     on_ready: Callable[[int], object] | None = None,
     parent_pid: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or, with ``parent_pid``, until that parent is gone)."""
     loop = asyncio.get_running_loop()
@@ -354,7 +405,7 @@ async def _serve_until_signal(
             loop.call_later(_PARENT_POLL_S, watch_parent)
 
     try:
-        server = await start_server(config, host, port, reuse_port=reuse_port, sock=sock)
+        server = await start_server(config, host, port, reuse_port=reuse_port, sock=sock, ssl_context=ssl_context)
         try:
             if parent_pid is not None:
                 watch_parent()
@@ -391,12 +442,14 @@ def run_server(
     port: int = 8080,
     processes: int = 1,
     on_ready: Callable[[int], object] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve on uvloop until SIGINT/SIGTERM, then close connections and stop any worker processes.
 
     With ``processes`` > 1 the port is shared through SO_REUSEPORT by this process and
     ``processes - 1`` forked workers; worker i uses seed ``seed + i`` so their random
-    streams differ. ``on_ready(port)`` runs once every process listens.
+    streams differ. ``on_ready(port)`` runs once every process listens. ``ssl_context``
+    serves TLS (see ``start_server``).
     """
     config = config if config is not None else MockConfig()
     if processes < 1:
@@ -410,14 +463,18 @@ def run_server(
             sock = _bind_reuse_port(host, port)
             port = sock.getsockname()[1]
             for index in range(1, processes):
-                worker = MockServerProcess(replace(config, seed=config.seed + index), host, port, reuse_port=True)
+                worker = MockServerProcess(
+                    replace(config, seed=config.seed + index), host, port, reuse_port=True, ssl_context=ssl_context
+                )
                 worker._close_fds = (sock.fileno(),)
                 workers.append(worker)
                 worker.start()
             sock.listen(_BACKLOG)
         loop = uvloop.new_event_loop()
         try:
-            loop.run_until_complete(_serve_until_signal(config, host, port, sock=sock, on_ready=on_ready))
+            loop.run_until_complete(
+                _serve_until_signal(config, host, port, sock=sock, on_ready=on_ready, ssl_context=ssl_context)
+            )
         finally:
             loop.close()
     finally:
@@ -450,6 +507,7 @@ def _child_main(
     parent_pid: int,
     pdeathsig: bool,
     close_fds: tuple[int, ...],
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     # The fork copied the parent's signal setup (possibly its event loop's wakeup fd,
     # which would forward our signals to the parent): start from the defaults.
@@ -476,6 +534,7 @@ def _child_main(
                 reuse_port=reuse_port,
                 on_ready=lambda bound: conn.send(("ready", bound)),
                 parent_pid=parent_pid,
+                ssl_context=ssl_context,
             )
         )
     except BaseException:
@@ -494,13 +553,21 @@ class MockServerProcess:
 
     ``start()`` returns once the child listens (``port`` then holds the real port);
     ``stop()`` sends SIGTERM, then SIGKILL if the child has not exited within the
-    timeout. The child exits by itself if this process dies.
+    timeout. The child exits by itself if this process dies. ``ssl_context`` serves
+    TLS with ALPN (see ``start_server``); the child gets it through the fork.
     """
 
     def __init__(
-        self, config: MockConfig | None = None, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
+        self,
+        config: MockConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config if config is not None else MockConfig()
+        self.ssl_context = ssl_context
         self.host = host
         self.port: int | None = port or None
         self.pid: int | None = None
@@ -514,7 +581,7 @@ class MockServerProcess:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("MockServerProcess is not started")
-        return _url(self.host, self.port)
+        return _url(self.host, self.port, self.ssl_context is not None)
 
     def start(self, timeout: float = _START_TIMEOUT_S) -> "MockServerProcess":
         """Fork the server and wait until it listens; raise RuntimeError with the child's error otherwise."""
@@ -534,6 +601,7 @@ class MockServerProcess:
                 os.getpid(),
                 pdeathsig,
                 self._close_fds,
+                self.ssl_context,
             ),
             name="bench-mock-server",
             daemon=True,
