@@ -10,7 +10,7 @@ import pytest
 
 from bench.engine.errors import ProfileError
 from bench.engine.gate import evaluate
-from bench.engine.profile import CLOSED_LOOP, OPEN_LOOP, OVERRIDE_FIELDS, SLA_METRICS, load_profile, parse_profile
+from bench.engine.profile import CLOSED_LOOP, OPEN_LOOP, OVERRIDE_FIELDS, SLA_METRICS, load_profile, load_scenarios, parse_profile
 
 PROFILES_DIR = Path(__file__).parent.parent / "profiles"
 SHIPPED = sorted(PROFILES_DIR.glob("*.yaml"))
@@ -49,14 +49,46 @@ def test_there_are_shipped_profiles():
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_profile_loads(path, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # relative output paths resolve against a writable directory
-    profile = load_profile(path)
-    assert profile.source == str(path)
-    assert profile.name == path.stem  # every shipped profile names itself after its file
-    assert profile.load.model in (OPEN_LOOP, CLOSED_LOOP)
-    assert profile.load.workers >= 1
-    assert profile.sla, "every shipped profile has an SLA gate"
-    assert profile.uses_mock and profile.mock is not None
-    assert orjson.loads(orjson.dumps(profile.resolved))["name"] == profile.name
+    profiles = load_scenarios(path)
+    if len(profiles) == 1:
+        assert profiles[0].name == path.stem  # every single-scenario profile names itself after its file
+    for profile in profiles:
+        assert profile.source == str(path)
+        assert profile.load.model in (OPEN_LOOP, CLOSED_LOOP)
+        assert profile.load.workers >= 1
+        assert profile.sla, "every shipped profile has an SLA gate"
+        assert profile.uses_mock and profile.mock is not None
+        assert orjson.loads(orjson.dumps(profile.resolved))["name"] == profile.name
+
+
+def test_scenarios_merge_over_the_shared_sections(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    baseline, optimized = load_scenarios(PROFILES_DIR / "compare.yaml")
+    assert (baseline.name, optimized.name) == ("baseline", "optimized")
+    assert (baseline.client.pool_size, baseline.client.keepalive) == (3, False)
+    assert (optimized.client.pool_size, optimized.client.keepalive) == (20, True)
+    assert baseline.load == optimized.load and baseline.mock == optimized.mock  # only the client differs
+    assert (baseline.output.json_path, optimized.output.json_path) == (Path("compare-baseline.json"), Path("compare-optimized.json"))
+    (only,) = load_scenarios(PROFILES_DIR / "compare.yaml", only="optimized")
+    assert only.name == "optimized"
+    with pytest.raises(ProfileError, match="did you mean 'optimized'"):
+        load_scenarios(PROFILES_DIR / "compare.yaml", only="optimised")
+    with pytest.raises(ProfileError, match="2 scenarios"):
+        load_profile(PROFILES_DIR / "compare.yaml")
+
+
+def test_scenarios_errors_name_the_scenario(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("load: {concurrency: 2, requests: 5}\nscenarios:\n  a: {}\n  b: {load: {concurency: 3}}\n")
+    with pytest.raises(ProfileError) as info:
+        load_scenarios(path)
+    assert info.value.field == "load.concurency" and "scenario 'b'" in str(info.value)
+    path.write_text("load: {concurrency: 2, requests: 5}\noutput: {json: %s}\nscenarios: {a: {}, b: {}}\n" % (tmp_path / "r.json"))
+    with pytest.raises(ProfileError, match="both write"):
+        load_scenarios(path)
+    path.write_text("load: {concurrency: 2, requests: 5, stages: null}\nscenarios: {a: {load: {requests: null, duration: 1s}}}\n")
+    (a,) = load_scenarios(path)
+    assert a.load.requests is None and a.load.duration_s == 1.0  # null removes a key
 
 
 def test_shipped_sla_profile_values(monkeypatch, tmp_path):
@@ -401,7 +433,7 @@ OPEN = "load: {rate: 50/s, duration: 10s}\nmock: {seed: 3}\n"
 
 
 def test_override_names_are_dotted_fields():
-    assert set(OVERRIDE_FIELDS) == {"workers", "concurrency", "rate", "requests", "duration", "url", "json", "csv"}
+    assert set(OVERRIDE_FIELDS) == {"workers", "concurrency", "rate", "requests", "duration", "url", "json", "csv", "hlog", "junit"}
     assert all(v.count(".") == 1 for v in OVERRIDE_FIELDS.values())
 
 

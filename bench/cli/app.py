@@ -8,6 +8,7 @@ what was measured is still written.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from enum import IntEnum
@@ -19,8 +20,11 @@ from rich.console import Console
 from rich.live import Live
 
 from bench.engine.errors import BenchError, ProfileError, RunError
-from bench.engine.profile import load_profile
-from bench.engine.report import latency_meaning
+from bench.engine.compare import CompareError, comparability, load_run, parse_bounds, regressions, run_from_report
+from bench.engine.compare import compare as compare_runs
+from bench.engine.exports import markdown_summary
+from bench.engine.profile import load_profile, load_scenarios
+from bench.engine.report import json_safe, latency_meaning
 from bench.engine.runner import ABORTED, CRASHED, INTERRUPTED, UNMEASURABLE, RunResult, run as run_profile
 from bench.cli import render
 
@@ -76,9 +80,12 @@ def run(
     url: Optional[str] = typer.Option(None, help="Target URL (instead of the bundled mock server)."),
     json_path: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here."),
     csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV row per request here."),
+    hlog_path: Optional[str] = typer.Option(None, "--hlog", help="Write the HdrHistogram interval log (.hlog) here."),
+    junit_path: Optional[str] = typer.Option(None, "--junit", help="Write the SLA verdict as JUnit XML here."),
+    scenario: Optional[str] = typer.Option(None, help="Run only this scenario of a profile with scenarios."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
-    """Run a load profile, show live progress and results, and exit by the SLA verdict.
+    """Run a load profile (each of its scenarios in turn), show progress and results, exit by the SLA verdict.
 
     Exit codes: 0 SLA met; 1 SLA not met (or aborted by abort_on_fail); 2 invalid profile or
     flags; 3 run could not be measured (target unreachable for every request, a worker
@@ -94,21 +101,66 @@ def run(
         "url": url,
         "json": json_path,
         "csv": csv_path,
+        "hlog": hlog_path,
+        "junit": junit_path,
     }
     try:
-        prof = load_profile(profile, overrides)
+        profiles = load_scenarios(profile, overrides, only=scenario)
     except ProfileError as exc:
         raise _fail_usage(str(exc)) from None
+    results: list[RunResult] = []
+    codes: list[ExitCode] = []
+    for prof in profiles:
+        if len(profiles) > 1:
+            console.rule(f"scenario {prof.name}", style="cyan")
+        try:
+            result = _run_with_progress(prof, quiet)
+        except RunError as exc:
+            err_console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
+            codes.append(ExitCode.RUN_ERROR)
+            break
+        except BenchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            codes.append(ExitCode.RUN_ERROR)
+            break
+        _print_result(result, quiet)
+        _append_step_summary(result)
+        results.append(result)
+        codes.append(exit_code_for(result))
+        if codes[-1] == ExitCode.INTERRUPTED:
+            break
+    if len(results) > 1:
+        codes.append(_compare_scenarios(results))
+    raise typer.Exit(max(codes, key=_severity) if codes else ExitCode.OK)
+
+
+def _severity(code: ExitCode) -> int:
+    """Which exit code wins when scenarios end differently: interrupted, then run error, then SLA failed."""
+    return {ExitCode.OK: 0, ExitCode.SLA_FAILED: 1, ExitCode.RUN_ERROR: 2, ExitCode.USAGE: 3, ExitCode.INTERRUPTED: 4}[code]
+
+
+def _append_step_summary(result: RunResult) -> None:
+    """In GitHub Actions, add a Markdown summary of the run to the job's summary page."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
     try:
-        result = _run_with_progress(prof, quiet)
-    except RunError as exc:
-        err_console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
-        raise typer.Exit(ExitCode.RUN_ERROR) from None
-    except BenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(ExitCode.RUN_ERROR) from None
-    _print_result(result, quiet)
-    raise typer.Exit(exit_code_for(result))
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(markdown_summary(json_safe(result.report)) + "\n")
+    except OSError as exc:
+        err_console.print(f"[yellow]note:[/] could not write GITHUB_STEP_SUMMARY {path}: {exc}", highlight=False)
+
+
+def _compare_scenarios(results: list[RunResult]) -> ExitCode:
+    """Side by side: every scenario against the first, and the profile's regression bounds if any."""
+    runs = [run_from_report(json_safe(r.report), r.profile.name) for r in results]
+    table = compare_runs([[run] for run in runs])
+    bounds = parse_bounds(results[0].profile.fail_on_regression or "")
+    console.print(render.compare_table([r.label for r in runs], table, title="Scenarios compared (change against the first)"))
+    found = regressions(table, bounds, [r.label for r in runs])
+    for line in found:
+        err_console.print(f"[bold red]regression:[/] {line}", highlight=False)
+    return ExitCode.SLA_FAILED if found else ExitCode.OK
 
 
 def _run_with_progress(prof, quiet: bool) -> RunResult:
@@ -223,9 +275,107 @@ def mock(
     run_server(config, host=host, port=port, processes=processes, on_ready=ready, ssl_context=ssl_context)
 
 
+GROUP_SEPARATOR = "::"
+
+
+@app.command(context_settings={"ignore_unknown_options": False})
+def compare(
+    reports: list[str] = typer.Argument(..., help="JSON reports: A.json B.json [C.json ...], or A1 A2 -- B1 B2 for several runs per side."),
+    fail_on_regression: Optional[str] = typer.Option(
+        None, help="Exit 1 when a candidate is worse than the baseline by more than e.g. p95=10%,error_rate=0.5pp,p99=20ms."
+    ),
+    force: bool = typer.Option(False, help="Compare even when the runs offered different load (with a loud warning)."),
+) -> None:
+    """Compare runs against the first, from their stored histograms; gate CI on regressions.
+
+    Exit codes: 0 no regression beyond the bounds; 1 a regression; 2 unreadable reports,
+    bad bounds, or runs that are not comparable (without --force).
+    """
+    groups: list[list[str]] = [[]]
+    for item in reports:
+        if item == GROUP_SEPARATOR:
+            groups.append([])
+        else:
+            groups[-1].append(item)
+    if len(groups) == 1:
+        groups = [[path] for path in groups[0]]
+    if any(not g for g in groups) or len(groups) < 2:
+        raise _fail_usage("compare needs at least two sides: A.json B.json, or A1.json A2.json -- B1.json B2.json")
+    try:
+        sides = [[load_run(path) for path in group] for group in groups]
+        bounds = parse_bounds(fail_on_regression or "")
+    except CompareError as exc:
+        raise _fail_usage(str(exc)) from None
+    problems = comparability([run for side in sides for run in side])
+    if problems:
+        for problem in problems:
+            err_console.print(f"[bold red]not comparable:[/] {problem}", highlight=False)
+        if not force:
+            raise _fail_usage("these runs offered different load; compare like with like, or pass --force")
+        err_console.print("[bold yellow]warning: comparing runs that offered different load (--force)[/]", highlight=False)
+    labels = [" + ".join(run.label for run in side) if len(side) > 1 else side[0].label for side in sides]
+    table = compare_runs(sides)
+    many = any(len(side) > 1 for side in sides)
+    title = "Comparison (median of runs, 95 % CI of the mean)" if many else "Comparison (change against the first)"
+    console.print(render.compare_table(labels, table, title=title))
+    found = regressions(table, bounds, labels)
+    for line in found:
+        err_console.print(f"[bold red]regression:[/] {line}", highlight=False)
+    if bounds and not found:
+        console.print("no regression beyond " + ", ".join(b.text for b in bounds), highlight=False)
+    raise typer.Exit(ExitCode.SLA_FAILED if found else ExitCode.OK)
+
+
 def main() -> None:
     """Console-script entry point."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["compare"] and "--" in argv:
+        # click swallows "--"; keep it as the separator between the sides' runs.
+        sys.argv[1:] = [GROUP_SEPARATOR if a == "--" else a for a in argv]
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="JSON reports written by `bench run --json` (several are overlaid for comparison)."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
+    title: Optional[str] = typer.Option(None, help="Page title (default: from the run names)."),
+) -> None:
+    """Write one self-contained HTML report of one or more runs: SLA tables, charts over time, percentile distributions.
+
+    Needs the plotting extra: pip install 'bench-loadtest[report]'. The page opens offline.
+    Exit codes: 0 written; 2 a bad input file, an unwritable output path or the extra missing.
+    """
+    import os
+
+    from rich.markup import escape
+
+    if output.is_dir():
+        raise _fail_usage(escape(f"--output {output}: is a directory"))
+    folder = output.parent
+    if not folder.is_dir():
+        raise _fail_usage(escape(f"--output {output}: directory {folder} does not exist"))
+    if not os.access(folder, os.W_OK):
+        raise _fail_usage(escape(f"--output {output}: directory {folder} is not writable"))
+    try:
+        import plotly  # noqa: F401 - the optional extra, imported only here
+    except ImportError:
+        raise _fail_usage(escape("bench report needs plotly: pip install 'bench-loadtest[report]'")) from None
+    from bench.cli import html_report
+
+    try:
+        page, count = html_report.build(runs, title=title)
+    except html_report.ReportInputError as exc:
+        raise _fail_usage(escape(str(exc))) from None
+    data = page.encode("utf-8")
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise _fail_usage(escape(f"--output {output}: cannot write: {exc.strerror or exc}")) from None
+    console.print(f"wrote {output} ({count} run{'s' if count != 1 else ''}, {len(data) / 1e6:.1f} MB)", highlight=False)

@@ -213,3 +213,50 @@ def generator_table(summary: dict[str, Any]) -> Table:
     verdict = Text("yes", style="green") if trust.get("trusted", True) else Text("NO", style="bold red")
     table.add_row("results trustworthy", verdict)
     return table
+
+
+def compare_table(labels: list[str], table: dict[str, list[Any]], *, title: str) -> Table:
+    """Each run's value per metric, and for the others the change against the first: green better, red worse."""
+    from bench.engine.compare import METRICS
+
+    out = Table(title=title)
+    out.add_column("metric")
+    for i, label in enumerate(labels):
+        out.add_column(label if i == 0 else f"{label}", justify="right")
+    for metric, sides in table.items():
+        unit, lower_better = METRICS[metric]
+        base = sides[0].value
+        cells = [_compare_value(sides[0], unit)]
+        for side in sides[1:]:
+            text = _compare_value(side, unit)
+            if base is not None and side.value is not None:
+                delta = side.value - base
+                if unit == "ratio":
+                    change = f"{delta * 100:+.2f} pp"
+                else:
+                    change = f"{delta:+,.2f}" + (f" ({delta / base * 100:+.1f} %)" if base else "")
+                better = (delta < 0) if lower_better else (delta > 0)
+                style = "dim" if abs(delta) <= abs(base) * 1e-9 else ("green" if better else "red")
+                cells.append(Text(f"{text}  {change}", style=style))
+            else:
+                cells.append(Text(text))
+        out.add_row(metric, *cells)
+    return out
+
+
+def _compare_value(side: Any, unit: str) -> str:
+    value = side.value
+    if value is None:
+        return "-"
+    if unit == "ratio":
+        text = f"{value * 100:.2f} %"
+    elif unit == "ms":
+        text = _ms(value)
+    else:
+        text = f"{value:,.1f}/s"
+    if side.low is not None and side.high is not None:
+        if unit == "ratio":
+            text += f" [{side.low * 100:.2f}, {side.high * 100:.2f}]"
+        else:
+            text += f" [{side.low:,.2f}, {side.high:,.2f}]"
+    return text

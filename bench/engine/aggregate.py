@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
 
@@ -26,7 +26,7 @@ def latency_stats(histogram: HdrHistogram) -> dict[str, float | int | None]:
     if count == 0:
         return {"count": 0, "min": None, "mean": None, **{_pname(p): None for p in PERCENTILES}, "max": None, "stddev": None}
     values = histogram.get_percentile_to_value_dict(list(PERCENTILES))
-    mean_us, stddev_us = _mean_and_stddev(histogram)
+    mean_us, stddev_us = mean_and_stddev(histogram)
     stats: dict[str, float | int | None] = {
         "count": count,
         "min": histogram.get_min_value() / 1000,
@@ -62,7 +62,7 @@ def error_aware_stats(success: HdrHistogram, failures: int) -> dict[str, float |
     return stats
 
 
-def _mean_and_stddev(histogram: HdrHistogram) -> tuple[float, float]:
+def mean_and_stddev(histogram: HdrHistogram) -> tuple[float, float]:
     """Mean and standard deviation as HdrHistogram defines them (bucket median values), in one pass.
 
     hdrh's own get_mean_value/get_stddev walk a Python iterator and take
@@ -143,8 +143,17 @@ class Snapshot:
 class Aggregator:
     """Merges IntervalReports from every worker; exact, because HdrHistograms merge exactly."""
 
-    def __init__(self, workers: int, interval_s: float, windows: list[WindowSpec] | None = None, *, open_loop: bool = False):
+    def __init__(
+        self,
+        workers: int,
+        interval_s: float,
+        windows: list[WindowSpec] | None = None,
+        *,
+        open_loop: bool = False,
+        on_second: Callable[[int, HdrHistogram], None] | None = None,
+    ):
         self.workers = workers
+        self.on_second = on_second
         self.open_loop = open_loop
         self.windows = SlidingWindows(windows or [])
         self.new_window_values: list[tuple[WindowSpec, WindowValue]] = []
@@ -217,6 +226,8 @@ class Aggregator:
                 SeriesPoint(second, tally.sent, tally.completed, tally.ok, tally.http_errors + tally.client_errors, p50, p95, p99, peak)
             )
             self.new_window_values.extend(self.windows.add(second, bucket, judge=not everything))
+            if self.on_second is not None:
+                self.on_second(second, bucket.latency)
 
     def close(self) -> None:
         """The run is over: turn every remaining second into a series point."""

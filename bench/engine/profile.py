@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +141,16 @@ class SlaOptions:
 
 @dataclass(frozen=True, slots=True)
 class Output:
+    """Where a run writes: JSON report, per-request CSV, HdrHistogram interval log, per-second CSV, JUnit XML."""
+
     json_path: Path | None
     csv_path: Path | None
+    hlog_path: Path | None = None
+    series_csv_path: Path | None = None
+    junit_path: Path | None = None
+
+    def extra_paths(self) -> tuple[Path | None, ...]:
+        return (self.hlog_path, self.series_csv_path, self.junit_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +168,7 @@ class Profile:
     resolved: Mapping[str, Any] = field(repr=False)
     sla_options: SlaOptions = SlaOptions()
     strict: bool = False
+    fail_on_regression: str | None = None
 
     @property
     def uses_mock(self) -> bool:
@@ -177,20 +187,110 @@ OVERRIDE_FIELDS = {
     "url": "target.url",
     "json": "output.json",
     "csv": "output.csv",
+    "hlog": "output.hlog",
+    "junit": "output.junit",
 }
 
 
-def load_profile(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Profile:
+def load_profile(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *, scenario: str | None = None
+) -> Profile:
     """Read, override and validate a profile file.
 
     Args:
         path: the YAML file.
         overrides: values from the command line, keyed by the names in
             ``OVERRIDE_FIELDS`` (``workers``, ``rate``, ``url``, ...); None values are ignored.
+        scenario: for a profile with ``scenarios``, which one; required there.
 
     Raises:
         ProfileError: naming the file, field and value of the first problem found.
     """
+    profiles = load_scenarios(path, overrides, only=scenario)
+    if len(profiles) > 1:
+        names = ", ".join(p.name for p in profiles)
+        raise ProfileError(str(path), "scenarios", f"the profile has {len(profiles)} scenarios ({names}); pick one, or load them all with load_scenarios")
+    return profiles[0]
+
+
+def load_scenarios(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *, only: str | None = None
+) -> list[Profile]:
+    """Read a profile file into one Profile per scenario (one, for a profile without ``scenarios``).
+
+    A ``scenarios`` mapping names variants of the rest of the file: each is the
+    file's other sections with the scenario's sections merged over them
+    (mappings merge key by key, a null removes a key, anything else replaces).
+    Output paths may contain ``{scenario}``; two scenarios writing one file is an error.
+    """
+    source = str(path)
+    data = _read_yaml(path)
+    scenarios = data.pop("scenarios", None)
+    if scenarios is None:
+        if only is not None:
+            raise ProfileError(source, "scenarios", f"the profile has no scenarios, so there is no {only!r} to pick")
+        merged = _apply_overrides(data, overrides or {}, source)
+        return [parse_profile(merged, source=source, default_name=Path(path).stem)]
+    if not isinstance(scenarios, dict) or not scenarios:
+        raise ProfileError(source, "scenarios", f"expected a mapping of scenario name to settings, got {scenarios!r}")
+    if only is not None and only not in scenarios:
+        hint = difflib.get_close_matches(str(only), [str(k) for k in scenarios], n=1)
+        raise ProfileError(
+            source, "scenarios", f"no scenario {only!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; there are: {', '.join(map(str, scenarios))}")
+        )
+    profiles: list[Profile] = []
+    written: dict[str, str] = {}
+    for name, settings in scenarios.items():
+        if only is not None and name != only:
+            continue
+        if not isinstance(name, str) or not name:
+            raise ProfileError(source, "scenarios", f"scenario names must be strings, got {name!r}")
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise ProfileError(source, f"scenarios.{name}", f"expected a mapping of settings, got {settings!r}")
+        if "scenarios" in settings:
+            raise ProfileError(source, f"scenarios.{name}.scenarios", "scenarios cannot be nested")
+        merged = _deep_merge(data, settings)
+        merged["name"] = settings.get("name", name)
+        merged = _substitute_scenario(merged, name)
+        merged = _apply_overrides(merged, overrides or {}, source)
+        try:
+            profile = parse_profile(merged, source=source, default_name=name)
+        except ProfileError as exc:
+            raise ProfileError(source, exc.field, f"in scenario {name!r}: {exc.message}") from None
+        for out in (profile.output.json_path, profile.output.csv_path, *profile.output.extra_paths()):
+            if out is not None:
+                key = str(out)
+                if key in written:
+                    raise ProfileError(
+                        source, "output", f"scenarios {written[key]!r} and {name!r} would both write {key}; put {{scenario}} in the path"
+                    )
+                written[key] = name
+        profiles.append(profile)
+    return profiles
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _substitute_scenario(data: dict[str, Any], name: str) -> dict[str, Any]:
+    output = data.get("output")
+    if isinstance(output, dict):
+        data["output"] = {k: (v.replace("{scenario}", name) if isinstance(v, str) else v) for k, v in output.items()}
+    return data
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -212,8 +312,7 @@ def load_profile(path: str | os.PathLike[str], overrides: Mapping[str, Any] | No
         data = {}
     if not isinstance(data, dict):
         raise ProfileError(source, "", f"a profile must be a YAML mapping, got {type(data).__name__}")
-    data = _apply_overrides(data, overrides or {}, source)
-    return parse_profile(data, source=source, default_name=Path(path).stem)
+    return data
 
 
 def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -330,9 +429,18 @@ class _Fields:
 
 def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default_name: str = "profile") -> Profile:
     """Validate an already-loaded mapping; see ``load_profile``."""
-    top = _Fields(source, "", dict(data), ("name", "description", "strict", "target", "mock", "load", "client", "sla", "output"))
+    top = _Fields(source, "", dict(data), ("name", "description", "strict", "target", "mock", "load", "client", "sla", "output", "compare"))
     name = top.string("name", default_name) or default_name
     strict = top.boolean("strict", False)
+    compare_fields = _Fields(source, "compare", top.raw("compare", {}), ("fail_on_regression",))
+    fail_on_regression = compare_fields.string("fail_on_regression")
+    if fail_on_regression is not None:
+        from bench.engine.compare import CompareError, parse_bounds
+
+        try:
+            parse_bounds(fail_on_regression)
+        except CompareError as exc:
+            raise compare_fields.error("fail_on_regression", str(exc).replace("--fail-on-regression: ", "")) from None
     top.string("description")
     target = _parse_target(_Fields(source, "target", top.raw("target", {}), ("url", "method", "headers", "body", "timeout")))
     if target.url is not None and top.has("mock"):
@@ -355,11 +463,12 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         error_aware=sla_fields.boolean("error_aware", False),
         min_samples=sla_fields.integer("min_samples", 1, minimum=1) or 1,
     )
-    output = _parse_output(_Fields(source, "output", top.raw("output", {}), ("json", "csv")))
+    output = _parse_output(_Fields(source, "output", top.raw("output", {}), OUTPUT_FIELDS))
     resolved = _resolved(name, target, load, client, sla, output, mock)
     resolved["strict"] = strict
     resolved["sla_options"] = {"error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples}
-    return Profile(name, source, target, load, client, sla, output, mock, resolved, sla_options, strict)
+    resolved["compare"] = {"fail_on_regression": fail_on_regression}
+    return Profile(name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression)
 
 
 def _parse_target(f: _Fields) -> Target:
@@ -612,9 +721,12 @@ def _parse_ratio(value: Any) -> float:
     return ratio
 
 
+OUTPUT_FIELDS = ("json", "csv", "hlog", "series_csv", "junit")
+
+
 def _parse_output(f: _Fields) -> Output:
     paths = {}
-    for key in ("json", "csv"):
+    for key in OUTPUT_FIELDS:
         value = f.string(key)
         if value is None:
             paths[key] = None
@@ -628,7 +740,7 @@ def _parse_output(f: _Fields) -> Output:
         if not os.access(parent, os.W_OK):
             raise f.error(key, f"directory {str(parent)!r} is not writable (for {value!r})")
         paths[key] = path
-    return Output(paths["json"], paths["csv"])
+    return Output(paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"])
 
 
 def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
@@ -640,6 +752,7 @@ def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
             "method": target.method,
             "headers": dict(target.headers),
             "body_bytes": len(target.body) if target.body is not None else 0,
+            "body_sha256": hashlib.sha256(target.body).hexdigest() if target.body is not None else None,
             "timeout_s": target.timeout_s,
         },
         "load": {
@@ -676,6 +789,9 @@ def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
             }
             for r in sla
         ],
-        "output": {"json": str(output.json_path) if output.json_path else None, "csv": str(output.csv_path) if output.csv_path else None},
+        "output": {
+            key: str(path) if path else None
+            for key, path in zip(OUTPUT_FIELDS, (output.json_path, output.csv_path, *output.extra_paths()))
+        },
         "mock": dataclasses.asdict(mock) if mock is not None else None,
     }

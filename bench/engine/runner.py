@@ -30,7 +30,8 @@ from bench.engine.aggregate import Aggregator, Snapshot
 from bench.engine.errors import RunError
 from bench.engine.gate import Verdict, compare, evaluate, window_key, window_specs
 from bench.engine.profile import Profile
-from bench.engine.report import build_report, merge_csv_parts, write_json
+from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
+from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
 from bench.engine.selfcheck import assess
 from bench.engine.worker import WorkerSpec, worker_main
 
@@ -118,7 +119,14 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     procs: list[multiprocessing.process.BaseProcess] = []
     conns: list[Connection] = []
     messages: list[str] = []
-    aggregator = Aggregator(load.workers, INTERVAL_S, window_specs(profile.sla, profile.sla_options), open_loop=load.model == "open")
+    hlog = HlogWriter(profile.output.hlog_path, time.time()) if profile.output.hlog_path else None
+    aggregator = Aggregator(
+        load.workers,
+        INTERVAL_S,
+        window_specs(profile.sla, profile.sla_options),
+        open_loop=load.model == "open",
+        on_second=hlog.add if hlog else None,
+    )
     abort = _AbortWatch(profile)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
     status = COMPLETED
@@ -143,6 +151,8 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
             _stop_all(procs, conns)
     parent_cpu = (time.process_time() - parent_cpu_start) / max(1e-9, time.monotonic() - parent_wall_start)
     aggregator.close()
+    if hlog is not None:
+        hlog.close()
     ended_at = dt.datetime.now(dt.timezone.utc).isoformat()
     summary = aggregator.summary()
     if status == COMPLETED and summary["requests"]["ok"] + summary["requests"]["http_errors"] == 0:
@@ -171,6 +181,14 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         merge_csv_parts(profile.output.csv_path, csv_parts)
         os.rmdir(csv_dir)
         written.append(profile.output.csv_path)
+    if hlog is not None:
+        written.append(hlog.path)
+    if profile.output.series_csv_path:
+        write_series_csv(profile.output.series_csv_path, summary["series"])
+        written.append(profile.output.series_csv_path)
+    if profile.output.junit_path:
+        profile.output.junit_path.write_text(junit_xml(json_safe(report)), encoding="utf-8")
+        written.append(profile.output.junit_path)
     return RunResult(profile, status, summary, verdict, report, messages, written)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 
 import aiohttp
 
@@ -29,11 +30,44 @@ def map_error(exc: BaseException) -> str:
     return "other"
 
 
+class FifoSlots:
+    """A counting semaphore that hands a freed slot to the longest waiter, so no request can jump the queue."""
+
+    def __init__(self, slots: int):
+        self.free = slots
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled: pass it on
+            else:
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the waiter, never back to the pool
+                return
+        self.free += 1
+
+
 class AiohttpTransport:
     """An aiohttp ClientSession sized to this worker's share of the load, with request parts prebuilt."""
 
     def __init__(self, profile: Profile, url: str, pool_size: int):
         self.url = url
+        self.timeout_s = profile.target.timeout_s
+        self.slots = FifoSlots(pool_size)
         self.method = profile.target.method
         self.body = profile.target.body
         self.headers = dict(profile.target.headers)
@@ -57,11 +91,25 @@ class AiohttpTransport:
         )
 
     async def send(self) -> tuple[int | None, int, str | None]:
-        """Send the request and read the whole body: (status, body bytes, None) or (None, 0, error kind)."""
+        """Send the request and read the whole body: (status, body bytes, None) or (None, 0, error kind).
+
+        Requests wait for a connection in our own first-come-first-served queue:
+        aiohttp's connector lets a request that arrives as a connection frees up
+        take it ahead of the ones already waiting, which starves some requests
+        for seconds when the pool is smaller than the concurrency. The total
+        timeout covers that wait, as it does in the other transports.
+        """
         try:
-            async with self.session.request(self.method, self.url, data=self.body, headers=self.headers, allow_redirects=False) as response:
-                body = await response.read()
-                return response.status, len(body), None
+            async with asyncio.timeout(self.timeout_s):
+                await self.slots.acquire()
+                try:
+                    async with self.session.request(
+                        self.method, self.url, data=self.body, headers=self.headers, allow_redirects=False
+                    ) as response:
+                        body = await response.read()
+                        return response.status, len(body), None
+                finally:
+                    self.slots.release()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure is counted as a kind, never raised

@@ -1,0 +1,227 @@
+"""Baseline vs candidate: compare runs from their stored HdrHistograms, and judge regressions.
+
+Percentiles are recomputed from each report's encoded latency histogram (not
+from rounded summaries); with several runs per side, each side's value is the
+median of its runs, with a 95 % Student-t confidence interval of the mean
+beside it. Runs are only comparable when they offered the same load to the
+same target: ``comparability`` lists every difference, and the caller
+refuses (or, when forced, warns) before comparing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import orjson
+from hdrh.histogram import HdrHistogram
+
+from bench.engine.aggregate import mean_and_stddev
+from bench.engine.errors import BenchError
+
+#: metric -> (unit, True when lower is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "p50": ("ms", True),
+    "p90": ("ms", True),
+    "p95": ("ms", True),
+    "p99": ("ms", True),
+    "p99.9": ("ms", True),
+    "max": ("ms", True),
+    "mean": ("ms", True),
+    "rps": ("req/s", False),
+    "error_rate": ("ratio", True),
+}
+
+# Two-sided 95 % Student-t critical values by degrees of freedom (1..30); the normal value beyond.
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # fmt: skip
+
+
+class CompareError(BenchError):
+    """A report that cannot be read or compared; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One report, with its latency metrics recomputed from the stored histogram."""
+
+    label: str
+    report: Mapping[str, Any]
+    values: Mapping[str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SideValue:
+    """A side's value for one metric: the median over its runs, and a 95 % CI when it has several."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    runs: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A regression bound such as ``p95=10%``, ``error_rate=0.5pp`` or ``p99=20ms``."""
+
+    metric: str
+    amount: float
+    kind: str  # "%", "pp" or "abs"
+    text: str
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a bench JSON report; raise CompareError naming the file for anything that is not one."""
+    name = str(path)
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise CompareError(f"{name}: file not found") from None
+    except IsADirectoryError:
+        raise CompareError(f"{name}: is a directory, not a report") from None
+    except OSError as exc:
+        raise CompareError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise CompareError(f"{name}: not valid JSON ({exc}); is the file truncated?") from None
+    return run_from_report(data, name, label=Path(path).name)
+
+
+def run_from_report(data: Any, source: str, *, label: str | None = None) -> Run:
+    """Check that ``data`` is a bench report and recompute its metrics from its histogram.
+
+    ``source`` names it in errors; ``label`` (default: ``source``) in tables.
+    """
+    if not isinstance(data, dict) or "schema_version" not in data or not isinstance(data.get("histograms"), dict):
+        raise CompareError(f"{source}: not a bench JSON report (no schema_version or histograms)")
+    if data["schema_version"] != 1:
+        raise CompareError(f"{source}: report schema version {data['schema_version']!r}; this bench reads version 1")
+    try:
+        requests = data["requests"]
+        completed = int(requests["completed"])
+        failures = int(requests["http_errors"]) + int(requests["client_errors"])
+        rps = data.get("rps")
+        encoded = data["histograms"].get("latency") or ""
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CompareError(f"{source}: malformed bench report (missing or wrong field {exc})") from None
+    values: dict[str, float | None] = {"rps": float(rps) if isinstance(rps, (int, float)) else None}
+    values["error_rate"] = failures / completed if completed else None
+    values.update(latency_values(encoded, source))
+    return Run(label or source, data, values)
+
+
+def latency_values(encoded: str, label: str = "histogram") -> dict[str, float | None]:
+    """p50..p99.9, max and mean in ms from an encoded microsecond HdrHistogram ('' means empty)."""
+    names = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean")
+    if not encoded:
+        return {n: None for n in names}
+    try:
+        histogram = HdrHistogram.decode(encoded)
+    except Exception as exc:  # noqa: BLE001 - hdrh raises assorted errors for corrupt payloads
+        raise CompareError(f"{label}: the stored latency histogram cannot be decoded ({type(exc).__name__})") from None
+    if histogram is None or histogram.get_total_count() == 0:
+        return {n: None for n in names}
+    points = histogram.get_percentile_to_value_dict([50.0, 90.0, 95.0, 99.0, 99.9])
+    values: dict[str, float | None] = {f"p{p:g}": v / 1000 for p, v in points.items()}
+    values["max"] = histogram.get_max_value() / 1000
+    values["mean"] = mean_and_stddev(histogram)[0] / 1000
+    return values
+
+
+def fingerprint(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What must match for two runs to be comparable: load model, offered load, request mix, target URL."""
+    profile = report.get("profile", {}) or {}
+    load = profile.get("load", {}) or {}
+    target = profile.get("target", {}) or {}
+    return {
+        "load model": report.get("load_model"),
+        "rate": load.get("rate_per_s"),
+        "concurrency": load.get("concurrency"),
+        "stages": load.get("stages"),
+        "arrival": load.get("arrival"),
+        "request": (target.get("method"), target.get("body_sha256", target.get("body_bytes"))),
+        # The bundled mock stands in for the API under test: a slower mock is a slower API, not another target.
+        "target": target.get("url") or "bundled mock server",
+    }
+
+
+def comparability(runs: Sequence[Run]) -> list[str]:
+    """Every way in which the runs differ in what they measured; empty when comparable."""
+    problems = []
+    base = fingerprint(runs[0].report)
+    for run in runs[1:]:
+        other = fingerprint(run.report)
+        for key, value in base.items():
+            if other[key] != value:
+                problems.append(f"{runs[0].label} and {run.label} differ in {key}: {value!r} vs {other[key]!r}")
+    return problems
+
+
+def side_value(runs: Sequence[Run], metric: str) -> SideValue:
+    values = [r.values[metric] for r in runs if r.values.get(metric) is not None]
+    if not values:
+        return SideValue(None, runs=len(runs))
+    if len(values) == 1:
+        return SideValue(values[0], runs=len(runs))
+    mean = statistics.fmean(values)
+    half = _T95[min(len(values) - 2, len(_T95) - 1)] * statistics.stdev(values) / math.sqrt(len(values))
+    return SideValue(statistics.median(values), mean - half, mean + half, len(values))
+
+
+def compare(sides: Sequence[Sequence[Run]]) -> dict[str, list[SideValue]]:
+    """Per metric, each side's value (median of its runs)."""
+    return {metric: [side_value(side, metric) for side in sides] for metric in METRICS}
+
+
+_BOUND = re.compile(r"^\s*([a-z0-9_.]+)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pp|ms|/s)?\s*$")
+
+
+def parse_bounds(text: str) -> list[Bound]:
+    """Parse ``p95=10%,error_rate=0.5pp,p99=20ms,rps=5%``; raise CompareError on anything else."""
+    bounds = []
+    for part in (p for p in text.split(",") if p.strip()):
+        match = _BOUND.match(part)
+        if not match:
+            raise CompareError(f"--fail-on-regression: cannot read {part.strip()!r}; write e.g. p95=10%,error_rate=0.5pp,p99=20ms")
+        metric, amount, unit = match.groups()
+        if metric not in METRICS:
+            raise CompareError(f"--fail-on-regression: unknown metric {metric!r}; known: {', '.join(METRICS)}")
+        kind = {"%": "%", "pp": "pp", None: "%"}.get(unit, "abs")
+        if kind == "pp" and metric != "error_rate":
+            raise CompareError(f"--fail-on-regression: {part.strip()!r}: pp (percentage points) applies to error_rate only")
+        if kind == "abs" and METRICS[metric][0] != ("ms" if unit == "ms" else "req/s"):
+            raise CompareError(f"--fail-on-regression: {part.strip()!r}: {unit} does not fit {metric} ({METRICS[metric][0]})")
+        bounds.append(Bound(metric, float(amount), kind, part.strip()))
+    return bounds
+
+
+def regressions(table: Mapping[str, Sequence[SideValue]], bounds: Sequence[Bound], labels: Sequence[str]) -> list[str]:
+    """The bounds each candidate (every side after the first) exceeds, worded for a CI log."""
+    found = []
+    for bound in bounds:
+        unit, lower_better = METRICS[bound.metric]
+        base = table[bound.metric][0].value
+        for label, cand_side in zip(labels[1:], table[bound.metric][1:]):
+            cand = cand_side.value
+            if base is None or cand is None:
+                found.append(f"{bound.metric}: cannot judge {bound.text} for {label}: no value measured")
+                continue
+            worse = (cand - base) if lower_better else (base - cand)
+            if bound.kind == "%":
+                exceeded = worse > (abs(base) * bound.amount / 100 if base else 0.0)
+            elif bound.kind == "pp":
+                exceeded = worse * 100 > bound.amount
+            else:
+                exceeded = worse > bound.amount
+            if exceeded:
+                found.append(f"{bound.metric} regressed beyond {bound.text} in {label}: {_show(base, unit)} -> {_show(cand, unit)}")
+    return found
+
+
+def _show(value: float, unit: str) -> str:
+    if unit == "ratio":
+        return f"{value * 100:.2f} %"
+    return f"{value:,.2f} {unit}"
