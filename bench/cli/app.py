@@ -115,6 +115,8 @@ def run(
             console.rule(f"scenario {prof.name}", style="cyan")
         try:
             result = _run_with_progress(prof, quiet)
+        except ProfileError as exc:
+            raise _fail_usage(str(exc)) from None
         except RunError as exc:
             err_console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
             codes.append(ExitCode.RUN_ERROR)
@@ -340,13 +342,13 @@ def main() -> None:
 
 @app.command()
 def report(
-    runs: list[Path] = typer.Argument(..., help="JSON reports written by `bench run --json` (several are overlaid for comparison)."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN.json", help="JSON reports written by `bench run --json` (several are overlaid for comparison)."),
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
     title: Optional[str] = typer.Option(None, help="Page title (default: from the run names)."),
 ) -> None:
     """Write one self-contained HTML report of one or more runs: SLA tables, charts over time, percentile distributions.
 
-    Needs the plotting extra: pip install 'bench-loadtest[report]'. The page opens offline.
+    Needs plotly, the "report" extra of bench-loadtest. The page opens offline.
     Exit codes: 0 written; 2 a bad input file, an unwritable output path or the extra missing.
     """
     import os

@@ -144,6 +144,12 @@ def load_run(path: Path) -> Run:
         raise ReportInputError(f"{path}: not a bench JSON report: {exc}") from None
     latency = _decode(path, data, "latency")
     service = _decode(path, data, "service")
+    for key, histogram in (("latency", latency), ("service", service)):
+        stats = data.get(key)
+        count = stats.get("count") if isinstance(stats, dict) else None
+        held = histogram.get_total_count() if histogram is not None else 0
+        if isinstance(count, int) and not isinstance(count, bool) and count != held:
+            raise ReportInputError(f"{path}: histograms.{key} holds {held} values but {key}.count is {count}: the report was altered or is corrupt")
     return Run(path, data, latency, service)
 
 
@@ -235,7 +241,7 @@ def _decode(path: Path, data: dict[str, Any], key: str) -> HdrHistogram | None:
         count = histogram.get_total_count()
         max_value = histogram.get_max_value()
     except Exception as exc:  # noqa: BLE001 - hdrh raises anything from base64, zlib, struct or its own checks
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        detail = str(exc) or type(exc).__name__
         raise ReportInputError(f"{path}: histograms.{key} is not a valid HdrHistogram encoding ({detail})") from None
     if histogram is None or count <= 0 or max_value < 0:
         raise ReportInputError(f"{path}: histograms.{key} is not a valid HdrHistogram encoding (no recorded values)")
@@ -344,7 +350,7 @@ def _load_text(data: dict[str, Any]) -> str:
     else:
         vus = load.get("concurrency")
         what = f"concurrency {vus}" if isinstance(vus, int) else "ramping concurrency"
-    if load.get("stages"):
+    if isinstance(load.get("stages"), list) and load["stages"]:
         what += f", {len(load['stages'])} stage(s)"
     workers = load.get("workers")
     if isinstance(workers, int):

@@ -144,6 +144,8 @@ def requests_table(summary: dict[str, Any]) -> Table:
     table.add_row("ok (2xx/3xx)", str(req["ok"]))
     table.add_row("HTTP errors (4xx/5xx)", str(req["http_errors"]))
     table.add_row("client errors", str(req["client_errors"]))
+    if req.get("check_failures"):
+        table.add_row("failed checks", Text(str(req["check_failures"]), style="red"))
     if req.get("due_but_not_sent"):
         table.add_row("due but never sent (stopped)", Text(str(req["due_but_not_sent"]), style="yellow"))
     if req["unfinished"]:

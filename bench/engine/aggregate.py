@@ -202,6 +202,9 @@ class Aggregator:
         _add_encoded(tally.success, part.success)
         _add_encoded(tally.service, part.service)
         _add_encoded(tally.lag, part.lag)
+        _add_encoded(tally.ttft, part.ttft)
+        _add_encoded(tally.tpot, part.tpot)
+        _add_encoded(tally.itl, part.itl)
 
     def _close_finished_seconds(self, everything: bool = False) -> None:
         """Reduce seconds every worker has reported past to a SeriesPoint, and free their histograms."""
@@ -223,7 +226,7 @@ class Aggregator:
             else:
                 p50 = p95 = p99 = peak = None
             self.series.append(
-                SeriesPoint(second, tally.sent, tally.completed, tally.ok, tally.http_errors + tally.client_errors, p50, p95, p99, peak)
+                SeriesPoint(second, tally.sent, tally.completed, tally.ok, tally.failed, p50, p95, p99, peak)
             )
             self.new_window_values.extend(self.windows.add(second, bucket, judge=not everything))
             if self.on_second is not None:
@@ -252,7 +255,7 @@ class Aggregator:
             sent=m.sent,
             completed=m.completed,
             ok=m.ok,
-            errors=m.http_errors + m.client_errors,
+            errors=m.failed,
             in_flight=sum(self.in_flight.values()),
             warmup_sent=self.warmup.sent,
             total_p50_ms=total[50.0] / 1000 if total else None,
@@ -311,11 +314,32 @@ class Aggregator:
         cpu = {str(w): self.cpu_s[w] / self.wall_s[w] for w in sorted(self.cpu_s) if self.wall_s.get(w)}
         return {"requested_rps": requested, "achieved_rps": achieved, "rate_ratio": ratio, "worker_cpu": cpu}
 
+    def _inference(self, seconds: float) -> dict[str, Any] | None:
+        """Inference metrics, present when any response reported tokens or a first token (see sse.py for definitions)."""
+        m = self.measured
+        if not m.token_sources and not m.ttft.get_total_count():
+            return None
+        good_ratio = m.good / m.completed if m.completed else None
+        return {
+            "ttft": latency_stats(m.ttft),
+            "tpot": latency_stats(m.tpot),
+            "itl": latency_stats(m.itl),
+            "output_tokens": m.output_tokens,
+            "token_source": dict(sorted(m.token_sources.items())),
+            "output_tokens_per_s": m.output_tokens / seconds if seconds > 0 else None,
+            "goodput": {
+                "good": m.good,
+                "completed": m.completed,
+                "ratio": good_ratio,
+                "rps": m.good / seconds if seconds > 0 else None,
+            },
+        }
+
     def summary(self) -> dict[str, Any]:
         """The run's numbers in plain JSON types (ms for latencies), for the gate and the report."""
         m = self.measured
         seconds = self.measured_seconds()
-        errors = m.http_errors + m.client_errors
+        errors = m.failed
         return {
             "requests": {
                 "sent": m.sent,
@@ -323,6 +347,7 @@ class Aggregator:
                 "ok": m.ok,
                 "http_errors": m.http_errors,
                 "client_errors": m.client_errors,
+                "check_failures": m.check_errors,
                 "unfinished": m.sent - m.completed,
                 "waited_for_cap": m.capped,
                 "due_but_not_sent": m.unsent,
@@ -343,7 +368,8 @@ class Aggregator:
                 key: [{"end_second": v.end_second, "value": v.value, "samples": v.samples} for v in values]
                 for key, values in self.windows.values.items()
             },
-            "latency_error_aware": error_aware_stats(m.success, m.http_errors + m.client_errors),
+            "latency_error_aware": error_aware_stats(m.success, m.failed),
+            "inference": self._inference(seconds),
             "warmup": {
                 "sent": self.warmup.sent,
                 "completed": self.warmup.completed,

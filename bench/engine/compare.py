@@ -102,7 +102,7 @@ def run_from_report(data: Any, source: str, *, label: str | None = None) -> Run:
     try:
         requests = data["requests"]
         completed = int(requests["completed"])
-        failures = int(requests["http_errors"]) + int(requests["client_errors"])
+        failures = int(requests["http_errors"]) + int(requests["client_errors"]) + int(requests.get("check_failures", 0))
         rps = data.get("rps")
         encoded = data["histograms"].get("latency") or ""
     except (KeyError, TypeError, ValueError) as exc:

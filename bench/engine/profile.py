@@ -8,10 +8,12 @@ silently passing SLA gate). Nothing here opens sockets or starts processes.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +23,17 @@ import orjson
 import yaml
 
 from bench.engine.errors import ProfileError
+from bench.engine.requests import (
+    API_PRESETS,
+    DATA_ORDERS,
+    Check,
+    DataSpec,
+    RequestKind,
+    preset_fields,
+    read_rows,
+    synthetic_rows,
+    template_fields,
+)
 from bench.mock.config import MockConfig, MockConfigError
 from bench.units import UnitError, parse_duration, parse_rate
 
@@ -169,6 +182,18 @@ class Profile:
     sla_options: SlaOptions = SlaOptions()
     strict: bool = False
     fail_on_regression: str | None = None
+    kinds: tuple[RequestKind, ...] = ()
+    data: DataSpec | None = None
+    api_key_env: str | None = None
+    goodput: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def plain(self) -> bool:
+        """One fixed request, no checks or streaming: the transports' prebuilt fast path."""
+        if len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None:
+            return False
+        kind = self.kinds[0] if self.kinds else None
+        return kind is None or (kind.api is None and kind.check is None and not kind.stream and kind.path is None)
 
     @property
     def uses_mock(self) -> bool:
@@ -429,7 +454,12 @@ class _Fields:
 
 def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default_name: str = "profile") -> Profile:
     """Validate an already-loaded mapping; see ``load_profile``."""
-    top = _Fields(source, "", dict(data), ("name", "description", "strict", "target", "mock", "load", "client", "sla", "output", "compare"))
+    top = _Fields(
+        source,
+        "",
+        dict(data),
+        ("name", "description", "strict", "target", "request_kinds", "data", "goodput", "mock", "load", "client", "sla", "output", "compare"),
+    )
     name = top.string("name", default_name) or default_name
     strict = top.boolean("strict", False)
     compare_fields = _Fields(source, "compare", top.raw("compare", {}), ("fail_on_regression",))
@@ -442,7 +472,14 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         except CompareError as exc:
             raise compare_fields.error("fail_on_regression", str(exc).replace("--fail-on-regression: ", "")) from None
     top.string("description")
-    target = _parse_target(_Fields(source, "target", top.raw("target", {}), ("url", "method", "headers", "body", "timeout")))
+    target_fields = _Fields(source, "target", top.raw("target", {}), TARGET_FIELDS)
+    target = _parse_target(target_fields)
+    kinds = _parse_kinds(source, target_fields, top.raw("request_kinds"))
+    data_spec = _parse_data(source, top.raw("data"), kinds)
+    api_key_env = target_fields.string("api_key_env")
+    if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        raise target_fields.error("api_key_env", f"expected the NAME of an environment variable (the key itself never goes in a profile), got {api_key_env!r}")
+    goodput = _parse_goodput(_Fields(source, "goodput", top.raw("goodput", {}), GOODPUT_FIELDS))
     if target.url is not None and top.has("mock"):
         raise top.error("mock", "target.url is set, so this mock section would never be used; remove one of them")
     mock = _parse_mock(source, top.raw("mock", {})) if target.url is None else None
@@ -468,7 +505,17 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     resolved["strict"] = strict
     resolved["sla_options"] = {"error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples}
     resolved["compare"] = {"fail_on_regression": fail_on_regression}
-    return Profile(name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression)
+    resolved["request_kinds"] = [
+        {"name": k.name, "weight": k.weight, "method": k.method, "path": k.path, "url": k.url, "api": k.api, "stream": k.stream}
+        for k in kinds
+    ]
+    resolved["data"] = {"source": data_spec.source, "rows": len(data_spec.rows), "order": data_spec.order} if data_spec else None
+    resolved["goodput"] = dict(goodput)
+    resolved["target"]["api_key_env"] = api_key_env
+    return Profile(
+        name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression,
+        kinds, data_spec, api_key_env, goodput,
+    )
 
 
 def _parse_target(f: _Fields) -> Target:
@@ -489,19 +536,7 @@ def _parse_target(f: _Fields) -> Target:
     method = (f.string("method", "GET") or "GET").upper()
     if method not in METHODS:
         raise f.error("method", f"expected one of {', '.join(METHODS)}, got {method!r}")
-    raw_headers = f.raw("headers", {})
-    if not isinstance(raw_headers, dict):
-        raise f.error("headers", f"expected a mapping of header name to value, got {raw_headers!r}")
-    headers: list[tuple[str, str]] = []
-    for key, value in raw_headers.items():
-        if not isinstance(key, str) or not key or any(c in key for c in " :\r\n"):
-            raise f.error("headers", f"invalid header name {key!r}")
-        if isinstance(value, (dict, list)) or value is None:
-            raise f.error(f"headers.{key}", f"expected a string, got {value!r}")
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if "\r" in text or "\n" in text:
-            raise f.error(f"headers.{key}", "header values cannot contain line breaks")
-        headers.append((key, text))
+    headers = _parse_headers(f)
     body_value = f.raw("body")
     body: bytes | None
     if body_value is None:
@@ -519,6 +554,203 @@ def _parse_target(f: _Fields) -> Target:
         raise f.error("body", f"expected a mapping (sent as JSON) or a string, got {body_value!r}")
     timeout_s = f.duration("timeout", DEFAULT_TIMEOUT_S, positive=True)
     return Target(url, method, tuple(headers), body, timeout_s)  # type: ignore[arg-type]
+
+
+def _parse_headers(f: _Fields) -> list[tuple[str, str]]:
+    raw_headers = f.raw("headers", {})
+    if not isinstance(raw_headers, dict):
+        raise f.error("headers", f"expected a mapping of header name to value, got {raw_headers!r}")
+    headers: list[tuple[str, str]] = []
+    for key, value in raw_headers.items():
+        if not isinstance(key, str) or not key or any(c in key for c in " :\r\n"):
+            raise f.error("headers", f"invalid header name {key!r}")
+        if isinstance(value, (dict, list)) or value is None:
+            raise f.error(f"headers.{key}", f"expected a string, got {value!r}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if "\r" in text or "\n" in text:
+            raise f.error(f"headers.{key}", "header values cannot contain line breaks")
+        headers.append((key, text))
+    return headers
+
+
+KIND_FIELDS = ("name", "weight", "url", "path", "method", "headers", "body", "api", "model", "max_tokens", "stream", "checks")
+TARGET_FIELDS = ("url", "method", "headers", "body", "timeout", "api", "model", "max_tokens", "stream", "api_key_env", "checks")
+
+
+def _parse_check(f: _Fields, key: str) -> Check | None:
+    raw = f.raw(key)
+    if raw is None:
+        return None
+    c = _Fields(f.source, f.path(key), raw, ("status", "body_contains", "body_regex", "json_path", "json_equals", "json_exists"))
+    statuses = c.raw("status")
+    if statuses is not None:
+        statuses = statuses if isinstance(statuses, list) else [statuses]
+        if not all(isinstance(x, int) and not isinstance(x, bool) and 100 <= x <= 599 for x in statuses):
+            raise c.error("status", f"expected HTTP status codes (100-599), got {c.raw('status')!r}")
+        statuses = tuple(statuses)
+    regex = c.string("body_regex")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise c.error("body_regex", f"invalid regular expression {regex!r}: {exc}") from None
+    json_path = c.string("json_path")
+    if json_path is None and (c.has("json_equals") or c.has("json_exists")):
+        raise c.error("json_path", "json_equals and json_exists need json_path, e.g. json_path: choices.0.message.content")
+    kwargs: dict[str, Any] = {}
+    if "json_equals" in c.data:
+        kwargs["json_equals"] = c.data["json_equals"]
+    return Check(statuses, c.string("body_contains"), regex, json_path, json_exists=c.boolean("json_exists", True) if c.has("json_exists") else None, **kwargs)
+
+
+def _parse_kind(f: _Fields, name: str, base: RequestKind | None) -> RequestKind:
+    """A request kind: the target's settings (``base``) with this entry's on top."""
+    api = f.string("api", base.api if base else None)
+    if api is not None and api not in API_PRESETS:
+        hint = difflib.get_close_matches(api, API_PRESETS, n=1)
+        raise f.error("api", f"expected one of {', '.join(API_PRESETS)}, got {api!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    method = (f.string("method", base.method if base else ("POST" if api else "GET")) or "GET").upper()
+    if method not in METHODS:
+        raise f.error("method", f"expected one of {', '.join(METHODS)}, got {method!r}")
+    url = f.string("url") if "url" in f.data and base is not None else None
+    if url is not None:
+        _check_url(f, "url", url)
+    path = f.string("path")
+    if path is not None and not path.startswith("/"):
+        raise f.error("path", f"a path starts with '/', got {path!r}")
+    headers = tuple(_parse_headers(f)) if f.has("headers") else (base.headers if base else ())
+    body = f.raw("body", base.body if base else None)
+    if body is not None and not isinstance(body, (str, dict, list)):
+        raise f.error("body", f"expected a mapping (sent as JSON) or a string, got {body!r}")
+    if api is not None and f.has("body"):
+        raise f.error("body", f"api {api} builds the body from the dataset (prompt, max_tokens); remove body or api")
+    weight = f.raw("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+        raise f.error("weight", f"expected a positive number, got {weight!r}")
+    max_tokens = f.integer("max_tokens", base.max_tokens if base else 128, minimum=1)
+    return RequestKind(
+        name=name,
+        weight=float(weight),
+        method=method,
+        url=url,
+        path=path,
+        headers=headers,
+        body=body,
+        api=api,
+        model=f.string("model", base.model if base else "demo-model") or "demo-model",
+        max_tokens=max_tokens or 128,
+        stream=f.boolean("stream", base.stream if base else False),
+        check=_parse_check(f, "checks") if f.has("checks") else (base.check if base else None),
+    )
+
+
+def _check_url(f: _Fields, key: str, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise f.error(key, f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise f.error(key, f"unsupported scheme in {url!r}; use http:// or https://")
+    if not parts.hostname:
+        raise f.error(key, f"no host in {url!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise f.error(key, f"invalid port in {url!r}") from None
+
+
+def _parse_kinds(source: str, target_f: _Fields, raw: Any) -> tuple[RequestKind, ...]:
+    base = _parse_kind(_Fields(source, "target", {k: v for k, v in target_f.data.items() if k in KIND_FIELDS and k != "url"}, KIND_FIELDS), "default", None)
+    if raw is None:
+        return (base,)
+    if not isinstance(raw, list) or not raw:
+        raise ProfileError(source, "request_kinds", f"expected a list of request kinds such as [{{name: chat, path: /v1/chat, weight: 3}}], got {raw!r}")
+    kinds = []
+    names = set()
+    for i, item in enumerate(raw):
+        f = _Fields(source, f"request_kinds[{i}]", item, KIND_FIELDS)
+        name = f.string("name", f"kind{i}") or f"kind{i}"
+        if name in names:
+            raise f.error("name", f"two request kinds are named {name!r}")
+        names.add(name)
+        kinds.append(_parse_kind(f, name, base))
+    return tuple(kinds)
+
+
+def _parse_data(source: str, raw: Any, kinds: tuple[RequestKind, ...]) -> DataSpec | None:
+    if raw is None:
+        for kind in kinds:
+            missing = template_fields(kind.body)
+            if missing:
+                raise ProfileError(source, "data", f"request kind {kind.name!r} uses {{{{{sorted(missing)[0]}}}}} but the profile has no data section")
+        return None
+    f = _Fields(source, "data", raw, ("file", "order", "seed", "synthetic"))
+    order = f.string("order", "sequential")
+    if order not in DATA_ORDERS:
+        raise f.error("order", f"expected one of {', '.join(DATA_ORDERS)}, got {order!r}")
+    seed = f.integer("seed", 1) or 0
+    if f.has("file") == f.has("synthetic"):
+        raise f.error("file", "set either data.file (a JSONL or CSV file) or data.synthetic")
+    if f.has("file"):
+        name = f.string("file") or ""
+        path = Path(name)
+        if not path.is_absolute():
+            path = Path(source).parent / path
+        if path.suffix.lower() not in (".jsonl", ".csv", ".ndjson"):
+            raise f.error("file", f"expected a .jsonl or .csv file, got {name!r}")
+        try:
+            rows = read_rows(path)
+        except FileNotFoundError:
+            raise f.error("file", f"file not found: {str(path)!r} (relative to the profile)") from None
+        except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+            raise f.error("file", f"{name}: {exc}") from None
+        if not rows:
+            raise f.error("file", f"{name} has no rows")
+        where = name
+    else:
+        g = _Fields(source, "data.synthetic", f.raw("synthetic"), ("count", "prompt_tokens", "max_tokens"))
+        count = g.integer("count", 100, minimum=1) or 100
+        rows = synthetic_rows(count, _int_range(g, "prompt_tokens", (32, 256)), _int_range(g, "max_tokens", (16, 128)), seed)
+        where = "synthetic"
+    for kind in kinds:
+        needed = template_fields(kind.body) | preset_fields(kind)
+        for row_number, row in enumerate(rows, 1):
+            missing = needed - set(row)
+            if missing:
+                raise f.error("file", f"{where} row {row_number} has no field {sorted(missing)[0]!r}, which request kind {kind.name!r} uses")
+    if order == "weighted" and not all(isinstance(r.get("weight", 1), (int, float)) and r.get("weight", 1) > 0 for r in rows):
+        raise f.error("order", "weighted order needs a positive number in each row's weight field")
+    return DataSpec(tuple(rows), order, seed, where)
+
+
+def _int_range(f: _Fields, key: str, default: tuple[int, int]) -> tuple[int, int]:
+    raw = f.raw(key)
+    if raw is None:
+        return default
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return raw, raw
+    g = _Fields(f.source, f.path(key), raw, ("min", "max"))
+    low, high = g.integer("min", minimum=1), g.integer("max", minimum=1)
+    if low is None or high is None or low > high:
+        raise f.error(key, f"expected a whole number or {{min, max}} with min <= max, got {raw!r}")
+    return low, high
+
+
+GOODPUT_FIELDS = ("ttft", "tpot", "e2e")
+
+
+def _parse_goodput(f: _Fields) -> tuple[tuple[str, float], ...]:
+    """Per-request objectives: a request is good when it succeeded and meets every one (values in ms)."""
+    objectives = []
+    for key in GOODPUT_FIELDS:
+        value = f.raw(key)
+        if value is None:
+            continue
+        try:
+            objectives.append((key, round(parse_duration(value, bare_unit_s=1e-3) * 1e3, 6)))
+        except UnitError as exc:
+            raise f.error(key, str(exc)) from None
+    return tuple(objectives)
 
 
 def _parse_mock(source: str, raw: Any) -> MockConfig:

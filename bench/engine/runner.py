@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.engine.aggregate import Aggregator, Snapshot
-from bench.engine.errors import RunError
+from bench.engine.errors import ProfileError, RunError
 from bench.engine.gate import Verdict, compare, evaluate, window_key, window_specs
 from bench.engine.profile import Profile
 from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
@@ -111,8 +111,19 @@ def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None)
             mock.stop()
 
 
+def _secret_headers(profile: Profile) -> tuple[tuple[str, str], ...]:
+    """The API key from the environment variable the profile names, as a header; never written anywhere."""
+    if profile.api_key_env is None:
+        return ()
+    key = os.environ.get(profile.api_key_env)
+    if not key:
+        raise ProfileError(profile.source, "target.api_key_env", f"environment variable {profile.api_key_env} is not set (it should hold the API key)")
+    return (("Authorization", f"Bearer {key}"),)
+
+
 def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], None] | None) -> RunResult:
     load = profile.load
+    extra_headers = _secret_headers(profile)
     ctx = multiprocessing.get_context("fork")
     csv_dir = tempfile.mkdtemp(prefix="bench-csv-") if profile.output.csv_path else None
     csv_parts = [Path(csv_dir) / f"worker-{i}.csv" for i in range(load.workers)] if csv_dir else []
@@ -135,7 +146,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         try:
             for i in range(load.workers):
                 parent_end, child_end = ctx.Pipe(duplex=True)
-                spec = WorkerSpec(i, load.workers, profile, url, INTERVAL_S, str(csv_parts[i]) if csv_parts else None)
+                spec = WorkerSpec(i, load.workers, profile, url, INTERVAL_S, str(csv_parts[i]) if csv_parts else None, extra_headers)
                 proc = ctx.Process(target=worker_main, args=(spec, child_end), name=f"bench-worker-{i}", daemon=True)
                 proc.start()
                 child_end.close()

@@ -15,6 +15,7 @@ figures (0.1 % resolution). A value outside that range is counted in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -52,12 +53,19 @@ class PhaseTally:
     bytes_received: int = 0
     capped: int = 0
     unsent: int = 0
+    check_errors: int = 0
+    output_tokens: int = 0
+    token_sources: dict[str, int] = field(default_factory=dict)
+    good: int = 0
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     latency: HdrHistogram = field(default_factory=new_histogram)
     success: HdrHistogram = field(default_factory=new_histogram)
     service: HdrHistogram = field(default_factory=new_histogram)
     lag: HdrHistogram = field(default_factory=new_histogram)
+    ttft: HdrHistogram = field(default_factory=new_histogram)
+    tpot: HdrHistogram = field(default_factory=new_histogram)
+    itl: HdrHistogram = field(default_factory=new_histogram)
     first_intended_ns: int | None = None
     last_intended_ns: int | None = None
     first_send_ns: int | None = None
@@ -66,7 +74,12 @@ class PhaseTally:
 
     @property
     def completed(self) -> int:
-        return self.ok + self.http_errors + self.client_errors
+        return self.ok + self.http_errors + self.client_errors + self.check_errors
+
+    @property
+    def failed(self) -> int:
+        """Completed but not a success: HTTP error status, client error, or a failed check."""
+        return self.http_errors + self.client_errors + self.check_errors
 
     def merge_counts(self, other: "PhaseTally | PhaseReport") -> None:
         self.sent += other.sent
@@ -77,6 +90,11 @@ class PhaseTally:
         self.bytes_received += other.bytes_received
         self.capped += other.capped
         self.unsent += other.unsent
+        self.check_errors += other.check_errors
+        self.output_tokens += other.output_tokens
+        self.good += other.good
+        for source, n in other.token_sources.items():
+            self.token_sources[source] = self.token_sources.get(source, 0) + n
         for code, n in other.status.items():
             self.status[code] = self.status.get(code, 0) + n
         for kind, n in other.errors.items():
@@ -108,12 +126,19 @@ class PhaseReport:
     bytes_received: int
     capped: int
     unsent: int
+    check_errors: int
+    output_tokens: int
+    token_sources: dict[str, int]
+    good: int
     status: dict[int, int]
     errors: dict[str, int]
     latency: str
     success: str
     service: str
     lag: str
+    ttft: str
+    tpot: str
+    itl: str
     first_intended_ns: int | None
     last_intended_ns: int | None
     first_send_ns: int | None
@@ -159,7 +184,7 @@ def _encode(histogram: HdrHistogram) -> str:
 class Recorder:
     """Per-worker recording of finished requests into the current interval's tallies."""
 
-    HISTOGRAMS = ("latency", "success", "service", "lag")
+    HISTOGRAMS = ("latency", "success", "service", "lag", "ttft", "tpot", "itl")
 
     def __init__(self) -> None:
         self.phases = {MEASURED: PhaseTally(), WARMUP: PhaseTally()}
@@ -195,8 +220,14 @@ class Recorder:
         nbytes: int,
         *,
         open_loop: bool,
+        facts: Any = None,
+        good: bool = False,
     ) -> None:
-        """Count one finished request: a response (any status) or a client error (``error`` kind)."""
+        """Count one finished request: a response (any status) or a client error (``error`` kind).
+
+        ``facts`` (a ResponseFacts) adds a failed check and inference metrics;
+        ``good`` says it met every goodput objective.
+        """
         tally = self.phases[phase]
         pending = self.pending[phase]
         if tally.last_end_ns is None or end_ns > tally.last_end_ns:
@@ -222,18 +253,43 @@ class Recorder:
             key = bucket_floor(latency_us)
             counts = pending["latency"]
             counts[key] = counts.get(key, 0) + 1
-            if status < 400:
-                counts = pending["success"]
-                counts[key] = counts.get(key, 0) + 1
+        failed_check = facts is not None and facts.check_failed is not None
         if status >= 400:
             tally.http_errors += 1
+        elif failed_check:
+            tally.check_errors += 1
+            tally.errors["check"] = tally.errors.get("check", 0) + 1
         else:
             tally.ok += 1
+            if latency_us <= HIGHEST_US:
+                counts = pending["success"]
+                counts[key] = counts.get(key, 0) + 1
+        if good:
+            tally.good += 1
+        if facts is not None:
+            self._inference(tally, pending, facts)
         service_us = max(1, (end_ns - sent_ns) // 1000)
         if service_us <= HIGHEST_US:
             counts = pending["service"]
             key = bucket_floor(service_us)
             counts[key] = counts.get(key, 0) + 1
+
+    @staticmethod
+    def _inference(tally: PhaseTally, pending: dict[str, dict[int, int]], facts: Any) -> None:
+        for name, value_ns in (("ttft", facts.ttft_ns), ("tpot", facts.tpot_ns)):
+            if value_ns is not None:
+                counts = pending[name]
+                key = bucket_floor(max(1, value_ns // 1000))
+                counts[key] = counts.get(key, 0) + 1
+        if facts.itl_ns:
+            counts = pending["itl"]
+            for gap_ns in facts.itl_ns:
+                key = bucket_floor(max(1, gap_ns // 1000))
+                counts[key] = counts.get(key, 0) + 1
+        if facts.output_tokens is not None:
+            tally.output_tokens += facts.output_tokens
+            source = facts.token_source or "unknown"
+            tally.token_sources[source] = tally.token_sources.get(source, 0) + 1
 
     def tally(self, phase: str) -> PhaseTally:
         """The current interval's tally of a phase, with pending values folded into its histograms."""
@@ -268,12 +324,19 @@ class Recorder:
                 tally.bytes_received,
                 tally.capped,
                 tally.unsent,
+                tally.check_errors,
+                tally.output_tokens,
+                tally.token_sources,
+                tally.good,
                 tally.status,
                 tally.errors,
                 _encode(tally.latency),
                 _encode(tally.success),
                 _encode(tally.service),
                 _encode(tally.lag),
+                _encode(tally.ttft),
+                _encode(tally.tpot),
+                _encode(tally.itl),
                 tally.first_intended_ns,
                 tally.last_intended_ns,
                 tally.first_send_ns,

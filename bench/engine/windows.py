@@ -49,7 +49,7 @@ class WindowValue:
 def window_metric(buckets: list[SecondBucket], metric: str, seconds: float, error_aware: bool) -> tuple[float | None, int]:
     """The metric over some seconds' buckets, and how many requests it rests on."""
     completed = sum(b.tally.completed for b in buckets)
-    failures = sum(b.tally.http_errors + b.tally.client_errors for b in buckets)
+    failures = sum(b.tally.failed for b in buckets)
     if metric == "error_rate":
         return (failures / completed if completed else None), completed
     if metric == "rps":

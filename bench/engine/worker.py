@@ -28,9 +28,11 @@ from multiprocessing.connection import Connection
 from bench.engine.profile import OPEN_LOOP, Profile
 from bench.engine.samples import MEASURED, WARMUP, Recorder
 from bench.engine.schedule import arrival_offsets, concurrency_ramp, schedule_end_s, share
+from bench.engine.requests import PreparedRequest, check_response, prepare
+from bench.engine.responses import ResponseFacts, receiver_for
 from bench.engine.transports import make_transport
 
-CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes\n"
+CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes,kind,ttft_ms,output_tokens\n"
 RAMP_TICK_S = 0.05
 INTERRUPT_DRAIN_S = 3.0
 
@@ -45,6 +47,7 @@ class WorkerSpec:
     url: str
     interval_s: float
     csv_path: str | None
+    extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. the API key from the environment; never reported
 
 
 def die_with_parent() -> None:
@@ -75,6 +78,10 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         os._exit(1)
     finally:
         conn.close()
+
+
+def _check_error(facts: ResponseFacts | None) -> str:
+    return "check" if facts is not None and facts.check_failed is not None else ""
 
 
 async def _sleep_until(due_ns: int) -> None:
@@ -113,6 +120,9 @@ class Worker:
         self.start_ns = 0
         self.seq = 0
         self.rows = 0
+        self.prepared: list[PreparedRequest] | None = None
+        self.cursor = 0
+        self.objectives = dict(spec.profile.goodput)
         self.cpu_start = time.process_time()
         self._started = asyncio.get_event_loop().create_future()
         self._slot_freed = asyncio.Event()
@@ -123,6 +133,11 @@ class Worker:
         loop = asyncio.get_running_loop()
         pool = self._pool_size()
         self.transport = make_transport(self.spec.profile, self.spec.url, pool)
+        profile = self.spec.profile
+        if not profile.plain:
+            self.prepared = prepare(
+                profile.kinds, profile.data, self.spec.url, self.spec.extra_headers, self.spec.index, self.spec.count, seed=self.load.seed
+            )
         if self.spec.csv_path:
             self.csv = open(self.spec.csv_path, "w", buffering=1 << 16, encoding="ascii")
         loop.add_reader(self.conn.fileno(), self._on_parent_message)
@@ -299,20 +314,55 @@ class Worker:
     async def _one(self, phase: str, intended_ns: int, capped: bool = False) -> None:
         """Send one request and record it; the caller has already counted it in ``in_flight``."""
         recorder = self.recorder
+        request = receiver = None
+        if self.prepared is not None:
+            request = self.prepared[self.cursor]
+            self.cursor = (self.cursor + 1) % len(self.prepared)
+            receiver = receiver_for(request)
         sent_ns = time.monotonic_ns()
         recorder.sent(phase, sent_ns, intended_ns, capped=capped)
         try:
-            status, nbytes, error = await self.transport.send()
+            if request is None:
+                status, nbytes, error = await self.transport.send()
+            else:
+                status, nbytes, error = await self.transport.send(request, receiver)
         except asyncio.CancelledError:
             status, nbytes, error = None, 0, "cancelled"
         end_ns = time.monotonic_ns()
         self.in_flight -= 1
         self._slot_freed.set()
-        recorder.finished(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, open_loop=self.open_loop)
+        facts = None
+        if request is not None and status is not None:
+            if receiver is not None:
+                facts = receiver.facts(request, status, sent_ns)
+            elif request.check is not None:
+                facts = ResponseFacts(check_response(request.check, status, None))
+        start_ns = intended_ns if self.open_loop else sent_ns
+        good = error is None and status is not None and status < 400 and (facts is None or facts.check_failed is None)
+        if good and self.objectives:
+            good = self._meets_objectives(facts, end_ns - start_ns)
+        recorder.finished(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, open_loop=self.open_loop, facts=facts, good=good)
         if self.csv is not None:
-            self._write_row(phase, intended_ns, sent_ns, end_ns, status, error, nbytes)
+            self._write_row(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, request, facts)
 
-    def _write_row(self, phase, intended_ns, sent_ns, end_ns, status, error, nbytes) -> None:
+    def _meets_objectives(self, facts: ResponseFacts | None, latency_ns: int) -> bool:
+        """Goodput: every per-request objective (ms) met; a TTFT objective needs a streamed first token."""
+        for name, limit_ms in self.objectives.items():
+            if name == "e2e":
+                value_ns = facts.e2e_ns if facts is not None and facts.e2e_ns is not None else latency_ns
+            elif name == "ttft":
+                value_ns = facts.ttft_ns if facts is not None else None
+                if value_ns is None:
+                    return False
+            else:  # tpot: undefined below two tokens, so it cannot be missed
+                value_ns = facts.tpot_ns if facts is not None else None
+                if value_ns is None:
+                    continue
+            if value_ns > limit_ms * 1e6:
+                return False
+        return True
+
+    def _write_row(self, phase, intended_ns, sent_ns, end_ns, status, error, nbytes, request=None, facts=None) -> None:
         start = self.start_ns
         self.rows += 1
         latency_start = intended_ns if self.open_loop else sent_ns
@@ -320,5 +370,8 @@ class Worker:
         service = f"{(end_ns - sent_ns) / 1e6:.3f}" if error is None else ""
         self.csv.write(  # type: ignore[union-attr]
             f"{self.spec.index},{self.rows},{phase},{(intended_ns - start) / 1e6:.3f},{(sent_ns - start) / 1e6:.3f},"
-            f"{(end_ns - start) / 1e6:.3f},{status if status is not None else ''},{error or ''},{latency},{service},{nbytes}\n"
+            f"{(end_ns - start) / 1e6:.3f},{status if status is not None else ''},{error or _check_error(facts)},{latency},{service},{nbytes},"
+            f"{request.kind_name if request is not None else ''},"
+            f"{f'{facts.ttft_ns / 1e6:.3f}' if facts is not None and facts.ttft_ns is not None else ''},"
+            f"{facts.output_tokens if facts is not None and facts.output_tokens is not None else ''}\n"
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import deque
+from typing import Any
 
 import aiohttp
 
@@ -48,7 +50,7 @@ class FifoSlots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over just as we were cancelled: pass it on
-            else:
+            elif waiter in self.waiters:  # release() may already have dropped it as cancelled
                 self.waiters.remove(waiter)
             raise
 
@@ -71,8 +73,8 @@ class AiohttpTransport:
         self.method = profile.target.method
         self.body = profile.target.body
         self.headers = dict(profile.target.headers)
-        if not profile.client.keepalive:
-            self.headers["Connection"] = "close"
+        self.connection_header = {} if profile.client.keepalive else {"Connection": "close"}
+        self.headers.update(self.connection_header)
         connector = aiohttp.TCPConnector(
             ssl=None if profile.client.tls_verify else False,
             limit=pool_size,
@@ -90,8 +92,11 @@ class AiohttpTransport:
             auto_decompress=False,
         )
 
-    async def send(self) -> tuple[int | None, int, str | None]:
-        """Send the request and read the whole body: (status, body bytes, None) or (None, 0, error kind).
+    async def send(self, prepared: Any = None, receiver: Any = None) -> tuple[int | None, int, str | None]:
+        """Send a request and read the whole body: (status, body bytes, None) or (None, 0, error kind).
+
+        ``prepared`` (a PreparedRequest) replaces the profile's request; ``receiver``
+        gets every body piece with its arrival time (streamed responses, checks).
 
         Requests wait for a connection in our own first-come-first-served queue:
         aiohttp's connector lets a request that arrives as a connection frees up
@@ -99,15 +104,25 @@ class AiohttpTransport:
         for seconds when the pool is smaller than the concurrency. The total
         timeout covers that wait, as it does in the other transports.
         """
+        if prepared is None:
+            method, url, body, headers = self.method, self.url, self.body, self.headers
+        else:
+            method, url, body = prepared.method, prepared.url, prepared.body
+            headers = prepared.cache.get("aiohttp")
+            if headers is None:
+                headers = prepared.cache["aiohttp"] = {**dict(prepared.headers), **self.connection_header}
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.slots.acquire()
                 try:
-                    async with self.session.request(
-                        self.method, self.url, data=self.body, headers=self.headers, allow_redirects=False
-                    ) as response:
-                        body = await response.read()
-                        return response.status, len(body), None
+                    async with self.session.request(method, url, data=body, headers=headers, allow_redirects=False) as response:
+                        if receiver is None:
+                            return response.status, len(await response.read()), None
+                        nbytes = 0
+                        async for chunk in response.content.iter_any():
+                            receiver.chunk(chunk, time.monotonic_ns())
+                            nbytes += len(chunk)
+                        return response.status, nbytes, None
                 finally:
                     self.slots.release()
         except asyncio.CancelledError:

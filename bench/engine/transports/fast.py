@@ -70,13 +70,16 @@ _SAFE_QUERY = _SAFE_PATH + "?"
 class _Req:
     """One send() in progress: its result future, its deadline (loop time), the connection serving it."""
 
-    __slots__ = ("conn", "deadline", "fut", "retried")
+    __slots__ = ("conn", "deadline", "fut", "receiver", "retried", "retry", "wire")
 
-    def __init__(self, fut: asyncio.Future, deadline: float) -> None:
+    def __init__(self, fut: asyncio.Future, deadline: float, wire: bytes | None = None, receiver: Any = None, retry: bool = True) -> None:
         self.fut = fut
         self.deadline = deadline
         self.conn: _Conn | None = None
         self.retried = False
+        self.wire = wire  # None: the profile's prebuilt request
+        self.receiver = receiver
+        self.retry = retry
 
 
 class _Unexpected(Exception):
@@ -116,7 +119,7 @@ class _Conn(asyncio.Protocol):
         self.nbytes = 0
         self.got = False
         self.outcome = None
-        self.transport.write(self.request)
+        self.transport.write(req.wire or self.request)
 
     def discard(self) -> None:
         """Drop the connection at once (timeout, cancellation, bad response): nothing more is read from it."""
@@ -178,7 +181,7 @@ class _Conn(asyncio.Protocol):
                     fut.set_result(_CANCELLED)
                 elif status is not None:
                     fut.set_result((status, self.nbytes, None))  # the body ran until the server closed
-                elif not self.got and self.uses > 1 and not req.retried and pool._retry:
+                elif not self.got and self.uses > 1 and not req.retried and req.retry:
                     # A kept-alive connection the server had closed while idle: once more on a new one.
                     req.retried = True
                     pool._connect_for(req)
@@ -192,6 +195,9 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
+        req = self.req
+        if req is not None and req.receiver is not None:
+            req.receiver.chunk(body, time.monotonic_ns())
 
     def on_message_complete(self) -> None:
         if self.outcome is not None:  # a second response in the same bytes: nobody asked for it
@@ -324,10 +330,23 @@ class FastTransport:
 
     # ------------------------------------------------------------------ the interface
 
-    async def send(self) -> tuple[int | None, int, str | None]:
-        """Send the request once: (status, body bytes, None) or (None, 0, error kind); CancelledError propagates."""
+    async def send(self, prepared: Any = None, receiver: Any = None) -> tuple[int | None, int, str | None]:
+        """Send a request once: (status, body bytes, None) or (None, 0, error kind); CancelledError propagates.
+
+        ``prepared`` (a PreparedRequest to this transport's host) replaces the
+        profile's request; ``receiver`` gets every body piece with its arrival time.
+        """
         loop = self._loop
-        req = _Req(loop.create_future(), loop.time() + self._timeout_s)
+        if prepared is None:
+            req = _Req(loop.create_future(), loop.time() + self._timeout_s, None, receiver, self._retry)
+        else:
+            wire = prepared.cache.get("fast")
+            if wire is None:
+                parts = urlsplit(prepared.url)
+                wire = prepared.cache["fast"] = _build_request(
+                    prepared.method, parts, self._host, self._port, self._ssl is not None, prepared.headers, prepared.body, self._keepalive
+                )
+            req = _Req(loop.create_future(), loop.time() + self._timeout_s, wire, receiver, prepared.method in _IDEMPOTENT)
         if self._timer is None:  # else it is due at an earlier deadline: every request has the same timeout
             self._timer = loop.call_at(req.deadline + _LATE_S, self._sweep)
         if self._idle:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
@@ -92,10 +93,13 @@ def _reset_kind(code: int) -> str:
 class _Request:
     """One send() in progress: queued (``conn`` None) or a stream on ``conn``."""
 
-    __slots__ = ("body_offset", "conn", "done", "future", "nbytes", "status", "stream_id", "timer")
+    __slots__ = ("body", "body_offset", "conn", "done", "future", "headers", "nbytes", "receiver", "status", "stream_id", "timer")
 
-    def __init__(self, future: asyncio.Future) -> None:
+    def __init__(self, future: asyncio.Future, headers: list, body: bytes, receiver: Any = None) -> None:
         self.future = future
+        self.headers = headers
+        self.body = body
+        self.receiver = receiver
         self.timer: asyncio.TimerHandle | None = None
         self.conn: _Connection | None = None
         self.stream_id = 0
@@ -128,19 +132,9 @@ class H2Transport:
                 continue
             has_agent = has_agent or lower == "user-agent"
             extra.append((lower.encode("utf-8"), value.encode("utf-8")))
+        self.authority = authority
         self.body = target.body or b""
-        self.headers: list[tuple[bytes, bytes]] = [
-            (b":method", target.method.encode("ascii")),
-            (b":path", path.encode("latin-1")),
-            (b":scheme", b"https" if self.tls else b"http"),
-            (b":authority", authority.encode("utf-8")),
-            *extra,
-        ]
-        if not has_agent:
-            self.headers.append((b"user-agent", b"bench"))
-        if self.body:
-            self.headers = [h for h in self.headers if h[0] != b"content-length"]
-            self.headers.append((b"content-length", b"%d" % len(self.body)))
+        self.headers = self._build_headers(target.method, path, authority, target.headers, self.body)
         self.timeout_s = target.timeout_s
         self.connect_timeout_s = client.connect_timeout_s
         self.pool_size = max(1, pool_size)
@@ -160,16 +154,57 @@ class H2Transport:
         self.connections_opened = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def _build_headers(self, method: str, path: str, authority: str, headers, body: bytes) -> list[tuple[bytes, bytes]]:
+        """The request's header block, built once per request template."""
+        extra: list[tuple[bytes, bytes]] = []
+        has_agent = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "host":
+                authority = value
+            if lower in _HOP_BY_HOP or (lower == "te" and value.lower() != "trailers"):
+                continue
+            has_agent = has_agent or lower == "user-agent"
+            extra.append((lower.encode("utf-8"), value.encode("utf-8")))
+        block = [
+            (b":method", method.encode("ascii")),
+            (b":path", path.encode("latin-1")),
+            (b":scheme", b"https" if self.tls else b"http"),
+            (b":authority", authority.encode("utf-8")),
+            *extra,
+        ]
+        if not has_agent:
+            block.append((b"user-agent", b"bench"))
+        if body:
+            block = [h for h in block if h[0] != b"content-length"]
+            block.append((b"content-length", b"%d" % len(body)))
+        return block
+
+    def _prepared_headers(self, prepared: Any) -> list[tuple[bytes, bytes]]:
+        block = prepared.cache.get("h2")
+        if block is None:
+            parts = urlsplit(prepared.url)
+            path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+            block = prepared.cache["h2"] = self._build_headers(prepared.method, path, self.authority, prepared.headers, prepared.body or b"")
+        return block
+
     # ------------------------------------------------------------------ the interface
 
-    async def send(self) -> Outcome:
-        """Send the request on a stream and read the whole response: (status, body bytes, None) or (None, 0, kind)."""
+    async def send(self, prepared: Any = None, receiver: Any = None) -> Outcome:
+        """Send a request on a stream and read the whole response: (status, body bytes, None) or (None, 0, kind).
+
+        ``prepared`` (a PreparedRequest) replaces the profile's request; ``receiver``
+        gets every DATA payload with its arrival time (streamed responses, checks).
+        """
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         if self.closed:
             return None, 0, "other"
-        request = _Request(loop.create_future())
+        if prepared is None:
+            request = _Request(loop.create_future(), self.headers, self.body, receiver)
+        else:
+            request = _Request(loop.create_future(), self._prepared_headers(prepared), prepared.body or b"", receiver)
         request.timer = loop.call_later(self.timeout_s, self._expire, request)
         try:
             self._dispatch(request)
@@ -411,8 +446,8 @@ class _Connection(asyncio.Protocol):
         owner = self.owner
         try:
             stream_id = conn.get_next_available_stream_id()
-            body = owner.body
-            conn.send_headers(stream_id, owner.headers, end_stream=not body)
+            body = request.body
+            conn.send_headers(stream_id, request.headers, end_stream=not body)
         except h2.exceptions.TooManyStreamsError:  # h2 counts a stream we do not: wait for one to end
             return False
         except h2.exceptions.NoAvailableStreamIDError:  # 2^30 streams used: finish these, then a new connection
@@ -428,7 +463,7 @@ class _Connection(asyncio.Protocol):
 
     def _send_body(self, request: _Request) -> None:
         conn = self.h2
-        body = self.owner.body
+        body = request.body
         size = len(body)
         offset = request.body_offset
         stream_id = request.stream_id
@@ -515,6 +550,8 @@ class _Connection(asyncio.Protocol):
                 request = streams.get(event.stream_id)
                 if request is not None:
                     request.nbytes += len(event.data)
+                    if request.receiver is not None:
+                        request.receiver.chunk(event.data, time.monotonic_ns())
                 if event.flow_controlled_length:
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif kind is h2.events.ResponseReceived:

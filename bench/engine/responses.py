@@ -1,0 +1,84 @@
+"""What a response tells us beyond its status: check verdicts and inference metrics.
+
+A ``Receiver`` rides along one send: the transport hands it every body piece
+with its arrival time; it keeps the body only as far as checks need (bounded)
+and feeds streamed responses to the SSE interpreter. ``facts()`` then reduces
+it to what the recorder counts: a failed check, and for inference APIs TTFT,
+TPOT, ITL gaps, output tokens and where their count came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.engine.requests import MAX_CHECKED_BODY, PreparedRequest, check_response
+from bench.engine.sse import OpenAIStreamMetrics, openai_response_metrics
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFacts:
+    """Per-request results beyond status and latency; times in ns, None when not applicable."""
+
+    check_failed: str | None = None
+    ttft_ns: int | None = None
+    tpot_ns: int | None = None
+    e2e_ns: int | None = None
+    itl_ns: tuple[int, ...] = ()
+    output_tokens: int | None = None
+    token_source: str | None = None
+
+
+class Receiver:
+    """Collects one response's body pieces: kept for checks (up to 1 MiB), parsed as SSE when streamed."""
+
+    __slots__ = ("parts", "size", "stream", "first_byte_ns")
+
+    def __init__(self, keep_body: bool, stream: bool):
+        self.parts: list[bytes] | None = [] if keep_body else None
+        self.size = 0
+        self.stream = OpenAIStreamMetrics() if stream else None
+        self.first_byte_ns: int | None = None
+
+    def chunk(self, data: bytes, t_ns: int) -> None:
+        if self.first_byte_ns is None:
+            self.first_byte_ns = t_ns
+        if self.parts is not None and self.size < MAX_CHECKED_BODY:
+            self.parts.append(data)
+            self.size += len(data)
+        if self.stream is not None:
+            self.stream.feed(data, t_ns)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts) if self.parts else b""
+
+    def facts(self, request: PreparedRequest, status: int, sent_ns: int) -> ResponseFacts:
+        """Judge the checks and extract the inference metrics of a completed response."""
+        failed = check_response(request.check, status, self.body if self.parts is not None else None) if request.check else None
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+            tokens, source = stream.output_tokens()
+            if failed is None and stream.error:
+                failed = f"stream error: {stream.error}"
+            return ResponseFacts(
+                failed,
+                stream.ttft_ns(sent_ns),
+                stream.tpot_ns(sent_ns),
+                stream.e2e_ns(sent_ns),
+                tuple(stream.itl_ns),
+                tokens,
+                source,
+            )
+        if request.api is not None and self.parts is not None and status < 400:
+            tokens, source = openai_response_metrics(self.body)
+            return ResponseFacts(failed, output_tokens=tokens, token_source=source if tokens is not None else None)
+        return ResponseFacts(failed)
+
+
+def receiver_for(request: PreparedRequest) -> Receiver | None:
+    """A receiver when the response must be looked at (checks, streaming, token usage); None otherwise."""
+    keep = request.keep_body or (request.api is not None and not request.stream)
+    if not keep and not request.stream:
+        return None
+    return Receiver(keep, request.stream)
