@@ -190,6 +190,9 @@ def _print_result(result: RunResult, quiet: bool) -> None:
     summary = dict(result.summary, load_model=result.profile.load.model)
     console.print(render.latency_table(summary, latency_meaning(result.profile)))
     console.print(render.requests_table(summary))
+    inference = render.inference_table(summary)
+    if inference is not None:
+        console.print(inference)
     console.print(render.generator_table(summary))
     if result.verdict.checks:
         console.print(render.sla_table(result.verdict))

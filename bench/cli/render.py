@@ -173,6 +173,9 @@ def sla_table(verdict: Verdict) -> Table:
         rule = check.rule
         if rule.unit == "ms":
             threshold, measured = _ms(rule.threshold), _ms(check.measured)
+        elif rule.unit == "tok/s":
+            threshold = f"{rule.threshold:,.1f} tok/s"
+            measured = "-" if check.measured is None else f"{check.measured:,.1f} tok/s"
         elif rule.unit == "ratio":
             threshold = f"{rule.threshold * 100:.2f} %"
             measured = "-" if check.measured is None else f"{check.measured * 100:.2f} %"
@@ -262,3 +265,32 @@ def _compare_value(side: Any, unit: str) -> str:
         else:
             text += f" [{side.low:,.2f}, {side.high:,.2f}]"
     return text
+
+
+def inference_table(summary: dict[str, Any]) -> Table | None:
+    """TTFT, TPOT and ITL percentiles, token throughput and goodput, when the run streamed an inference API."""
+    inference = summary.get("inference")
+    if not inference:
+        return None
+    table = Table(title="Inference", caption="definitions: README, 'Inference metrics'", caption_justify="left")
+    table.add_column("stat")
+    columns = [(name, inference[name]) for name in ("ttft", "tpot", "itl") if inference[name]["count"]]
+    for name, _ in columns:
+        table.add_column(name.upper(), justify="right")
+    for key in ("p50", "p90", "p95", "p99", "p99.9", "max", "mean"):
+        table.add_row(key, *(_ms(stats.get(key)) for _, stats in columns))
+    table.add_row("count", *(str(stats["count"]) for _, stats in columns))
+    tokens = Table(title="Tokens and goodput", show_header=False)
+    tokens.add_column("measure")
+    tokens.add_column("value", justify="right")
+    tokens.add_row("output tokens", f"{inference['output_tokens']:,}")
+    sources = ", ".join(f"{k}: {v}" for k, v in inference["token_source"].items())
+    tokens.add_row("token counts from", sources or "-")
+    rate = inference.get("output_tokens_per_s")
+    tokens.add_row("output tokens/s", "-" if rate is None else f"{rate:,.1f}")
+    per = inference.get("output_tokens_per_request")
+    tokens.add_row("output tokens/request", "-" if per is None else f"{per:,.1f}")
+    goodput = summary.get("goodput") or {}
+    if goodput.get("ratio") is not None:
+        tokens.add_row("goodput", f"{goodput['good']}/{goodput['completed']} ({goodput['ratio'] * 100:.1f} %), {goodput['rps'] or 0:,.1f} req/s")
+    return Group(table, tokens)  # type: ignore[return-value]

@@ -319,7 +319,6 @@ class Aggregator:
         m = self.measured
         if not m.token_sources and not m.ttft.get_total_count():
             return None
-        good_ratio = m.good / m.completed if m.completed else None
         return {
             "ttft": latency_stats(m.ttft),
             "tpot": latency_stats(m.tpot),
@@ -327,12 +326,7 @@ class Aggregator:
             "output_tokens": m.output_tokens,
             "token_source": dict(sorted(m.token_sources.items())),
             "output_tokens_per_s": m.output_tokens / seconds if seconds > 0 else None,
-            "goodput": {
-                "good": m.good,
-                "completed": m.completed,
-                "ratio": good_ratio,
-                "rps": m.good / seconds if seconds > 0 else None,
-            },
+            "output_tokens_per_request": m.output_tokens / sum(m.token_sources.values()) if m.token_sources else None,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -370,6 +364,13 @@ class Aggregator:
             },
             "latency_error_aware": error_aware_stats(m.success, m.failed),
             "inference": self._inference(seconds),
+            # Requests that succeeded and met every goodput objective (all successes when there are none).
+            "goodput": {
+                "good": m.good,
+                "completed": m.completed,
+                "ratio": m.good / m.completed if m.completed else None,
+                "rps": m.good / seconds if seconds > 0 else None,
+            },
             "warmup": {
                 "sent": self.warmup.sent,
                 "completed": self.warmup.completed,

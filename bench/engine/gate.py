@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 from bench.engine.profile import SlaOptions, SlaRule
 from bench.engine.windows import WindowSpec
 
+INFERENCE_FAMILIES = ("ttft", "tpot", "itl")
 PASS = "pass"
 FAIL = "fail"
 UNMEASURABLE = "not measurable"
@@ -92,6 +93,16 @@ def measured_value(summary: Mapping[str, Any], metric: str, error_aware: bool = 
     completed = summary["requests"]["completed"]
     if metric in ("error_rate", "rps"):
         return summary.get(metric), completed
+    if metric == "goodput":
+        goodput = summary.get("goodput") or {}
+        return goodput.get("ratio"), completed
+    inference = summary.get("inference") or {}
+    if metric == "output_tokens_per_s":
+        return inference.get("output_tokens_per_s"), completed
+    family, _, stat = metric.partition(".")
+    if family in INFERENCE_FAMILIES:  # ttft.p95, tpot.mean, itl.p99: no value at all when no response was streamed
+        stats = inference.get(family) or {}
+        return stats.get(stat), stats.get("count", 0) or 0
     source = summary["latency_error_aware"] if error_aware else summary["latency"]
     if metric == "mean" and error_aware:
         failures = source.get("failures", 0)

@@ -58,7 +58,13 @@ SLA_METRICS: dict[str, tuple[str, str, str]] = {
     "mean": ("mean", "<=", "ms"),
     "error_rate": ("error_rate", "<=", "ratio"),
     "min_rps": ("rps", ">=", "req/s"),
+    # Inference APIs (streamed responses; see README for the exact definitions).
+    **{f"{family}.{stat}": (f"{family}.{stat}", "<=", "ms") for family in ("ttft", "tpot", "itl") for stat in ("p50", "p90", "p95", "p99", "p99.9", "max", "mean")},
+    "min_output_tokens_per_s": ("output_tokens_per_s", ">=", "tok/s"),
+    "min_goodput": ("goodput", ">=", "ratio"),
 }
+#: Metrics a window criterion can use (computed per second from latency histograms and counters).
+WINDOW_METRICS = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean", "error_rate", "min_rps")
 #: Settings in the sla section that are not criteria.
 SLA_OPTIONS = ("error_aware", "min_samples", "windows")
 
@@ -908,6 +914,8 @@ def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
             raise w.error("window", "set the window length, e.g. window: 10s")
         if window_s < 1 or window_s != int(window_s):
             raise w.error("window", f"windows are whole seconds (the series resolution), at least 1s; got {w.raw('window')!r}")
+        if metrics[0] not in WINDOW_METRICS:
+            raise w.error(metrics[0], f"window criteria support {', '.join(WINDOW_METRICS)}; {metrics[0]} is judged on the whole run only")
         rule = _sla_rule(w, metrics[0], w.data[metrics[0]])
         rules.append(
             dataclasses.replace(
@@ -929,6 +937,8 @@ def _sla_rule(f: _Fields, name: str, value: Any) -> SlaRule:
             threshold = round(parse_duration(value, bare_unit_s=1e-3) * 1e3, 6)
         elif unit == "ratio":
             threshold = _parse_ratio(value)
+        elif unit == "tok/s":
+            threshold = parse_rate(value)
         else:
             threshold = parse_rate(value)
     except (UnitError, ValueError) as exc:
