@@ -51,7 +51,9 @@ PERCENTILE_TICKS = (
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 #: Header names whose values are credentials: shown as "(redacted)" in the page.
 SECRET_HEADER = re.compile(r"auth|cookie|token|secret|passw|api[-_]?key|session", re.IGNORECASE)
+#: Criteria on the request latency (drawn on its charts); ttft.p95 and the like are in ms too but measure something else.
 PERCENTILE_CRITERIA = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+LATENCY_CRITERIA = (*PERCENTILE_CRITERIA, "max", "mean")
 
 
 class ReportInputError(Exception):
@@ -308,8 +310,8 @@ def fmt_value(value: Any, unit: str) -> str:
         return fmt_ms(value)
     if unit == "ratio":
         return f"{value * 100:.2f} %"
-    if unit == "req/s":
-        return f"{value:,.1f} req/s"
+    if unit in ("req/s", "tok/s"):
+        return f"{value:,.1f} {unit}"
     if unit == "s":
         return f"{value:,.2f} s"
     return f"{value:g} {unit}"
@@ -422,7 +424,7 @@ def latency_over_time(go: Any, run: Run) -> dict[str, Any]:
             )
         )
     for check in run.data["sla"]["checks"]:
-        if check["unit"] != "ms":
+        if check["unit"] != "ms" or check["criterion"] not in LATENCY_CRITERIA:
             continue
         label = f"{check['label']} {fmt_value(check['threshold'], 'ms')}: {STATUS_TEXT.get(check['status'], check['status'])}"
         fig.add_hline(
