@@ -985,6 +985,15 @@ def _parse_output(f: _Fields) -> Output:
     return Output(paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"])
 
 
+_SECRET_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password|session|credential", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def redact_header(name: str, value: str) -> str:
+    """Header values that carry credentials never reach a report, log or table."""
+    return REDACTED if _SECRET_HEADER.search(name) else value
+
+
 def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
     """The profile as bench understood it, in plain JSON types, for the report."""
     return {
@@ -992,7 +1001,7 @@ def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
         "target": {
             "url": target.url,
             "method": target.method,
-            "headers": dict(target.headers),
+            "headers": {name: redact_header(name, value) for name, value in target.headers},
             "body_bytes": len(target.body) if target.body is not None else 0,
             "body_sha256": hashlib.sha256(target.body).hexdigest() if target.body is not None else None,
             "timeout_s": target.timeout_s,
