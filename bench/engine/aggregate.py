@@ -304,7 +304,7 @@ class Aggregator:
         """
         m = self.measured
         requested = achieved = ratio = None
-        if m.sent > 1 and m.first_intended_ns is not None and m.last_intended_ns is not None and m.last_send_ns is not None:
+        if self.open_loop and m.sent > 1 and m.first_intended_ns is not None and m.last_intended_ns is not None and m.last_send_ns is not None:
             intended_span = (m.last_intended_ns - m.first_intended_ns) / 1e9
             sent_span = (m.last_send_ns - m.first_intended_ns) / 1e9
             if intended_span > 0 and sent_span > 0:

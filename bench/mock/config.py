@@ -1,4 +1,5 @@
-"""Validated configuration of the mock server: latency model, injected errors, stalls, body size.
+"""Validated configuration of the mock server: latency model, injected errors, stalls, body size,
+and the optional OpenAI-compatible endpoints (``openai:``).
 
 This module owns turning a YAML-loaded mapping into an immutable ``MockConfig`` and
 every error message about it, so the server and the behaviour code can trust their
@@ -20,6 +21,11 @@ __all__ = [
     "LATENCY_MODELS",
     "MockConfig",
     "MockConfigError",
+    "OPENAI_QUIRKS",
+    "OpenAIConfig",
+    "OpenAIErrorsConfig",
+    "OpenAIQuirks",
+    "OpenAIStallConfig",
     "StallConfig",
 ]
 
@@ -90,11 +96,79 @@ class StallConfig:
 
 
 @dataclass(frozen=True)
+class OpenAIErrorsConfig:
+    """Share of accepted OpenAI requests answered at once with ``status`` and an OpenAI-style error body."""
+
+    rate: float = 0.0
+    status: int = 500
+
+
+@dataclass(frozen=True)
+class OpenAIStallConfig:
+    """A pause of ``duration`` seconds after ``after_tokens`` tokens, in a ``rate`` share of the requests."""
+
+    after_tokens: int
+    duration: float
+    rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class OpenAIQuirks:
+    """SSE habits of real servers. The first and ``usage_chunk`` are what OpenAI itself does; the rest are off.
+
+    ``role_first_chunk``: a role-only chunk goes first (together with the first token, at TTFT);
+    ``tokens_per_chunk``: tokens per content event after the first token (which goes alone);
+    ``usage_chunk``: send the usage-only chunk when the request asks ``stream_options.include_usage``;
+    ``no_space_after_data``: ``data:{...}``; ``split_events``: every write goes out as two, split
+    inside an event's JSON; ``comments``: ``: keep-alive`` comment lines, also right after the headers.
+    """
+
+    role_first_chunk: bool = True
+    tokens_per_chunk: int = 1
+    usage_chunk: bool = True
+    no_space_after_data: bool = False
+    split_events: bool = False
+    comments: bool = False
+
+
+#: Quirk names, for validation and suggestions.
+OPENAI_QUIRKS: tuple[str, ...] = tuple(OpenAIQuirks.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """The mock's OpenAI-compatible endpoints (``/v1/chat/completions``, ``/v1/completions``).
+
+    ``ttft`` is the prefill time (from getting a slot to the first token) and
+    ``inter_token`` the delay before each further token, both latency models in
+    seconds. ``output_tokens_min``/``_max`` bound the uniform draw of the output
+    length (equal for a fixed length), capped by the request's ``max_tokens``.
+    ``slots`` is the number of requests generated at once (None: unlimited) and
+    ``queue`` the number waiting for one (None: unbounded); beyond it, 429.
+    ``slowdown`` multiplies TTFT and inter-token delays when every slot is busy,
+    linearly from 1 at one busy slot.
+    """
+
+    ttft: LatencyConfig = field(default_factory=lambda: LatencyConfig("fixed", delay=0.2))
+    inter_token: LatencyConfig = field(default_factory=lambda: LatencyConfig("fixed", delay=0.02))
+    output_tokens_min: int = 50
+    output_tokens_max: int = 200
+    slots: int | None = None
+    queue: int | None = None
+    slowdown: float = 1.0
+    errors: OpenAIErrorsConfig = field(default_factory=OpenAIErrorsConfig)
+    disconnect_rate: float = 0.0
+    stall: OpenAIStallConfig | None = None
+    quirks: OpenAIQuirks = field(default_factory=OpenAIQuirks)
+
+
+@dataclass(frozen=True)
 class MockConfig:
     """Everything the mock server does per request; build it with ``from_mapping`` from YAML.
 
     ``body_bytes`` is the exact size of every JSON body (see ``bench.mock.server.build_body``);
-    ``seed`` seeds the latency and error draws.
+    ``seed`` seeds the latency and error draws; ``openai`` (None: off) turns on the
+    OpenAI-compatible endpoints, see ``OpenAIConfig``.
     """
 
     latency: LatencyConfig = field(default_factory=LatencyConfig)
@@ -102,6 +176,7 @@ class MockConfig:
     body_bytes: int = 64
     seed: int = 1
     stall: StallConfig | None = None
+    openai: OpenAIConfig | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "MockConfig":
@@ -109,7 +184,7 @@ class MockConfig:
         if data is None:
             return cls()
         mapping = _mapping(data, "")
-        _check_keys(mapping, ("latency", "errors", "body_bytes", "seed", "stall"), "")
+        _check_keys(mapping, ("latency", "errors", "body_bytes", "seed", "stall", "openai"), "")
         kwargs: dict[str, Any] = {}
         if mapping.get("latency") is not None:
             kwargs["latency"] = _latency(mapping["latency"])
@@ -121,6 +196,8 @@ class MockConfig:
             kwargs["seed"] = _int(mapping["seed"], "seed")
         if mapping.get("stall") is not None:
             kwargs["stall"] = _stall(mapping["stall"])
+        if mapping.get("openai") is not None:
+            kwargs["openai"] = _openai(mapping["openai"])
         return cls(**kwargs)
 
 
@@ -173,24 +250,23 @@ def _require(mapping: Mapping[str, Any], key: str, path: str, model: str) -> Any
     return mapping[key]
 
 
-def _latency(value: object) -> LatencyConfig:
-    path = "latency"
+def _latency(value: object, path: str = "latency") -> LatencyConfig:
     mapping = _mapping(value, path)
     model = mapping.get("model", "none")
     if not isinstance(model, str) or model not in LATENCY_MODELS:
         close = difflib.get_close_matches(str(model), LATENCY_MODELS, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(LATENCY_MODELS)}"
-        raise MockConfigError("latency.model", f"unknown model {model!r}; {hint}")
+        raise MockConfigError(f"{path}.model", f"unknown model {model!r}; {hint}")
     allowed = ("model", *LATENCY_MODELS[model])
     for key in mapping:
         if key not in allowed and any(key in keys for keys in LATENCY_MODELS.values()):
             raise MockConfigError(
-                f"latency.{key}", f"not a parameter of model {model!r}; it takes {', '.join(allowed[1:]) or 'nothing'}"
+                f"{path}.{key}", f"not a parameter of model {model!r}; it takes {', '.join(allowed[1:]) or 'nothing'}"
             )
     _check_keys(mapping, allowed, path, f" for model {model!r}")
 
     def dur(key: str, *, positive: bool = False) -> float:
-        return _duration(_require(mapping, key, path, model), f"latency.{key}", positive=positive)
+        return _duration(_require(mapping, key, path, model), f"{path}.{key}", positive=positive)
 
     if model == "none":
         return LatencyConfig()
@@ -199,35 +275,36 @@ def _latency(value: object) -> LatencyConfig:
     if model == "uniform":
         low, high = dur("min"), dur("max")
         if high < low:
-            raise MockConfigError("latency.max", f"must be >= latency.min ({low:g}s), got {high:g}s")
+            raise MockConfigError(f"{path}.max", f"must be >= {path}.min ({low:g}s), got {high:g}s")
         return LatencyConfig(model, min=low, max=high)
     if model == "normal":
         return LatencyConfig(model, mean=dur("mean"), stddev=dur("stddev"))
     if model == "exponential":
         return LatencyConfig(model, mean=dur("mean", positive=True))
     if model == "lognormal":
-        return _lognormal(mapping)
-    return LatencyConfig(model, percentiles=_percentiles(_require(mapping, "percentiles", path, model)))
+        return _lognormal(mapping, path)
+    percentiles = _percentiles(_require(mapping, "percentiles", path, model), f"{path}.percentiles")
+    return LatencyConfig(model, percentiles=percentiles)
 
 
 _Z95 = 1.6448536269514722  # standard normal quantile at 0.95
 
 
-def _lognormal(mapping: Mapping[str, Any]) -> LatencyConfig:
+def _lognormal(mapping: Mapping[str, Any], path: str = "latency") -> LatencyConfig:
     by_median = "median" in mapping or "p95" in mapping
     by_mu = "mu" in mapping or "sigma" in mapping
     if by_median and by_mu:
-        raise MockConfigError("latency", "lognormal takes either median and p95, or mu and sigma, not both")
+        raise MockConfigError(path, "lognormal takes either median and p95, or mu and sigma, not both")
     if by_mu:
-        mu = _number(_require(mapping, "mu", "latency", "lognormal"), "latency.mu")
-        sigma = _number(_require(mapping, "sigma", "latency", "lognormal"), "latency.sigma")
+        mu = _number(_require(mapping, "mu", path, "lognormal"), f"{path}.mu")
+        sigma = _number(_require(mapping, "sigma", path, "lognormal"), f"{path}.sigma")
         if sigma <= 0:
-            raise MockConfigError("latency.sigma", f"must be greater than 0, got {sigma!r}")
+            raise MockConfigError(f"{path}.sigma", f"must be greater than 0, got {sigma!r}")
         return LatencyConfig("lognormal", mu=mu, sigma=sigma)
-    median = _duration(_require(mapping, "median", "latency", "lognormal"), "latency.median", positive=True)
-    p95 = _duration(_require(mapping, "p95", "latency", "lognormal"), "latency.p95")
+    median = _duration(_require(mapping, "median", path, "lognormal"), f"{path}.median", positive=True)
+    p95 = _duration(_require(mapping, "p95", path, "lognormal"), f"{path}.p95")
     if p95 <= median:
-        raise MockConfigError("latency.p95", f"must be greater than latency.median ({median:g}s), got {p95:g}s")
+        raise MockConfigError(f"{path}.p95", f"must be greater than {path}.median ({median:g}s), got {p95:g}s")
     return LatencyConfig(
         "lognormal", median=median, p95=p95, mu=math.log(median), sigma=math.log(p95 / median) / _Z95
     )
@@ -246,8 +323,7 @@ def _percentile_key(key: object, path: str) -> float:
     return float(text)
 
 
-def _percentiles(value: object) -> tuple[tuple[float, float], ...]:
-    path = "latency.percentiles"
+def _percentiles(value: object, path: str = "latency.percentiles") -> tuple[tuple[float, float], ...]:
     mapping = _mapping(value, path)
     if not mapping:
         raise MockConfigError(path, "needs at least one percentile, e.g. {50: 200ms, 100: 1s}")
@@ -300,3 +376,129 @@ def _stall(value: object) -> StallConfig:
     if duration >= every:
         raise MockConfigError("stall.duration", f"must be shorter than stall.every ({every:g}s), got {duration:g}s")
     return StallConfig(duration=duration, every=every)
+
+
+def _rate(mapping: Mapping[str, Any], key: str, path: str, default: float) -> float:
+    if key not in mapping:
+        return default
+    rate = _number(mapping[key], path)
+    if not 0 <= rate <= 1:
+        raise MockConfigError(path, f"must be between 0 and 1, got {rate!r}")
+    return rate
+
+
+def _optional_int(value: object, path: str, minimum: int) -> int | None:
+    return None if value is None else _int(value, path, minimum=minimum)
+
+
+def _output_tokens(value: object) -> tuple[int, int]:
+    path = "openai.output_tokens"
+    if isinstance(value, int) and not isinstance(value, bool):
+        fixed = _int(value, path, minimum=1)
+        return fixed, fixed
+    mapping = _mapping(value, path)
+    _check_keys(mapping, ("min", "max", "fixed"), path)
+    if "fixed" in mapping:
+        if "min" in mapping or "max" in mapping:
+            raise MockConfigError(path, "give either 'fixed' or 'min' and 'max', not both")
+        fixed = _int(mapping["fixed"], f"{path}.fixed", minimum=1)
+        return fixed, fixed
+    for key in ("min", "max"):
+        if key not in mapping:
+            raise MockConfigError(f"{path}.{key}", "required (or give 'fixed'), e.g. {min: 50, max: 200}")
+    low = _int(mapping["min"], f"{path}.min", minimum=1)
+    high = _int(mapping["max"], f"{path}.max", minimum=1)
+    if high < low:
+        raise MockConfigError(f"{path}.max", f"must be >= {path}.min ({low}), got {high}")
+    return low, high
+
+
+def _openai_errors(value: object) -> OpenAIErrorsConfig:
+    path = "openai.errors"
+    mapping = _mapping(value, path)
+    _check_keys(mapping, ("rate", "status"), path)
+    status = 500
+    if "status" in mapping:
+        status = mapping["status"]
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise MockConfigError(f"{path}.status", f"expected an HTTP error status 400-599, got {status!r}")
+    return OpenAIErrorsConfig(rate=_rate(mapping, "rate", f"{path}.rate", 0.0), status=status)
+
+
+def _openai_stall(value: object) -> OpenAIStallConfig:
+    path = "openai.stall"
+    mapping = _mapping(value, path)
+    _check_keys(mapping, ("after_tokens", "duration", "rate"), path)
+    for key, example in (("after_tokens", "5"), ("duration", "2s")):
+        if key not in mapping:
+            raise MockConfigError(f"{path}.{key}", f"required, e.g. {example}")
+    return OpenAIStallConfig(
+        after_tokens=_int(mapping["after_tokens"], f"{path}.after_tokens", minimum=0),
+        duration=_duration(mapping["duration"], f"{path}.duration", positive=True),
+        rate=_rate(mapping, "rate", f"{path}.rate", 1.0),
+    )
+
+
+def _openai_quirks(value: object) -> OpenAIQuirks:
+    path = "openai.quirks"
+    mapping = _mapping(value, path)
+    _check_keys(mapping, OPENAI_QUIRKS, path)
+    kwargs: dict[str, Any] = {}
+    for key, raw in mapping.items():
+        if key == "tokens_per_chunk":
+            kwargs[key] = _int(raw, f"{path}.{key}", minimum=1)
+        elif isinstance(raw, bool):
+            kwargs[key] = raw
+        else:
+            raise MockConfigError(f"{path}.{key}", f"expected true or false, got {raw!r}")
+    return OpenAIQuirks(**kwargs)
+
+
+_OPENAI_KEYS = (
+    "ttft",
+    "inter_token",
+    "output_tokens",
+    "slots",
+    "queue",
+    "slowdown",
+    "errors",
+    "disconnect_rate",
+    "stall",
+    "quirks",
+)
+
+
+def _openai(value: object) -> OpenAIConfig:
+    path = "openai"
+    mapping = _mapping(value, path)
+    _check_keys(mapping, _OPENAI_KEYS, path)
+    kwargs: dict[str, Any] = {}
+    for key in ("ttft", "inter_token"):
+        if mapping.get(key) is not None:
+            kwargs[key] = _latency(mapping[key], f"{path}.{key}")
+    if mapping.get("output_tokens") is not None:
+        kwargs["output_tokens_min"], kwargs["output_tokens_max"] = _output_tokens(mapping["output_tokens"])
+    slots = _optional_int(mapping.get("slots"), f"{path}.slots", 1)
+    queue = _optional_int(mapping.get("queue"), f"{path}.queue", 0)
+    if queue is not None and slots is None:
+        raise MockConfigError(f"{path}.queue", "needs openai.slots: requests only wait when every slot is busy")
+    slowdown = 1.0
+    if mapping.get("slowdown") is not None:
+        slowdown = _number(mapping["slowdown"], f"{path}.slowdown")
+        if slowdown < 1:
+            raise MockConfigError(
+                f"{path}.slowdown", f"must be >= 1 (a factor on delays when all slots are busy), got {slowdown!r}"
+            )
+        if slowdown > 1 and slots is None:
+            raise MockConfigError(
+                f"{path}.slowdown", "needs openai.slots: the slowdown grows with the share of busy slots"
+            )
+    kwargs.update(slots=slots, queue=queue, slowdown=slowdown)
+    if mapping.get("errors") is not None:
+        kwargs["errors"] = _openai_errors(mapping["errors"])
+    kwargs["disconnect_rate"] = _rate(mapping, "disconnect_rate", f"{path}.disconnect_rate", 0.0)
+    if mapping.get("stall") is not None:
+        kwargs["stall"] = _openai_stall(mapping["stall"])
+    if mapping.get("quirks") is not None:
+        kwargs["quirks"] = _openai_quirks(mapping["quirks"])
+    return OpenAIConfig(**kwargs)

@@ -88,10 +88,11 @@ def _response(status: int, body: bytes, keep_alive: bool, head: bool) -> bytes:
 class _Shared:
     """State shared by all connections of one listening server: behaviour, prebuilt responses, live connections."""
 
-    __slots__ = ("behaviour", "_loop_call_later", "_call_soon", "connections", "head_responses", "responses", "time", "bad_request")
+    __slots__ = ("behaviour", "_loop_call_later", "_call_soon", "connections", "head_responses", "responses", "time", "bad_request", "openai")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: MockConfig) -> None:
         self.behaviour = Behaviour(config)
+        self.openai: Any = None  # bench.mock.openai.OpenAIBehaviour when config.openai is set
         self.time = loop.time
         self._loop_call_later = loop.call_later
         self._call_soon = loop.call_soon
@@ -310,6 +311,11 @@ class MockServer:
         return self._shared.behaviour
 
     @property
+    def openai(self) -> Any:
+        """The ``bench.mock.openai.OpenAIBehaviour`` (truth, counters, records), or None without ``openai:``."""
+        return self._shared.openai
+
+    @property
     def url(self) -> str:
         return _url(self.host, self.port, self.tls)
 
@@ -361,12 +367,22 @@ async def start_server(
     where HTTP/2 clients use prior knowledge (h2c).
     """
     loop = asyncio.get_running_loop()
-    shared = _Shared(loop, config if config is not None else MockConfig())
+    config = config if config is not None else MockConfig()
+    shared = _Shared(loop, config)
     if ssl_context is not None:
         ssl_context.set_alpn_protocols(_ALPN)
+    connection_class = _Connection
+    if config.openai is not None:
+        # Routing hook: this connection class sends /v1/chat/completions and /v1/completions
+        # to the OpenAI behaviour and everything else to _Connection's code, so servers
+        # without an openai section keep the lean protocol (no URL or body callbacks).
+        from bench.mock.openai import OpenAIBehaviour, OpenAIConnection
+
+        shared.openai = OpenAIBehaviour(config.openai, config.seed)
+        connection_class = OpenAIConnection
 
     def factory() -> _Connection:
-        return _Connection(shared)
+        return connection_class(shared)
 
     if sock is not None:
         server = await loop.create_server(factory, sock=sock, backlog=_BACKLOG, ssl=ssl_context)
