@@ -331,13 +331,13 @@ class Worker:
         end_ns = time.monotonic_ns()
         self.in_flight -= 1
         self._slot_freed.set()
+        start_ns = intended_ns if self.open_loop else sent_ns  # TTFT and e2e count from the same start as latency
         facts = None
         if request is not None and status is not None:
             if receiver is not None:
-                facts = receiver.facts(request, status, sent_ns)
+                facts = receiver.facts(request, status, start_ns)
             elif request.check is not None:
                 facts = ResponseFacts(check_response(request.check, status, None))
-        start_ns = intended_ns if self.open_loop else sent_ns
         good = error is None and status is not None and status < 400 and (facts is None or facts.check_failed is None)
         if good and self.objectives:
             good = self._meets_objectives(facts, end_ns - start_ns)
