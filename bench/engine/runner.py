@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import resource
+import shutil
 import signal
 import tempfile
 import threading
@@ -93,6 +95,7 @@ def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None)
     Raises:
         RunError: the mock server or the workers could not be started.
     """
+    preflight(profile)
     mock = None
     url = profile.target.url
     if profile.uses_mock:
@@ -109,6 +112,63 @@ def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None)
     finally:
         if mock is not None:
             mock.stop()
+
+
+FD_MARGIN = 64  # files a worker opens besides its connections: pipes, loop, DNS, CSV
+MIN_FREE_BYTES = 16 << 20
+
+
+def preflight(profile: Profile) -> None:
+    """Fail before anything starts on what would break later: too few file descriptors, unwritable outputs.
+
+    Raises ProfileError naming what to change (exit 2).
+    """
+    _raise_fd_limit(profile)
+    for path in (profile.output.json_path, profile.output.csv_path, *profile.output.extra_paths()):
+        if path is None:
+            continue
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise ProfileError(profile.source, "output", f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            free = shutil.disk_usage(path.parent if str(path.parent) else ".").free
+        except OSError:
+            continue
+        if free < MIN_FREE_BYTES:
+            raise ProfileError(profile.source, "output", f"only {free >> 20} MiB free where {path} goes; free some space or write elsewhere")
+
+
+def _raise_fd_limit(profile: Profile) -> None:
+    """Each worker holds its share of the connections open at once; raise the soft limit to fit, or say what to do."""
+    load = profile.load
+    pool = profile.client.pool_size if profile.client.pool_size is not None else load.peak_concurrency
+    needed = -(-pool // load.workers) + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise ProfileError(
+            profile.source,
+            "load",
+            f"each of the {load.workers} worker(s) needs about {needed} open files for its share of {pool} connections, "
+            f"but the hard limit is {hard}: raise it (ulimit -Hn, or LimitNOFILE in systemd), add workers, or lower the concurrency",
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))  # inherited by the workers
+
+
+def _death(proc) -> str:
+    """Why a worker process ended, in words: its exit code or the signal that killed it."""
+    code = proc.exitcode
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _secret_headers(profile: Profile) -> tuple[tuple[str, str], ...]:
@@ -277,7 +337,7 @@ def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: 
             except (EOFError, OSError):
                 del live[item]
                 procs[index].join(1)
-                messages.append(f"worker {index} (pid {procs[index].pid}) died (exit code {procs[index].exitcode}) before its final report")
+                messages.append(f"worker {index} (pid {procs[index].pid}) {_death(procs[index])} before its final report; stopped the others")
                 status = CRASHED
                 continue
             if kind == "interval":
@@ -293,7 +353,7 @@ def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: 
             if conn in live and sentinel in ready and not conn.poll():
                 del live[conn]
                 procs[index].join(1)
-                messages.append(f"worker {index} (pid {procs[index].pid}) died (exit code {procs[index].exitcode}) before its final report")
+                messages.append(f"worker {index} (pid {procs[index].pid}) {_death(procs[index])} before its final report; stopped the others")
                 status = CRASHED
         if status == COMPLETED and abort.rules and abort.check(aggregator):
             status = ABORTED
