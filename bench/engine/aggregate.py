@@ -9,6 +9,7 @@ its number of requests.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from bench.engine.samples import IntervalReport, PhaseReport, PhaseTally, new_hi
 from bench.engine.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+MAX_SERIES_SECONDS = 6 * 3600  # in-memory per-second points: bounded, whatever the run's length
 
 
 def latency_stats(histogram: HdrHistogram) -> dict[str, float | int | None]:
@@ -168,7 +170,9 @@ class Aggregator:
         self.recent_cpu: dict[int, float] = {}
         self.finished: set[int] = set()
         self._open_seconds: dict[int, SecondBucket] = {}
-        self.series: list[SeriesPoint] = []
+        # The last MAX_SERIES_SECONDS seconds; older ones are only in the streamed .hlog / series CSV.
+        self.series: deque[SeriesPoint] = deque(maxlen=MAX_SERIES_SECONDS)
+        self.seconds_closed = 0
         self._elapsed_s = 0.0
 
     # ------------------------------------------------------------------ input
@@ -225,6 +229,7 @@ class Aggregator:
                 peak: float | None = bucket.latency.get_max_value() / 1000
             else:
                 p50 = p95 = p99 = peak = None
+            self.seconds_closed += 1
             self.series.append(
                 SeriesPoint(second, tally.sent, tally.completed, tally.ok, tally.failed, p50, p95, p99, peak)
             )
@@ -380,6 +385,7 @@ class Aggregator:
                 "errors": dict(sorted(self.warmup.errors.items())),
                 "latency": latency_stats(self.warmup.latency),
             },
+            "series_seconds_dropped": self.seconds_closed - len(self.series),
             "series": [
                 {
                     "second": p.second,

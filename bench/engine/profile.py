@@ -507,7 +507,10 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         min_samples=sla_fields.integer("min_samples", 1, minimum=1) or 1,
     )
     output = _parse_output(_Fields(source, "output", top.raw("output", {}), OUTPUT_FIELDS))
-    resolved = _resolved(name, target, load, client, sla, output, mock)
+    secret_raw = target_fields.raw("secret_headers", [])
+    if not isinstance(secret_raw, list) or not all(isinstance(x, str) for x in secret_raw):
+        raise target_fields.error("secret_headers", f"expected a list of header names, got {secret_raw!r}")
+    resolved = _resolved(name, target, load, client, sla, output, mock, frozenset(x.lower() for x in secret_raw))
     resolved["strict"] = strict
     resolved["sla_options"] = {"error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples}
     resolved["compare"] = {"fail_on_regression": fail_on_regression}
@@ -580,7 +583,7 @@ def _parse_headers(f: _Fields) -> list[tuple[str, str]]:
 
 
 KIND_FIELDS = ("name", "weight", "url", "path", "method", "headers", "body", "api", "model", "max_tokens", "stream", "checks")
-TARGET_FIELDS = ("url", "method", "headers", "body", "timeout", "api", "model", "max_tokens", "stream", "api_key_env", "checks")
+TARGET_FIELDS = ("url", "method", "headers", "body", "timeout", "api", "model", "max_tokens", "stream", "api_key_env", "checks", "secret_headers")
 
 
 def _parse_check(f: _Fields, key: str) -> Check | None:
@@ -989,19 +992,19 @@ _SECRET_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|pass
 REDACTED = "<redacted>"
 
 
-def redact_header(name: str, value: str) -> str:
-    """Header values that carry credentials never reach a report, log or table."""
-    return REDACTED if _SECRET_HEADER.search(name) else value
+def redact_header(name: str, value: str, secret_names: frozenset[str] = frozenset()) -> str:
+    """Header values that carry credentials (by name, or listed in target.secret_headers) never reach a report."""
+    return REDACTED if _SECRET_HEADER.search(name) or name.lower() in secret_names else value
 
 
-def _resolved(name, target, load, client, sla, output, mock) -> dict[str, Any]:
-    """The profile as bench understood it, in plain JSON types, for the report."""
+def _resolved(name, target, load, client, sla, output, mock, secret_names=frozenset()) -> dict[str, Any]:
+    """The profile as bench understood it, in plain JSON types, for the report (credentials redacted)."""
     return {
         "name": name,
         "target": {
             "url": target.url,
             "method": target.method,
-            "headers": {name: redact_header(name, value) for name, value in target.headers},
+            "headers": {name: redact_header(name, value, secret_names) for name, value in target.headers},
             "body_bytes": len(target.body) if target.body is not None else 0,
             "body_sha256": hashlib.sha256(target.body).hexdigest() if target.body is not None else None,
             "timeout_s": target.timeout_s,

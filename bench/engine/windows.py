@@ -78,6 +78,9 @@ def window_metric(buckets: list[SecondBucket], metric: str, seconds: float, erro
     return merged.get_value_at_percentile(float(metric[1:])) / 1000, count
 
 
+MAX_WINDOW_VALUES = 4096
+
+
 class SlidingWindows:
     """Keeps the last few seconds and records each window criterion's value as seconds close."""
 
@@ -111,7 +114,13 @@ class SlidingWindows:
             buckets = [b for s, b in self.recent if s >= start]
             value, samples = window_metric(buckets, spec.metric, spec.seconds, spec.error_aware)
             window_value = WindowValue(second, value, samples)
-            self.values[spec.key].append(window_value)
+            values = self.values[spec.key]
+            if len(values) >= MAX_WINDOW_VALUES:  # keep memory flat on long runs: only the worst windows matter
+                higher_is_worse = spec.metric != "rps"
+                values[:] = sorted((v for v in values if v.value is not None), key=lambda v: v.value, reverse=higher_is_worse)
+                del values[MAX_WINDOW_VALUES // 2 :]
+                values.sort(key=lambda v: v.end_second)
+            values.append(window_value)
             completed.append((spec, window_value))
         return completed
 
