@@ -379,7 +379,7 @@ def test_close_flushes_seconds_of_unfinished_workers():
     agg = Aggregator(3, INTERVAL_S)  # a third worker never reports: nothing can close on its own
     for report in sim.reports:
         agg.add(report)
-    assert agg.series == [] and len(agg._open_seconds) == 1
+    assert list(agg.series) == [] and len(agg._open_seconds) == 1
     agg.close()
     assert agg._open_seconds == {}
     assert [p.second for p in agg.series] == [0]
