@@ -433,7 +433,7 @@ OPEN = "load: {rate: 50/s, duration: 10s}\nmock: {seed: 3}\n"
 
 
 def test_override_names_are_dotted_fields():
-    assert set(OVERRIDE_FIELDS) == {"workers", "concurrency", "rate", "requests", "duration", "url", "json", "csv", "hlog", "junit"}
+    assert set(OVERRIDE_FIELDS) == {"workers", "concurrency", "rate", "requests", "duration", "url", "json", "csv", "hlog", "junit", "engine", "ray_address", "on_worker_failure"}
     assert all(v.count(".") == 1 for v in OVERRIDE_FIELDS.values())
 
 

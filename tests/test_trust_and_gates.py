@@ -154,21 +154,23 @@ def test_requests_due_but_never_sent_are_counted_when_interrupted(tmp_path: Path
     # Interrupt during a server stall with the in-flight cap reached: the
     # requests that fell due meanwhile never left, and the report says how many.
     import signal
-    import threading
 
-    timer = threading.Timer(1.6, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        result = run_profile(
-            tmp_path,
-            {
-                "mock": {"latency": {"model": "fixed", "delay": "5ms"}, "stall": {"at": "1s", "duration": "3s"}},
-                "load": {"rate": "200/s", "duration": "10s", "workers": 1, "max_in_flight": 4},
-                "target": {"timeout": "1s"},
-            },
-        )
-    finally:
-        timer.cancel()
+    sent_signal = []
+
+    def interrupt_at_1_6_s(snapshot) -> None:
+        if snapshot.elapsed_s >= 1.6 and not sent_signal:
+            sent_signal.append(snapshot.elapsed_s)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    path = write(
+        tmp_path,
+        {
+            "mock": {"latency": {"model": "fixed", "delay": "5ms"}, "stall": {"at": "1s", "duration": "3s"}},
+            "load": {"rate": "200/s", "duration": "10s", "workers": 1, "max_in_flight": 4},
+            "target": {"timeout": "1s"},
+        },
+    )
+    result = bench.run(bench.load_profile(path), on_progress=interrupt_at_1_6_s)
     assert result.status == "interrupted"
     req = result.summary["requests"]
     # About 0.6 s x 200/s = 120 requests were due during the stall; 4 were in flight.

@@ -83,6 +83,9 @@ def run(
     hlog_path: Optional[str] = typer.Option(None, "--hlog", help="Write the HdrHistogram interval log (.hlog) here."),
     junit_path: Optional[str] = typer.Option(None, "--junit", help="Write the SLA verdict as JUnit XML here."),
     scenario: Optional[str] = typer.Option(None, help="Run only this scenario of a profile with scenarios."),
+    engine: Optional[str] = typer.Option(None, help="Where workers run: local (default) or ray (pip install 'bench-loadtest[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: auto, HOST:PORT, or local (start a local Ray)."),
+    on_worker_failure: Optional[str] = typer.Option(None, help="stop (default: exit 3, report incomplete) or continue (record the gap)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
     """Run a load profile (each of its scenarios in turn), show progress and results, exit by the SLA verdict.
@@ -103,6 +106,9 @@ def run(
         "csv": csv_path,
         "hlog": hlog_path,
         "junit": junit_path,
+        "engine": engine,
+        "ray_address": ray_address,
+        "on_worker_failure": on_worker_failure,
     }
     try:
         profiles = load_scenarios(profile, overrides, only=scenario)

@@ -173,6 +173,19 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Where the workers run: ``local`` processes, or Ray actors on a cluster (``address``: auto, HOST:PORT or local)."""
+
+    kind: str = "local"
+    address: str | None = None
+    on_worker_failure: str = "stop"
+    resource: str | None = None  # a custom Ray resource workers need (keeps them off the target's nodes)
+
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """A fully validated profile. ``resolved`` is the mapping as understood, for the JSON report."""
 
@@ -192,6 +205,7 @@ class Profile:
     data: DataSpec | None = None
     api_key_env: str | None = None
     goodput: tuple[tuple[str, float], ...] = ()
+    engine: EngineConfig = EngineConfig()
 
     @property
     def plain(self) -> bool:
@@ -220,6 +234,9 @@ OVERRIDE_FIELDS = {
     "csv": "output.csv",
     "hlog": "output.hlog",
     "junit": "output.junit",
+    "engine": "engine.kind",
+    "ray_address": "engine.address",
+    "on_worker_failure": "engine.on_worker_failure",
 }
 
 
@@ -464,7 +481,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         source,
         "",
         dict(data),
-        ("name", "description", "strict", "target", "request_kinds", "data", "goodput", "mock", "load", "client", "sla", "output", "compare"),
+        ("name", "description", "strict", "target", "request_kinds", "data", "goodput", "mock", "load", "client", "sla", "output", "compare", "engine"),
     )
     name = top.string("name", default_name) or default_name
     strict = top.boolean("strict", False)
@@ -521,9 +538,11 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     resolved["data"] = {"source": data_spec.source, "rows": len(data_spec.rows), "order": data_spec.order} if data_spec else None
     resolved["goodput"] = dict(goodput)
     resolved["target"]["api_key_env"] = api_key_env
+    engine = _parse_engine(_Fields(source, "engine", top.raw("engine", {}), ("kind", "address", "on_worker_failure", "resource")))
+    resolved["engine"] = dataclasses.asdict(engine)
     return Profile(
         name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression,
-        kinds, data_spec, api_key_env, goodput,
+        kinds, data_spec, api_key_env, goodput, engine,
     )
 
 
@@ -760,6 +779,19 @@ def _parse_goodput(f: _Fields) -> tuple[tuple[str, float], ...]:
         except UnitError as exc:
             raise f.error(key, str(exc)) from None
     return tuple(objectives)
+
+
+def _parse_engine(f: _Fields) -> EngineConfig:
+    kind = f.string("kind", "local") or "local"
+    if kind not in ENGINES:
+        raise f.error("kind", f"expected one of {', '.join(ENGINES)}, got {kind!r}")
+    failure = f.string("on_worker_failure", "stop") or "stop"
+    if failure not in ("stop", "continue"):
+        raise f.error("on_worker_failure", f"expected stop or continue, got {failure!r}")
+    address = f.string("address")
+    if address is not None and kind != "ray":
+        raise f.error("address", "engine.address is for kind: ray")
+    return EngineConfig(kind, address, failure, f.string("resource"))
 
 
 def _parse_mock(source: str, raw: Any) -> MockConfig:

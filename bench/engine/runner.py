@@ -1,10 +1,11 @@
-"""Run a profile: start the mock if needed, fork the workers, merge their reports, gate, write the report.
+"""Run a profile: start the mock if needed, start the workers, merge their reports, gate, write the report.
 
-The parent never sends requests. It forks ``load.workers`` processes (before
-any thread or event loop exists in it), gives them a common start time once
-all are ready, then waits on their pipes and process sentinels, feeding every
-IntervalReport to the Aggregator and a Snapshot to ``on_progress`` a few times
-a second.
+The parent never sends requests. An engine (``local.LocalEngine``: forked
+processes and pipes; ``ray_engine.RayEngine``: Ray actors) starts
+``load.workers`` workers, gives them a common start time once all are ready,
+and hands back their interval reports and failures; the runner feeds every
+IntervalReport to the Aggregator and a Snapshot to ``on_progress`` a few
+times a second, without knowing which engine ran.
 
 The first SIGINT or SIGTERM asks the workers to stop sending and drain; a
 second SIGINT kills them at once. A worker that dies stops the run. In every
@@ -15,7 +16,6 @@ the run ended.
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import os
 import resource
 import shutil
@@ -24,7 +24,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +34,8 @@ from bench.engine.profile import Profile
 from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
 from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
 from bench.engine.selfcheck import assess
-from bench.engine.worker import WorkerSpec, worker_main
+from bench.engine.local import Engine, LocalEngine, WorkerFailed
+from bench.engine.worker import WorkerSpec
 
 COMPLETED = "completed"
 ABORTED = "aborted"
@@ -44,10 +44,7 @@ CRASHED = "crashed"
 UNMEASURABLE = "unmeasurable"
 
 INTERVAL_S = 0.25
-READY_TIMEOUT_S = 15.0
-START_MARGIN_S = 0.02
 PROGRESS_EVERY_S = 0.25
-STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -92,6 +89,8 @@ class _Signals:
 def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None) -> RunResult:
     """Run the profile to the end and return its result; writes the outputs the profile names.
 
+    The profile's ``engine`` section picks where the workers run (default: local processes).
+
     Raises:
         RunError: the mock server or the workers could not be started.
     """
@@ -108,7 +107,7 @@ def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None)
             raise RunError(f"could not start the mock server: {exc}") from None
         url = mock.url + "/"
     try:
-        return _run_workers(profile, url, on_progress)  # type: ignore[arg-type]
+        return _run_workers(profile, url, on_progress, profile.engine.kind)  # type: ignore[arg-type]
     finally:
         if mock is not None:
             mock.stop()
@@ -158,19 +157,6 @@ def _raise_fd_limit(profile: Profile) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))  # inherited by the workers
 
 
-def _death(proc) -> str:
-    """Why a worker process ended, in words: its exit code or the signal that killed it."""
-    code = proc.exitcode
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 def _secret_headers(profile: Profile) -> tuple[tuple[str, str], ...]:
     """The API key from the environment variable the profile names, as a header; never written anywhere."""
     if profile.api_key_env is None:
@@ -181,14 +167,16 @@ def _secret_headers(profile: Profile) -> tuple[tuple[str, str], ...]:
     return (("Authorization", f"Bearer {key}"),)
 
 
-def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], None] | None) -> RunResult:
+def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], None] | None, engine_name: str = "local") -> RunResult:
     load = profile.load
     extra_headers = _secret_headers(profile)
-    ctx = multiprocessing.get_context("fork")
     csv_dir = tempfile.mkdtemp(prefix="bench-csv-") if profile.output.csv_path else None
     csv_parts = [Path(csv_dir) / f"worker-{i}.csv" for i in range(load.workers)] if csv_dir else []
-    procs: list[multiprocessing.process.BaseProcess] = []
-    conns: list[Connection] = []
+    specs = [
+        WorkerSpec(i, load.workers, profile, url, INTERVAL_S, str(csv_parts[i]) if csv_parts else None, extra_headers)
+        for i in range(load.workers)
+    ]
+    engine = make_engine(engine_name, specs)
     messages: list[str] = []
     hlog = HlogWriter(profile.output.hlog_path, time.time()) if profile.output.hlog_path else None
     aggregator = Aggregator(
@@ -204,22 +192,12 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     parent_cpu_start = parent_wall_start = 0.0
     with _Signals() as signals:
         try:
-            for i in range(load.workers):
-                parent_end, child_end = ctx.Pipe(duplex=True)
-                spec = WorkerSpec(i, load.workers, profile, url, INTERVAL_S, str(csv_parts[i]) if csv_parts else None, extra_headers)
-                proc = ctx.Process(target=worker_main, args=(spec, child_end), name=f"bench-worker-{i}", daemon=True)
-                proc.start()
-                child_end.close()
-                procs.append(proc)
-                conns.append(parent_end)
-            _wait_ready(procs, conns)
-            start_ns = time.monotonic_ns() + int(START_MARGIN_S * 1e9)
-            for conn in conns:
-                conn.send(("start", start_ns))
+            engine.start()
+            engine.begin()
             parent_cpu_start, parent_wall_start = time.process_time(), time.monotonic()
-            status = _collect(procs, conns, aggregator, signals, messages, on_progress, abort)
+            status = _collect(engine, aggregator, signals, messages, on_progress, abort)
         finally:
-            _stop_all(procs, conns)
+            engine.close()
     parent_cpu = (time.process_time() - parent_cpu_start) / max(1e-9, time.monotonic() - parent_wall_start)
     aggregator.close()
     if hlog is not None:
@@ -233,6 +211,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     summary["generator"]["parent_cpu"] = parent_cpu  # the aggregator and live view, not sending
     summary["trust"] = assess(load.model, summary)
     verdict = evaluate(summary, profile.sla, profile.sla_options)
+    workers = engine.describe()
     report = build_report(
         profile,
         status=status,
@@ -242,8 +221,9 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         target_url=url,
         summary=summary,
         verdict=verdict,
-        worker_pids=[proc.pid for proc in procs],
+        worker_pids=[w["pid"] for w in workers],
     )
+    report["engine"] = {"name": engine.name, "workers": workers}
     written = []
     if profile.output.json_path:
         write_json(profile.output.json_path, report)
@@ -263,24 +243,15 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     return RunResult(profile, status, summary, verdict, report, messages, written)
 
 
-def _wait_ready(procs, conns) -> None:
-    pending = {conn: proc for conn, proc in zip(conns, procs)}
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise RunError(f"{len(pending)} worker(s) were not ready after {READY_TIMEOUT_S:.0f} s")
-        for conn in wait(list(pending), timeout=remaining):
-            try:
-                message = conn.recv()
-            except EOFError:
-                proc = pending[conn]
-                proc.join(1)
-                raise RunError(f"{proc.name} exited while starting (exit code {proc.exitcode})") from None
-            if message[0] == "error":
-                raise RunError(message[1])
-            if message[0] == "ready":
-                del pending[conn]
+def make_engine(name: str, specs: list[WorkerSpec]) -> Engine:
+    """The engine that places the workers: ``local`` (fork and pipes) or ``ray`` (Ray actors)."""
+    if name == "ray":
+        try:
+            from bench.engine.ray_engine import RayEngine
+        except ImportError as exc:
+            raise RunError(f"the ray engine needs Ray: pip install 'bench-loadtest[ray]' ({exc})") from None
+        return RayEngine(specs, specs[0].profile.engine)
+    return LocalEngine(specs)
 
 
 class _AbortWatch:
@@ -308,60 +279,34 @@ class _AbortWatch:
         return None
 
 
-def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress, abort: _AbortWatch) -> str:
-    """Read reports until every worker sent its final one; returns the run's status."""
+def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress, abort: _AbortWatch) -> str:
+    """Feed the aggregator until every worker sent its final report; returns the run's status."""
     status = COMPLETED
-    live = {conn: i for i, conn in enumerate(conns)}
-    sentinels = {proc.sentinel: i for i, proc in enumerate(procs)}
     stop_sent = False
     last_progress = 0.0
-    while live:
+    while engine.running:
         if signals.count and not stop_sent:
             status = INTERRUPTED
             messages.append("interrupted: stopped sending, drained in-flight requests")
-            _broadcast(conns, ("stop",))
+            engine.stop()
             stop_sent = True
         if signals.count >= 2:
             messages.append("interrupted twice: stopped at once; requests in flight and the last interval are not counted")
-            for proc in procs:
-                if proc.is_alive():
-                    proc.kill()
+            engine.kill()
             break
-        ready = wait(list(live) + [s for s, i in sentinels.items() if conns[i] in live], timeout=PROGRESS_EVERY_S)
-        for item in ready:
-            if isinstance(item, int):
-                continue  # a sentinel: handled below once its pipe is drained
-            index = live[item]
-            try:
-                kind, payload = item.recv()
-            except (EOFError, OSError):
-                del live[item]
-                procs[index].join(1)
-                messages.append(f"worker {index} (pid {procs[index].pid}) {_death(procs[index])} before its final report; stopped the others")
+        for event in engine.poll(PROGRESS_EVERY_S):
+            if isinstance(event, WorkerFailed):
+                messages.append(event.message)
                 status = CRASHED
-                continue
-            if kind == "interval":
-                aggregator.add(payload)
-                if payload.final:
-                    del live[item]
-            elif kind == "error":
-                messages.append(payload.strip())
-                del live[item]
-                status = CRASHED
-        for sentinel, index in sentinels.items():
-            conn = conns[index]
-            if conn in live and sentinel in ready and not conn.poll():
-                del live[conn]
-                procs[index].join(1)
-                messages.append(f"worker {index} (pid {procs[index].pid}) {_death(procs[index])} before its final report; stopped the others")
-                status = CRASHED
+            else:
+                aggregator.add(event)
         if status == COMPLETED and abort.rules and abort.check(aggregator):
             status = ABORTED
             messages.append(abort.reason)  # type: ignore[arg-type]
-            _broadcast(conns, ("stop",))
+            engine.stop()
             stop_sent = True
-        if status == CRASHED and live and not stop_sent:
-            _broadcast(conns, ("stop",))
+        if status == CRASHED and engine.running and not stop_sent:
+            engine.stop()
             stop_sent = True
         now = time.monotonic()
         if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
@@ -370,24 +315,3 @@ def _collect(procs, conns, aggregator: Aggregator, signals: _Signals, messages: 
     if on_progress is not None:
         on_progress(aggregator.snapshot())
     return status
-
-
-def _broadcast(conns, message) -> None:
-    for conn in conns:
-        try:
-            conn.send(message)
-        except (OSError, ValueError):
-            pass
-
-
-def _stop_all(procs, conns) -> None:
-    """Make sure no worker outlives the run: join, then SIGKILL what is left, by PID."""
-    deadline = time.monotonic() + STOP_GRACE_S
-    for proc in procs:
-        proc.join(max(0.0, deadline - time.monotonic()))
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-            proc.join(2)
-    for conn in conns:
-        conn.close()

@@ -188,6 +188,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.phases = {MEASURED: PhaseTally(), WARMUP: PhaseTally()}
+        self.origin_ns = 0  # the common start: span times are reported relative to it
         # Per phase, per histogram: bucket floor -> count, folded into the histograms at flush.
         self.pending: dict[str, dict[str, dict[int, int]]] = {
             phase: {name: {} for name in self.HISTOGRAMS} for phase in self.phases
@@ -203,6 +204,8 @@ class Recorder:
         tally.capped += capped
         if intended_ns is None:
             intended_ns = sent_ns
+        sent_ns -= self.origin_ns
+        intended_ns -= self.origin_ns
         if tally.first_send_ns is None:
             tally.first_send_ns = sent_ns
             tally.first_intended_ns = intended_ns
@@ -230,8 +233,9 @@ class Recorder:
         """
         tally = self.phases[phase]
         pending = self.pending[phase]
-        if tally.last_end_ns is None or end_ns > tally.last_end_ns:
-            tally.last_end_ns = end_ns
+        end_rel = end_ns - self.origin_ns
+        if tally.last_end_ns is None or end_rel > tally.last_end_ns:
+            tally.last_end_ns = end_rel
         if open_loop:
             lag_us = max(1, (sent_ns - intended_ns) // 1000)
             if lag_us <= HIGHEST_US:

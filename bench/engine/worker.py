@@ -23,6 +23,7 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Callable
 from multiprocessing.connection import Connection
 
 from bench.engine.profile import OPEN_LOOP, Profile
@@ -60,7 +61,7 @@ def die_with_parent() -> None:
 
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
-    """Process entry point (after fork): build a fresh uvloop loop and run the worker."""
+    """Process entry point (after fork): build a fresh uvloop loop and run the worker over the pipe."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -69,7 +70,21 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(Worker(spec, conn).run())
+        worker = Worker(spec, conn.send)
+
+        def on_parent_message() -> None:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                os._exit(1)  # the parent is gone: nobody would read our results
+            if message[0] == "start":
+                worker.begin(message[1])
+            elif message[0] == "stop":
+                worker.stop()
+
+        loop.add_reader(conn.fileno(), on_parent_message)
+        loop.run_until_complete(worker.run())
+        loop.remove_reader(conn.fileno())
     except BaseException:  # noqa: BLE001 - reported to the parent, which decides the exit code
         try:
             conn.send(("error", f"worker {spec.index}: {traceback.format_exc(limit=6)}"))
@@ -102,9 +117,9 @@ async def _sleep_until(due_ns: int) -> None:
 class Worker:
     """Runs one worker's share: scheduling, sending, recording and reporting."""
 
-    def __init__(self, spec: WorkerSpec, conn: Connection):
+    def __init__(self, spec: WorkerSpec, emit: Callable[[tuple], None]):
         self.spec = spec
-        self.conn = conn
+        self.emit = emit  # ("ready",), then ("interval", IntervalReport) ...: to the pipe, or a Ray stream
         self.load = spec.profile.load
         self.open_loop = self.load.model == OPEN_LOOP
         self.recorder = Recorder()
@@ -130,7 +145,6 @@ class Worker:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         pool = self._pool_size()
         self.transport = make_transport(self.spec.profile, self.spec.url, pool)
         profile = self.spec.profile
@@ -140,9 +154,9 @@ class Worker:
             )
         if self.spec.csv_path:
             self.csv = open(self.spec.csv_path, "w", buffering=1 << 16, encoding="ascii")
-        loop.add_reader(self.conn.fileno(), self._on_parent_message)
-        self.conn.send(("ready",))
+        self.emit(("ready",))
         self.start_ns = await self._started
+        self.recorder.origin_ns = self.start_ns  # report times from the common start: comparable across hosts
         await _sleep_until(self.start_ns)  # every worker begins at the same instant, none early
         self.cpu_start = time.process_time()
         reporter = asyncio.ensure_future(self._report_loop())
@@ -154,8 +168,7 @@ class Worker:
             await self._drain()
         finally:
             reporter.cancel()
-            loop.remove_reader(self.conn.fileno())
-            self.conn.send(("interval", self._flush(final=True)))
+            self.emit(("interval", self._flush(final=True)))
             if self.csv is not None:
                 self.csv.close()
             await self.transport.close()
@@ -166,16 +179,15 @@ class Worker:
         total = client.pool_size if client.pool_size is not None else peak
         return max(1, share(total, self.spec.index, self.spec.count))
 
-    def _on_parent_message(self) -> None:
-        try:
-            message = self.conn.recv()
-        except (EOFError, OSError):
-            os._exit(1)  # the parent is gone: nobody would read our results
-        if message[0] == "start" and not self._started.done():
-            self._started.set_result(message[1])
-        elif message[0] == "stop":
-            self.stopping = True
-            self._slot_freed.set()
+    def begin(self, start_ns: int) -> None:
+        """Start at ``start_ns`` (this host's monotonic clock), the common start of every worker."""
+        if not self._started.done():
+            self._started.set_result(start_ns)
+
+    def stop(self) -> None:
+        """Stop issuing requests and drain the ones in flight (bounded)."""
+        self.stopping = True
+        self._slot_freed.set()
 
     async def _report_loop(self) -> None:
         interval_ns = int(self.spec.interval_s * 1e9)
@@ -184,7 +196,7 @@ class Worker:
             delay = (due - time.monotonic_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
-            self.conn.send(("interval", self._flush()))
+            self.emit(("interval", self._flush()))
             self.seq += 1
 
     def _flush(self, final: bool = False):
