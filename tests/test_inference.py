@@ -54,13 +54,13 @@ def test_ttft_tpot_itl_match_the_mock(tmp_path: Path) -> None:
     inference = summary["inference"]
     ttft, tpot, itl = inference["ttft"], inference["tpot"], inference["itl"]
     assert ttft["count"] == tpot["count"] == 120
-    assert TTFT_MS <= ttft["p50"] <= TTFT_MS + 3, ttft
+    assert TTFT_MS <= ttft["p50"] <= TTFT_MS + 8, ttft  # accuracy itself is bounded in test_accuracy.py
     # p99: the 10 ms overhead bound, the mock's timer rounding up to a whole ms, and the worker's
     # 250 ms report flush landing on a first chunk (measured: +3 to +13 ms on a busy 2-core machine).
     assert TTFT_MS <= ttft["min"] and ttft["p99"] <= TTFT_MS + 20, ttft
     # TPOT = (e2e - ttft) / (20 - 1): the mean inter-token delay of each request.
-    assert ITL_MS <= tpot["p50"] <= ITL_MS + 1.5, tpot
-    assert ITL_MS - 1 <= itl["p50"] <= ITL_MS + 1.5, itl  # 1 ms: client read jitter between chunks
+    assert ITL_MS <= tpot["p50"] <= ITL_MS + 2, tpot
+    assert ITL_MS - 1 <= itl["p50"] <= ITL_MS + 2, itl  # 1 ms: client read jitter between chunks
     assert itl["count"] == 120 * 19  # 19 gaps between 20 content events per request
     # Token counts: the server's usage wins, and it says 20 per request.
     assert inference["output_tokens"] == 120 * 20
@@ -76,7 +76,7 @@ def test_usage_wins_over_event_counts_with_multi_token_chunks(tmp_path: Path) ->
     inference = result.summary["inference"]
     assert inference["token_source"] == {"server": 40}
     assert inference["output_tokens"] == 40 * 20  # not the 1 + 19/4 -> 6 content events per request
-    assert TTFT_MS <= inference["ttft"]["p50"] <= TTFT_MS + 3  # the role-only first chunk did not count as a token
+    assert TTFT_MS <= inference["ttft"]["p50"] <= TTFT_MS + 8  # the role-only first chunk did not count as a token
     # Without usage the events are counted, and the source says so.
     data["mock"]["openai"]["quirks"]["usage_chunk"] = False
     events = run_profile(tmp_path, data, "events.yaml").summary["inference"]
