@@ -68,3 +68,23 @@ def parse_rate(value: object) -> float:
     if not math.isfinite(rate) or rate <= 0:
         raise UnitError(f"a rate must be a finite number > 0, got {value!r}")
     return rate
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_BYTES_PER_UNIT = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """Return a size in bytes from "512KB", "10MB", "1GiB" or a bare number of bytes."""
+    if isinstance(value, bool):
+        raise UnitError(f"expected a size such as 10MB or 512KiB, got {value!r}")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        number, unit = match.groups()
+        size = int(float(number) * _BYTES_PER_UNIT[(unit or "b").lower()])
+    else:
+        raise UnitError(f"expected a size such as 10MB or 512KiB, got {value!r}")
+    if size <= 0:
+        raise UnitError(f"a size must be greater than 0, got {value!r}")
+    return size

@@ -35,7 +35,7 @@ from bench.engine.requests import (
     template_fields,
 )
 from bench.mock.config import MockConfig, MockConfigError
-from bench.units import UnitError, parse_duration, parse_rate
+from bench.units import UnitError, parse_duration, parse_rate, parse_size
 
 OPEN_LOOP = "open"
 CLOSED_LOOP = "closed"
@@ -123,6 +123,7 @@ class Client:
     connect_timeout_s: float
     transport: str = "aiohttp"
     tls_verify: bool = True
+    max_body: int | None = None  # bytes read of one response at most; beyond: error "body_too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,7 +516,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         )
     )
     client = _parse_client(
-        _Fields(source, "client", top.raw("client", {}), ("transport", "pool_size", "keepalive", "connect_timeout", "tls_verify"))
+        _Fields(source, "client", top.raw("client", {}), ("transport", "pool_size", "keepalive", "connect_timeout", "tls_verify", "max_body"))
     )
     sla_fields = _Fields(source, "sla", top.raw("sla", {}), tuple(SLA_METRICS) + SLA_OPTIONS)
     sla = _parse_sla(sla_fields)
@@ -914,6 +915,16 @@ def _parse_warmup(f: _Fields) -> tuple[int, float]:
     raise f.error("warmup", f"expected a request count such as 50 or a duration such as 5s, got {raw!r}")
 
 
+def _size(f: _Fields, key: str) -> int | None:
+    value = f.raw(key)
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except UnitError as exc:
+        raise f.error(key, str(exc)) from None
+
+
 def _parse_client(f: _Fields) -> Client:
     transport = f.string("transport", "aiohttp") or "aiohttp"
     if transport not in TRANSPORTS:
@@ -925,6 +936,7 @@ def _parse_client(f: _Fields) -> Client:
         connect_timeout_s=f.duration("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, positive=True),  # type: ignore[arg-type]
         transport=transport,
         tls_verify=f.boolean("tls_verify", True),
+        max_body=_size(f, "max_body"),
     )
     if transport == "h2" and not client.keepalive:
         raise f.error("keepalive", "the h2 transport multiplexes requests over kept-alive connections; keepalive: false needs transport aiohttp or fast")
@@ -1061,6 +1073,7 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
             "keepalive": client.keepalive,
             "connect_timeout_s": client.connect_timeout_s,
             "tls_verify": client.tls_verify,
+            "max_body": client.max_body,
         },
         "sla": [
             {

@@ -27,7 +27,7 @@ MEASURED = "measured"
 WARMUP = "warmup"
 
 # Client error kinds: every request that got no HTTP response is counted as exactly one of these.
-ERROR_KINDS = ("connect", "timeout", "read", "protocol", "cancelled", "other")
+ERROR_KINDS = ("connect", "timeout", "read", "protocol", "body_too_large", "check", "cancelled", "other")
 
 
 def new_histogram() -> HdrHistogram:

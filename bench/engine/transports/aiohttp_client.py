@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 from collections import deque
@@ -30,6 +31,9 @@ def map_error(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return "read"
     return "other"
+
+
+SMALL_BODY = 1 << 20  # read at once below this; stream and count above it
 
 
 class FifoSlots:
@@ -69,6 +73,7 @@ class AiohttpTransport:
     def __init__(self, profile: Profile, url: str, pool_size: int):
         self.url = url
         self.timeout_s = profile.target.timeout_s
+        self.max_body = profile.client.max_body if profile.client.max_body is not None else math.inf
         self.slots = FifoSlots(pool_size)
         self.method = profile.target.method
         self.body = profile.target.body
@@ -116,12 +121,18 @@ class AiohttpTransport:
                 await self.slots.acquire()
                 try:
                     async with self.session.request(method, url, data=body, headers=headers, allow_redirects=False) as response:
-                        if receiver is None:
+                        length = response.content_length
+                        if receiver is None and length is not None and length <= min(SMALL_BODY, self.max_body):
                             return response.status, len(await response.read()), None
+                        # Large or unknown length: count the pieces without keeping them, within max_body.
                         nbytes = 0
                         async for chunk in response.content.iter_any():
-                            receiver.chunk(chunk, time.monotonic_ns())
+                            if receiver is not None:
+                                receiver.chunk(chunk, time.monotonic_ns())
                             nbytes += len(chunk)
+                            if nbytes > self.max_body:
+                                response.close()
+                                return None, 0, "body_too_large"
                         return response.status, nbytes, None
                 finally:
                     self.slots.release()

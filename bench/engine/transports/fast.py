@@ -62,6 +62,7 @@ _CLOSE_WAIT_S = 1.0
 _TIMEOUT = (None, 0, "timeout")
 _READ = (None, 0, "read")
 _PROTOCOL = (None, 0, "protocol")
+_TOO_LARGE = (None, 0, "body_too_large")
 _CANCELLED = (None, 0, "cancelled")
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
 _SAFE_QUERY = _SAFE_PATH + "?"
@@ -94,7 +95,7 @@ class _Conn(asyncio.Protocol):
     from the parser then.
     """
 
-    __slots__ = ("dead", "got", "head", "keep", "nbytes", "outcome", "parser", "pool", "req", "request", "transport", "uses")
+    __slots__ = ("dead", "got", "head", "keep", "nbytes", "outcome", "parser", "pool", "req", "request", "too_large", "transport", "uses")
 
     def __init__(self, pool: FastTransport) -> None:
         self.pool = pool
@@ -108,6 +109,7 @@ class _Conn(asyncio.Protocol):
         self.head = b""  # the response's first bytes, kept to judge a body that ends with the connection
         self.keep = False
         self.dead = False
+        self.too_large = False
         self.uses = 0
 
     # ------------------------------------------------------------------ pool side
@@ -156,7 +158,7 @@ class _Conn(asyncio.Protocol):
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             if self.outcome is None:
-                self._fail(req, _PROTOCOL)
+                self._fail(req, _TOO_LARGE if self.too_large else _PROTOCOL)
                 return
             self.keep = False  # a complete response, then bytes nobody asked for: answer it, drop the connection
         if self.outcome is not None:
@@ -195,6 +197,9 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
+        if self.nbytes > self.pool._max_body:
+            self.too_large = True
+            raise _Unexpected()  # httptools stops parsing; data_received fails the request
         req = self.req
         if req is not None and req.receiver is not None:
             req.receiver.chunk(body, time.monotonic_ns())
@@ -291,6 +296,7 @@ class FastTransport:
         self._connect_timeout_s = client.connect_timeout_s
         self._pool_size = max(1, pool_size)
         self._keepalive = client.keepalive
+        self._max_body = client.max_body if client.max_body is not None else math.inf
         self._retry = target.method in _IDEMPOTENT  # a stale connection's request is retried (RFC 9112, 9.3.1)
         self._conn_class = _HeadConn if target.method == "HEAD" else _Conn
 
