@@ -37,6 +37,8 @@ def parse_duration(value: object, *, bare_unit_s: float = 1.0) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and abs(value) > 2**63:
+            raise UnitError(f"a duration must be a finite number >= 0, got a {len(str(abs(value)))}-digit number")
         seconds = float(value) * bare_unit_s
     elif isinstance(value, str):
         match = _DURATION.match(value)
@@ -56,6 +58,8 @@ def parse_rate(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a rate such as 500/s or 30/m, got {value!r}")
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and abs(value) > 2**63:
+            raise UnitError("a rate must be a finite number > 0, got a number too large for any rate")
         rate = float(value)
     elif isinstance(value, str):
         match = _RATE.match(value)

@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from bench.engine.errors import BenchError, ProfileError, RunError
 from bench.engine.compare import CompareError, comparability, load_run, parse_bounds, regressions, run_from_report
@@ -65,7 +66,7 @@ def exit_code_for(result: RunResult) -> ExitCode:
 
 
 def _fail_usage(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(ExitCode.USAGE)
 
 
@@ -124,11 +125,11 @@ def run(
         except ProfileError as exc:
             raise _fail_usage(str(exc)) from None
         except RunError as exc:
-            err_console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]run failed:[/] {escape(str(exc))}", highlight=False)
             codes.append(ExitCode.RUN_ERROR)
             break
         except BenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             codes.append(ExitCode.RUN_ERROR)
             break
         _print_result(result, quiet)
@@ -156,7 +157,7 @@ def _append_step_summary(result: RunResult) -> None:
         with open(path, "a", encoding="utf-8") as f:
             f.write(markdown_summary(json_safe(result.report)) + "\n")
     except OSError as exc:
-        err_console.print(f"[yellow]note:[/] could not write GITHUB_STEP_SUMMARY {path}: {exc}", highlight=False)
+        err_console.print(f"[yellow]note:[/] could not write GITHUB_STEP_SUMMARY {escape(path)}: {escape(str(exc))}", highlight=False)
 
 
 def _compare_scenarios(results: list[RunResult]) -> ExitCode:
@@ -167,7 +168,7 @@ def _compare_scenarios(results: list[RunResult]) -> ExitCode:
     console.print(render.compare_table([r.label for r in runs], table, title="Scenarios compared (change against the first)"))
     found = regressions(table, bounds, [r.label for r in runs])
     for line in found:
-        err_console.print(f"[bold red]regression:[/] {line}", highlight=False)
+        err_console.print(f"[bold red]regression:[/] {escape(line)}", highlight=False)
     return ExitCode.SLA_FAILED if found else ExitCode.OK
 
 
@@ -203,15 +204,15 @@ def _print_result(result: RunResult, quiet: bool) -> None:
     if result.verdict.checks:
         console.print(render.sla_table(result.verdict))
     for message in result.messages:
-        err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
     trust = result.summary["trust"]
     if not trust["trusted"]:
         consequence = "strict: true, so the run fails with exit code 3" if result.profile.strict else "set strict: true to fail the run on this"
         err_console.print(f"[bold yellow]warning: these results may not be trustworthy ({consequence}):[/]", highlight=False)
         for reason in trust["reasons"]:
-            err_console.print(f"  - {reason}", highlight=False)
+            err_console.print(f"  - {escape(reason)}", highlight=False)
     for path in result.written:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {escape(str(path))}", highlight=False)
     code = exit_code_for(result)
     verdicts = {
         ExitCode.OK: "[bold green]SLA met[/]" if result.verdict.checks else "[green]completed (no SLA criteria)[/]",
@@ -236,7 +237,7 @@ def validate(profile: Path = typer.Argument(..., help="YAML load profile.")) -> 
     load = prof.load
     what = f"rate {load.rate_per_s:g}/s ({load.arrival})" if load.model == "open" else f"concurrency {load.concurrency}"
     target = prof.target.url or "the bundled mock server"
-    console.print(f"{profile}: valid - {load.model} loop, {what}, {load.workers} worker(s), target {target}", highlight=False)
+    console.print(escape(f"{profile}: valid - {load.model} loop, {what}, {load.workers} worker(s), target {target}"), highlight=False)
 
 
 @app.command()
@@ -320,7 +321,7 @@ def compare(
     problems = comparability([run for side in sides for run in side])
     if problems:
         for problem in problems:
-            err_console.print(f"[bold red]not comparable:[/] {problem}", highlight=False)
+            err_console.print(f"[bold red]not comparable:[/] {escape(problem)}", highlight=False)
         if not force:
             raise _fail_usage("these runs offered different load; compare like with like, or pass --force")
         err_console.print("[bold yellow]warning: comparing runs that offered different load (--force)[/]", highlight=False)
@@ -331,9 +332,9 @@ def compare(
     console.print(render.compare_table(labels, table, title=title))
     found = regressions(table, bounds, labels)
     for line in found:
-        err_console.print(f"[bold red]regression:[/] {line}", highlight=False)
+        err_console.print(f"[bold red]regression:[/] {escape(line)}", highlight=False)
     if bounds and not found:
-        console.print("no regression beyond " + ", ".join(b.text for b in bounds), highlight=False)
+        console.print(escape("no regression beyond " + ", ".join(b.text for b in bounds)), highlight=False)
     raise typer.Exit(ExitCode.SLA_FAILED if found else ExitCode.OK)
 
 
@@ -362,25 +363,26 @@ def report(
     """
     import os
 
-    from rich.markup import escape
-
-    if output.is_dir():
-        raise _fail_usage(escape(f"--output {output}: is a directory"))
-    folder = output.parent
-    if not folder.is_dir():
-        raise _fail_usage(escape(f"--output {output}: directory {folder} does not exist"))
+    try:
+        if output.is_dir():
+            raise _fail_usage(f"--output {output}: is a directory")
+        folder = output.parent
+        if not folder.is_dir():
+            raise _fail_usage(f"--output {output}: directory {folder} does not exist")
+    except OSError as exc:
+        raise _fail_usage(f"--output {str(output)[:80]}: unusable path: {exc.strerror or exc}") from None
     if not os.access(folder, os.W_OK):
-        raise _fail_usage(escape(f"--output {output}: directory {folder} is not writable"))
+        raise _fail_usage(f"--output {output}: directory {folder} is not writable")
     try:
         import plotly  # noqa: F401 - the optional extra, imported only here
     except ImportError:
-        raise _fail_usage(escape("bench report needs plotly: pip install 'bench-loadtest[report]'")) from None
+        raise _fail_usage("bench report needs plotly: pip install 'bench-loadtest[report]'") from None
     from bench.cli import html_report
 
     try:
         page, count = html_report.build(runs, title=title)
     except html_report.ReportInputError as exc:
-        raise _fail_usage(escape(str(exc))) from None
+        raise _fail_usage(str(exc)) from None
     data = page.encode("utf-8")
     partial = output.with_name(f".{output.name}.partial")
     try:
@@ -388,5 +390,5 @@ def report(
         os.replace(partial, output)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise _fail_usage(escape(f"--output {output}: cannot write: {exc.strerror or exc}")) from None
-    console.print(f"wrote {output} ({count} run{'s' if count != 1 else ''}, {len(data) / 1e6:.1f} MB)", highlight=False)
+        raise _fail_usage(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+    console.print(f"wrote {escape(str(output))} ({count} run{'s' if count != 1 else ''}, {len(data) / 1e6:.1f} MB)", highlight=False)

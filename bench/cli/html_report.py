@@ -132,7 +132,7 @@ def load_run(path: Path) -> Run:
     except UnicodeDecodeError:
         raise ReportInputError(f"{path}: not UTF-8 text, so not a JSON report") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         # An unterminated string can only end at the end of the file: truncated too.
         truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
@@ -289,6 +289,19 @@ def percentile_ticks(max_x: float) -> tuple[list[float], list[str]]:
 
 
 # --------------------------------------------------------------------------- formatting
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 19:
+        raise ValueError(f"integer out of range: {text[:20]}...")
+    return int(text)
 
 
 def fmt_ms(value: Any) -> str:

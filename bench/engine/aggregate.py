@@ -169,6 +169,7 @@ class Aggregator:
         self.wall_s: dict[int, float] = {}
         self.recent_cpu: dict[int, float] = {}
         self.finished: set[int] = set()
+        self.lost: set[int] = set()
         self._open_seconds: dict[int, SecondBucket] = {}
         # The last MAX_SERIES_SECONDS seconds; older ones are only in the streamed .hlog / series CSV.
         self.series: deque[SeriesPoint] = deque(maxlen=MAX_SERIES_SECONDS)
@@ -236,6 +237,13 @@ class Aggregator:
             self.new_window_values.extend(self.windows.add(second, bucket, judge=not everything))
             if self.on_second is not None:
                 self.on_second(second, bucket.latency)
+
+    def lose(self, worker: int) -> None:
+        """A worker is gone (on_worker_failure: continue): stop waiting for its reports."""
+        self.lost.add(worker)
+        self.finished.add(worker)
+        self.last_seq.setdefault(worker, -1)
+        self._close_finished_seconds()
 
     def close(self) -> None:
         """The run is over: turn every remaining second into a series point."""

@@ -133,9 +133,9 @@ def latency_values(encoded: str, label: str = "histogram") -> dict[str, float | 
 
 def fingerprint(report: Mapping[str, Any]) -> dict[str, Any]:
     """What must match for two runs to be comparable: load model, offered load, request mix, target URL."""
-    profile = report.get("profile", {}) or {}
-    load = profile.get("load", {}) or {}
-    target = profile.get("target", {}) or {}
+    profile = report.get("profile") if isinstance(report.get("profile"), dict) else {}
+    load = profile.get("load") if isinstance(profile.get("load"), dict) else {}
+    target = profile.get("target") if isinstance(profile.get("target"), dict) else {}
     return {
         "load model": report.get("load_model"),
         "rate": load.get("rate_per_s"),

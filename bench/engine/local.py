@@ -40,6 +40,7 @@ class Engine(Protocol):
     """How the runner sees any engine; see the module docstring."""
 
     name: str
+    continue_on_failure: bool  # a lost worker is recorded and the others go on, instead of stopping the run
 
     def start(self) -> None: ...
 
@@ -79,6 +80,7 @@ class LocalEngine:
 
     def __init__(self, specs: Sequence[WorkerSpec]):
         self.specs = list(specs)
+        self.continue_on_failure = bool(specs) and specs[0].profile.engine.on_worker_failure == "continue"
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.conns: list[Connection] = []
         self.live: dict[Connection, int] = {}

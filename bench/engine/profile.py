@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import difflib
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -214,7 +215,9 @@ class Profile:
         if len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None:
             return False
         kind = self.kinds[0] if self.kinds else None
-        return kind is None or (kind.api is None and kind.check is None and not kind.stream and kind.path is None)
+        if kind is None:
+            return True
+        return kind.name == "default" and kind.api is None and kind.check is None and not kind.stream and kind.path is None
 
     @property
     def uses_mock(self) -> bool:
@@ -351,6 +354,8 @@ def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ProfileError(source, "", f"cannot read: {exc}") from None
     try:
         data = yaml.safe_load(text)
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+        raise ProfileError(source, "", f"YAML value error: {type(exc).__name__}: {str(exc)[:200]}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -361,7 +366,37 @@ def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ProfileError(source, "", f"a profile must be a YAML mapping, got {type(data).__name__}")
+    _check_sane(data, source, "")
     return data
+
+
+_MAX_INT = 2**63
+_MAX_DEPTH = 64
+_MAX_NODES = 1_000_000
+
+
+def _check_sane(data: Any, source: str, path: str, depth: int = 0, budget: list[int] | None = None) -> None:
+    """Refuse what no field accepts but would crash or exhaust the loader: huge integers, deep nesting, alias bombs."""
+    budget = budget if budget is not None else [_MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ProfileError(source, path, "the profile expands to more than a million values (a YAML alias bomb?)")
+    if depth > _MAX_DEPTH:
+        raise ProfileError(source, path, f"nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(data, bool):
+        return
+    if isinstance(data, int):
+        if abs(data) > _MAX_INT:
+            raise ProfileError(source, path, "a number too large for any field (more than 2**63)")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, int) and not isinstance(key, bool) and abs(key) > _MAX_INT:
+                raise ProfileError(source, path, "a key too large for any field")
+            name = key if isinstance(key, str) else "?"
+            _check_sane(value, source, f"{path}.{name}" if path else name, depth + 1, budget)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _check_sane(value, source, f"{path}[{i}]", depth + 1, budget)
 
 
 def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -621,7 +656,7 @@ def _parse_check(f: _Fields, key: str) -> Check | None:
     if regex is not None:
         try:
             re.compile(regex)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise c.error("body_regex", f"invalid regular expression {regex!r}: {exc}") from None
     json_path = c.string("json_path")
     if json_path is None and (c.has("json_equals") or c.has("json_exists")):
@@ -654,7 +689,7 @@ def _parse_kind(f: _Fields, name: str, base: RequestKind | None) -> RequestKind:
     if api is not None and f.has("body"):
         raise f.error("body", f"api {api} builds the body from the dataset (prompt, max_tokens); remove body or api")
     weight = f.raw("weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
         raise f.error("weight", f"expected a positive number, got {weight!r}")
     max_tokens = f.integer("max_tokens", base.max_tokens if base else 128, minimum=1)
     return RequestKind(
@@ -1022,10 +1057,13 @@ def _parse_output(f: _Fields) -> Output:
             continue
         path = Path(value)
         parent = path.parent if str(path.parent) else Path(".")
-        if path.is_dir():
-            raise f.error(key, f"{value!r} is a directory; give a file name")
-        if not parent.is_dir():
-            raise f.error(key, f"directory {str(parent)!r} does not exist (for {value!r})")
+        try:
+            if path.is_dir():
+                raise f.error(key, f"{value!r} is a directory; give a file name")
+            if not parent.is_dir():
+                raise f.error(key, f"directory {str(parent)!r} does not exist (for {value!r})")
+        except OSError as exc:
+            raise f.error(key, f"unusable path {value[:80]!r}: {exc.strerror or exc}") from None
         if not os.access(parent, os.W_OK):
             raise f.error(key, f"directory {str(parent)!r} is not writable (for {value!r})")
         paths[key] = path

@@ -211,6 +211,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     summary["generator"]["parent_cpu"] = parent_cpu  # the aggregator and live view, not sending
     summary["trust"] = assess(load.model, summary)
     verdict = evaluate(summary, profile.sla, profile.sla_options)
+    messages.extend(getattr(engine, "notes", []))
     workers = engine.describe()
     report = build_report(
         profile,
@@ -223,7 +224,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         verdict=verdict,
         worker_pids=[w["pid"] for w in workers],
     )
-    report["engine"] = {"name": engine.name, "workers": workers}
+    report["engine"] = {"name": engine.name, "workers": workers, "lost_workers": sorted(aggregator.lost)}
     written = []
     if profile.output.json_path:
         write_json(profile.output.json_path, report)
@@ -282,6 +283,7 @@ class _AbortWatch:
 def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress, abort: _AbortWatch) -> str:
     """Feed the aggregator until every worker sent its final report; returns the run's status."""
     status = COMPLETED
+    continue_on_failure = engine.continue_on_failure
     stop_sent = False
     last_progress = 0.0
     while engine.running:
@@ -297,7 +299,10 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
         for event in engine.poll(PROGRESS_EVERY_S):
             if isinstance(event, WorkerFailed):
                 messages.append(event.message)
-                status = CRASHED
+                if continue_on_failure:
+                    aggregator.lose(event.index)  # the run goes on; the gap shows in the rate and the self-check
+                else:
+                    status = CRASHED
             else:
                 aggregator.add(event)
         if status == COMPLETED and abort.rules and abort.check(aggregator):
