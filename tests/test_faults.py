@@ -474,7 +474,7 @@ def assert_no_process_left(run: BenchRun, report: dict[str, Any]) -> None:
     assert pids and all(isinstance(p, int) and p > 0 for p in pids), pids
     assert run.proc is not None and run.proc.pid not in pids
     assert len(set(pids)) == len(pids), pids
-    assert set(pids) <= run.children, (pids, run.children)  # seen running as children of the bench process
+    # (A very short run may end between two looks at bench's children, so "seen running" is not required.)
     deadline = time.monotonic() + 3.0
     left = [p for p in set(pids) | run.children if pid_alive(p)]
     while left and time.monotonic() < deadline:
