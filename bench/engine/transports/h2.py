@@ -122,16 +122,6 @@ class H2Transport:
         if parts.query:
             path += "?" + parts.query
         authority = parts.netloc.rpartition("@")[2]
-        extra: list[tuple[bytes, bytes]] = []
-        has_agent = False
-        for name, value in target.headers:
-            lower = name.lower()
-            if lower == "host":
-                authority = value
-            if lower in _HOP_BY_HOP or (lower == "te" and value.lower() != "trailers"):
-                continue
-            has_agent = has_agent or lower == "user-agent"
-            extra.append((lower.encode("utf-8"), value.encode("utf-8")))
         self.authority = authority
         self.body = target.body or b""
         self.headers = self._build_headers(target.method, path, authority, target.headers, self.body)
