@@ -1,6 +1,6 @@
 """How many requests per second the bundled mock server answers, next to a reference uvloop + httptools server.
 
-Run: ``python benchmarks/mock_capacity.py [--seconds 5] [--connections 64]``.
+Run: ``python benchmarks/mock_capacity.py [--seconds 5] [--connections 64] [--repeat 1]``.
 
 Each server runs in its own child process (this script with ``--serve KIND``),
 pinned to CPU 0 with ``taskset`` when possible, and is measured with ``wrk``
