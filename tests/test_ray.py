@@ -397,19 +397,27 @@ class RayNode:
 def two_nodes():
     """A head (1 CPU, custom resource ``benchnode``) and a second node (1 CPU), as separate raylets on this machine."""
     env = {**os.environ, **RAY_ENV}
-    port = free_port()
     nodes: list[RayNode] = []
     try:
-        head = RayNode(
-            [
-                "--head", "--port", str(port), "--num-cpus", "1", "--resources", '{"benchnode": 1}',
-                "--include-dashboard=false", "--dashboard-port", str(free_port()),
-                "--dashboard-agent-listen-port", str(free_port()), "--object-store-memory", str(100 << 20),
-            ],
-            env,
-        )
-        nodes.append(head)
-        head.wait_started()
+        for attempt in range(3):  # Ray picks some ports itself; another process may take one first: retry
+            port = free_port()
+            head = RayNode(
+                [
+                    "--head", "--port", str(port), "--num-cpus", "1", "--resources", '{"benchnode": 1}',
+                    "--include-dashboard=false", "--dashboard-port", str(free_port()),
+                    "--dashboard-agent-listen-port", str(free_port()), "--object-store-memory", str(100 << 20),
+                ],
+                env,
+            )
+            nodes.append(head)
+            try:
+                head.wait_started()
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
+                head.stop()
+                nodes.remove(head)
         second = RayNode(
             [
                 "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
