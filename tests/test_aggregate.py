@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from bench.engine.aggregate import Aggregator, latency_stats
+from bench.engine.aggregate import Aggregator, latency_stats, percentile_values
 from bench.engine.samples import HIGHEST_US, MEASURED, WARMUP, Recorder, new_histogram
 
 INTERVAL_S = 0.25
@@ -419,3 +419,25 @@ def test_snapshot_reflects_totals(sim, agg, summary):
     assert snap.workers_done == 2 and snap.workers == 2
     assert snap.elapsed_s == pytest.approx(2.0)
     assert snap.total_p99_ms == pytest.approx(summary["latency"]["p99"])
+
+
+# --------------------------------------------------------------------------- fast percentile walk
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_percentile_values_equal_hdrh(seed):
+    """The parent's own percentile walk gives exactly hdrh's values, for spread, narrow and single-bucket data."""
+    rng = random.Random(seed)
+    histogram = new_histogram()
+    shape = seed % 3
+    for _ in range(rng.randint(1, 3000)):
+        if shape == 0:
+            value = int(math.exp(rng.uniform(0, math.log(3_000_000_000))))  # log-uniform 1 µs .. 50 min
+        elif shape == 1:
+            value = 20_000 + rng.randint(0, 300)  # a narrow 20 ms peak
+        else:
+            value = 777  # every value in one bucket
+        histogram.record_value(max(1, value), rng.randint(1, 5))
+    wanted = [0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0, rng.uniform(0, 100)]
+    assert percentile_values(histogram, wanted) == histogram.get_percentile_to_value_dict(wanted)
+    assert percentile_values(new_histogram(), wanted) == {}

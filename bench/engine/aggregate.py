@@ -15,11 +15,41 @@ from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.samples import IntervalReport, PhaseReport, PhaseTally, new_histogram
+from bench.engine.samples import IntervalReport, PhaseTally, record_counts
 from bench.engine.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 MAX_SERIES_SECONDS = 6 * 3600  # in-memory per-second points: bounded, whatever the run's length
+
+
+def percentile_values(histogram: HdrHistogram, percentiles) -> dict[float, int]:
+    """The values hdrh's ``get_percentile_to_value_dict`` gives, from one walk over a copy of the counts array.
+
+    hdrh calls a bounds-checked method per array index, which costs the
+    parent several milliseconds per call on a histogram of ~20 ms values;
+    this copies the used part of the array at C speed and skips empty
+    buckets. Empty histogram (or no percentile): an empty dict.
+    """
+    wanted = sorted(set(percentiles))
+    result: dict[float, int] = {}
+    if not wanted or wanted[0] > 100 or histogram.get_total_count() == 0:
+        return result
+    last = min(histogram.get_counts_array_index(histogram.get_max_value()), len(histogram.counts) - 1)
+    target = histogram.get_target_count_at_percentile(wanted[0])
+    i = total = 0
+    for index, n in enumerate(histogram.counts[: last + 1]):
+        if not n:
+            continue
+        total += n
+        while total >= target:
+            p = wanted[i]
+            value = histogram.get_value_from_index(index)
+            result[p] = histogram.get_highest_equivalent_value(value) if p else histogram.get_lowest_equivalent_value(value)
+            i += 1
+            if i == len(wanted) or wanted[i] > 100:
+                return result
+            target = histogram.get_target_count_at_percentile(wanted[i])
+    return result
 
 
 def latency_stats(histogram: HdrHistogram) -> dict[str, float | int | None]:
@@ -27,7 +57,7 @@ def latency_stats(histogram: HdrHistogram) -> dict[str, float | int | None]:
     count = histogram.get_total_count()
     if count == 0:
         return {"count": 0, "min": None, "mean": None, **{_pname(p): None for p in PERCENTILES}, "max": None, "stddev": None}
-    values = histogram.get_percentile_to_value_dict(list(PERCENTILES))
+    values = percentile_values(histogram, PERCENTILES)
     mean_us, stddev_us = mean_and_stddev(histogram)
     stats: dict[str, float | int | None] = {
         "count": count,
@@ -51,16 +81,19 @@ def error_aware_stats(success: HdrHistogram, failures: int) -> dict[str, float |
     n = success.get_total_count()
     total = n + failures
     stats: dict[str, float | int | None] = {"count": total, "failures": failures}
+    within: dict[str, float] = {}  # name -> percentile of the successes holding its rank
     for p in PERCENTILES + (100.0,):
         name = "max" if p == 100.0 else _pname(p)
+        rank = p / 100 * total
         if total == 0:
             stats[name] = None
-            continue
-        rank = p / 100 * total
-        if failures and rank > n:
+        elif failures and rank > n:
             stats[name] = math.inf
         else:
-            stats[name] = success.get_value_at_percentile(min(100.0, 100.0 * rank / n)) / 1000
+            within[name] = min(100.0, 100.0 * rank / n)
+    values = percentile_values(success, within.values())
+    for name, p in within.items():
+        stats[name] = values[p] / 1000
     return stats
 
 
@@ -93,11 +126,6 @@ def mean_and_stddev(histogram: HdrHistogram) -> tuple[float, float]:
 
 def _pname(p: float) -> str:
     return f"p{p:g}"
-
-
-def _add_encoded(target: HdrHistogram, encoded: str) -> None:
-    if encoded:
-        target.decode_and_add(encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,25 +219,14 @@ class Aggregator:
         if report.final:
             self.finished.add(report.worker)
         if report.warmup is not None:
-            self._merge(self.warmup, report.warmup)
+            self.warmup.merge(report.warmup)
         if report.measured is not None:
-            self._merge(self.measured, report.measured)
+            self.measured.merge(report.measured)
             bucket = self._open_seconds.setdefault(report.seq // self.reports_per_second, SecondBucket())
             bucket.tally.merge_counts(report.measured)
-            _add_encoded(bucket.latency, report.measured.latency)
-            _add_encoded(bucket.success, report.measured.success)
+            record_counts(bucket.latency, report.measured.latency)
+            record_counts(bucket.success, report.measured.success)
         self._close_finished_seconds()
-
-    @staticmethod
-    def _merge(tally: PhaseTally, part: PhaseReport) -> None:
-        tally.merge_counts(part)
-        _add_encoded(tally.latency, part.latency)
-        _add_encoded(tally.success, part.success)
-        _add_encoded(tally.service, part.service)
-        _add_encoded(tally.lag, part.lag)
-        _add_encoded(tally.ttft, part.ttft)
-        _add_encoded(tally.tpot, part.tpot)
-        _add_encoded(tally.itl, part.itl)
 
     def _close_finished_seconds(self, everything: bool = False) -> None:
         """Reduce seconds every worker has reported past to a SeriesPoint, and free their histograms."""
@@ -225,7 +242,7 @@ class Aggregator:
             bucket = self._open_seconds.pop(second)
             tally = bucket.tally
             if bucket.latency.get_total_count():
-                values = bucket.latency.get_percentile_to_value_dict([50.0, 95.0, 99.0])
+                values = percentile_values(bucket.latency, (50.0, 95.0, 99.0))
                 p50, p95, p99 = (values[p] / 1000 for p in (50.0, 95.0, 99.0))
                 peak: float | None = bucket.latency.get_max_value() / 1000
             else:
@@ -259,9 +276,9 @@ class Aggregator:
 
     def snapshot(self) -> Snapshot:
         m = self.measured
-        total = m.latency.get_percentile_to_value_dict([50.0, 95.0, 99.0]) if m.latency.get_total_count() else None
+        total = percentile_values(m.latency, (50.0, 95.0, 99.0)) if m.latency.get_total_count() else None
         last = self.series[-1] if self.series else None
-        lag = m.lag.get_percentile_to_value_dict([50.0, 99.0]) if m.lag.get_total_count() else None
+        lag = percentile_values(m.lag, (50.0, 99.0)) if m.lag.get_total_count() else None
         measured_s = self.measured_seconds()
         return Snapshot(
             elapsed_s=self._elapsed_s,
