@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from bench.engine.aggregate import Aggregator, latency_stats, percentile_values
-from bench.engine.samples import HIGHEST_US, MEASURED, WARMUP, Recorder, new_histogram
+from bench.engine.samples import HIGHEST_US, IntervalReport, MEASURED, WARMUP, Recorder, bucket_floor, new_histogram, record_counts
 
 INTERVAL_S = 0.25
 T0 = 1_000_000_000_000  # an arbitrary monotonic-clock origin, in ns
@@ -441,3 +441,45 @@ def test_percentile_values_equal_hdrh(seed):
     wanted = [0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0, rng.uniform(0, 100)]
     assert percentile_values(histogram, wanted) == histogram.get_percentile_to_value_dict(wanted)
     assert percentile_values(new_histogram(), wanted) == {}
+
+
+def test_record_counts_equals_record_value():
+    """The parent's inline recording of bucket counts fills exactly the buckets hdrh's record_value does."""
+    rng = random.Random(3)
+    counts: dict[int, int] = {}
+    for _ in range(5000):
+        value = bucket_floor(max(1, int(math.exp(rng.uniform(0, math.log(HIGHEST_US))))))
+        counts[value] = counts.get(value, 0) + rng.randint(1, 3)
+    counts[1] = counts[HIGHEST_US] = 2  # both ends of the range
+    expected = new_histogram()
+    for value, n in counts.items():
+        expected.record_value(value, n)
+    a, b = new_histogram(), new_histogram()
+    b.record_value(123_456, 7)  # a histogram that already holds something
+    record_counts(counts, a, b)
+    assert list(a.counts) == list(expected.counts)
+    assert (a.get_total_count(), a.get_min_value(), a.get_max_value()) == (
+        expected.get_total_count(), expected.get_min_value(), expected.get_max_value())
+    expected.record_value(123_456, 7)
+    assert list(b.counts) == list(expected.counts) and b.get_total_count() == expected.get_total_count()
+
+
+def test_interval_without_failures_ships_one_dict_for_latency_and_success():
+    rec = Recorder()
+    rec.sent(MEASURED, T0)
+    rec.finished(MEASURED, T0, T0, T0 + MS, 200, None, 0, open_loop=False)
+    clean = rec.flush(0, 0, 0, 0.0).measured
+    assert clean.success is clean.latency
+    rec.sent(MEASURED, T0)
+    rec.finished(MEASURED, T0, T0, T0 + MS, 200, None, 0, open_loop=False)
+    rec.sent(MEASURED, T0)
+    rec.finished(MEASURED, T0, T0, T0 + 2 * MS, 503, None, 0, open_loop=False)
+    mixed = rec.flush(0, 1, 0, 0.0).measured
+    assert mixed.success is not mixed.latency
+    assert sum(mixed.latency.values()) == 2 and sum(mixed.success.values()) == 1
+    agg = Aggregator(1, INTERVAL_S)
+    agg.add(IntervalReport(0, 0, clean, None, 0, 0.0, 0.0))
+    agg.add(IntervalReport(0, 1, mixed, None, 0, 0.0, 0.0, final=True))
+    agg.close()
+    assert agg.measured.latency.get_total_count() == 3 and agg.measured.success.get_total_count() == 2
+    assert agg.summary()["latency_error_aware"]["max"] == math.inf

@@ -827,3 +827,23 @@ def test_fast_tries_each_address_and_remembers_the_one_that_answered() -> None:
     outcomes, addrs = run(body())
     assert outcomes == [OK_OUTCOME] * 2
     assert addrs[0] == (socket.AF_INET, "127.0.0.1")
+
+
+@pytest.mark.parametrize("with_body", [False, True], ids=["get", "post-without-content-type"])
+def test_no_headers_beyond_the_profile(name: str, with_body: bool) -> None:
+    """Every transport sends Host, User-Agent (and Content-Length for a body), nothing the profile did not ask for."""
+
+    async def body() -> Scripted:
+        async with Scripted(proto_of(name)) as server:
+            options: dict[str, Any] = {"method": "POST", "body": "plain text"} if with_body else {}
+            async with opened(name, server.url + "/", **options) as client:
+                assert await client.send() == OK_OUTCOME
+            return server
+
+    [received] = run(body()).requests
+    names = {key.lower() for key in received.headers if not key.startswith(":")} - {"host"}
+    expected = {"user-agent", "content-length"} if with_body else {"user-agent"}
+    if name == "h2":
+        expected -= {"content-length"}
+        names -= {"content-length"}
+    assert names == expected, received.headers

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.samples import IntervalReport, PhaseTally, record_counts
+from bench.engine.samples import IntervalReport, PhaseTally
 from bench.engine.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -221,11 +221,9 @@ class Aggregator:
         if report.warmup is not None:
             self.warmup.merge(report.warmup)
         if report.measured is not None:
-            self.measured.merge(report.measured)
             bucket = self._open_seconds.setdefault(report.seq // self.reports_per_second, SecondBucket())
             bucket.tally.merge_counts(report.measured)
-            record_counts(bucket.latency, report.measured.latency)
-            record_counts(bucket.success, report.measured.success)
+            self.measured.merge(report.measured, (bucket.latency,), (bucket.success,))
         self._close_finished_seconds()
 
     def _close_finished_seconds(self, everything: bool = False) -> None:

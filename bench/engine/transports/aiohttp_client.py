@@ -34,6 +34,17 @@ def map_error(exc: BaseException) -> str:
 
 
 SMALL_BODY = 1 << 20  # read at once below this; stream and count above it
+_NO_CONTENT_TYPE = ("Content-Type",)
+
+
+class _PlainRequest(aiohttp.ClientRequest):
+    """An aiohttp request that adds no Accept or Accept-Encoding header: the same bytes as the other transports.
+
+    Cheaper than the session's ``skip_auto_headers``, which aiohttp turns into
+    a sorted multidict and a copy of the headers on every request.
+    """
+
+    DEFAULT_HEADERS: dict[str, str] = {}
 
 
 class FifoSlots:
@@ -73,6 +84,7 @@ class AiohttpTransport:
     def __init__(self, profile: Profile, url: str, pool_size: int):
         self.url = url
         self.timeout_s = profile.target.timeout_s
+        self.connect_timeout_s = profile.client.connect_timeout_s
         self.max_body = profile.client.max_body if profile.client.max_body is not None else math.inf
         self.slots = FifoSlots(pool_size)
         self.method = profile.target.method
@@ -92,7 +104,7 @@ class AiohttpTransport:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=profile.target.timeout_s, sock_connect=profile.client.connect_timeout_s),
             # Send the same bytes as the other transports: no Accept, Accept-Encoding or default Content-Type.
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            request_class=_PlainRequest,
             headers={"User-Agent": "bench"},
             auto_decompress=False,
         )
@@ -107,7 +119,10 @@ class AiohttpTransport:
         aiohttp's connector lets a request that arrives as a connection frees up
         take it ahead of the ones already waiting, which starves some requests
         for seconds when the pool is smaller than the concurrency. The total
-        timeout covers that wait, as it does in the other transports.
+        timeout covers that wait, as it does in the other transports: a request
+        that waited gets what is left of it as its aiohttp total timeout; one
+        that did not wait runs under the session's, so the common case arms
+        one timer per request, not two.
         """
         if prepared is None:
             method, url, body, headers = self.method, self.url, self.body, self.headers
@@ -116,32 +131,46 @@ class AiohttpTransport:
             headers = prepared.cache.get("aiohttp")
             if headers is None:
                 headers = prepared.cache["aiohttp"] = {**dict(prepared.headers), **self.connection_header}
+        slots = self.slots
         try:
-            async with asyncio.timeout(self.timeout_s):
-                await self.slots.acquire()
-                try:
-                    async with self.session.request(method, url, data=body, headers=headers, allow_redirects=False) as response:
-                        length = response.content_length
-                        if receiver is None and length is not None and length <= min(SMALL_BODY, self.max_body):
-                            return response.status, len(await response.read()), None
-                        # Large or unknown length: count the pieces without keeping them, within max_body.
-                        nbytes = 0
-                        async for chunk in response.content.iter_any():
-                            if receiver is not None:
-                                receiver.chunk(chunk, time.monotonic_ns())
-                            nbytes += len(chunk)
-                            if nbytes > self.max_body:
-                                response.close()
-                                return None, 0, "body_too_large"
-                        return response.status, nbytes, None
-                finally:
-                    self.slots.release()
+            if slots.free > 0 and not slots.waiters:  # a connection is free: no wait, one timer (the session's)
+                slots.free -= 1
+                timeout = None
+            else:  # wait in line; the time spent waiting comes off the request's total timeout
+                started = time.monotonic()
+                async with asyncio.timeout(self.timeout_s):
+                    await slots.acquire()
+                timeout = aiohttp.ClientTimeout(total=max(1e-3, self.timeout_s - (time.monotonic() - started)), sock_connect=self.connect_timeout_s)
+            try:
+                return await self._exchange(method, url, body, headers, receiver, timeout)
+            finally:
+                slots.release()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure is counted as a kind, never raised
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return None, 0, map_error(exc)
+
+    async def _exchange(self, method, url, body, headers, receiver, timeout) -> tuple[int | None, int, str | None]:
+        """One request on a connection slot already held; aiohttp's total timeout bounds it, body included."""
+        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if body is not None:
+            options["skip_auto_headers"] = _NO_CONTENT_TYPE  # a body without a Content-Type in the profile goes without one
+        async with self.session.request(method, url, data=body, headers=headers, allow_redirects=False, **options) as response:
+            length = response.content_length
+            if receiver is None and length is not None and length <= min(SMALL_BODY, self.max_body):
+                return response.status, len(await response.read()), None
+            # Large or unknown length: count the pieces without keeping them, within max_body.
+            nbytes = 0
+            async for chunk in response.content.iter_any():
+                if receiver is not None:
+                    receiver.chunk(chunk, time.monotonic_ns())
+                nbytes += len(chunk)
+                if nbytes > self.max_body:
+                    response.close()
+                    return None, 0, "body_too_large"
+            return response.status, nbytes, None
 
     async def close(self) -> None:
         await self.session.close()
