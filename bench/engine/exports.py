@@ -12,7 +12,6 @@ import datetime as dt
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TextIO
-from xml.sax.saxutils import escape, quoteattr
 
 from hdrh.histogram import HdrHistogram
 
@@ -76,6 +75,7 @@ def junit_xml(report: Mapping[str, Any]) -> str:
     A run that ended early (aborted, interrupted, crashed, unmeasurable) adds
     a failing ``run completed`` case, so the suite cannot look green.
     """
+    from xml.sax.saxutils import escape, quoteattr  # here, not at import: it pulls in urllib and email
     name = str(report.get("name", "bench"))
     checks = report.get("sla", {}).get("checks", [])
     cases = []
@@ -148,4 +148,5 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
 
 def _md(text: str) -> str:
     """Keep profile-supplied text from breaking the Markdown table or injecting HTML."""
+    from xml.sax.saxutils import escape
     return escape(text).replace("|", "\\|").replace("\n", " ")

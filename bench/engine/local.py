@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 
 from bench.engine.errors import RunError
 from bench.engine.samples import IntervalReport
+from bench.engine.transports import preload
 from bench.engine.worker import WorkerSpec, worker_main
 
 READY_TIMEOUT_S = 15.0
@@ -86,6 +87,8 @@ class LocalEngine:
         self.live: dict[Connection, int] = {}
 
     def start(self) -> None:
+        if self.specs:
+            preload(self.specs[0].profile.client.transport)
         ctx = multiprocessing.get_context("fork")
         for spec in self.specs:
             parent_end, child_end = ctx.Pipe(duplex=True)

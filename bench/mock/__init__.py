@@ -3,9 +3,29 @@
 It lets the load tester be exercised (and its percentiles checked against exact
 quantiles) without any external service. It stands alone: nothing here imports the
 engine or the CLI.
+
+The server's names are imported on first use (PEP 562), so that reading a
+profile's ``mock:`` section (``bench.mock.config``) does not load uvloop,
+httptools and h2 into a ``bench run`` that targets a real API.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from bench.mock.config import MockConfig, MockConfigError
-from bench.mock.server import MockServerProcess, run_server, start_server, tls_context
+
+if TYPE_CHECKING:
+    from bench.mock.server import MockServerProcess, run_server, start_server, tls_context
 
 __all__ = ["MockConfig", "MockConfigError", "MockServerProcess", "run_server", "start_server", "tls_context"]
+
+_SERVER_NAMES = {"MockServerProcess", "run_server", "start_server", "tls_context"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVER_NAMES:
+        from bench.mock import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'bench.mock' has no attribute {name!r}")

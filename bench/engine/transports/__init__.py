@@ -19,13 +19,30 @@ from typing import Protocol
 from bench.engine.profile import TRANSPORTS, Profile
 
 Outcome = tuple[int | None, int, str | None]
-__all__ = ["TRANSPORTS", "Outcome", "Transport", "make_transport"]
+__all__ = ["TRANSPORTS", "Outcome", "Transport", "make_transport", "preload"]
 
 
 class Transport(Protocol):
     async def send(self) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+def preload(name: str) -> None:
+    """Import a transport's module (and uvloop) now: in a parent about to fork, once for every worker.
+
+    Importing aiohttp costs about 0.15 s (it builds two SSL contexts at
+    import); paid once before the fork, the workers start without it, and
+    workers sharing a core do not pay it one after another.
+    """
+    import uvloop  # noqa: F401 - every worker runs on it
+
+    if name == "fast":
+        import bench.engine.transports.fast  # noqa: F401
+    elif name == "h2":
+        import bench.engine.transports.h2  # noqa: F401
+    else:
+        import bench.engine.transports.aiohttp_client  # noqa: F401
 
 
 def make_transport(profile: Profile, url: str, pool_size: int) -> Transport:
