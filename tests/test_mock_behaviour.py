@@ -136,3 +136,11 @@ def test_stall_at_zero_holds_first_requests() -> None:
     assert behaviour.next_response(7.0)[0] == pytest.approx(0.5)
     assert behaviour.next_response(7.2)[0] == pytest.approx(0.3)
     assert behaviour.next_response(7.6)[0] == pytest.approx(0.01)
+
+
+def test_only_a_plain_instant_mock_skips_the_per_request_decision():
+    """The server's fast path (no delay, status 200, no clock) applies only when nothing could change an answer."""
+    assert Behaviour(MockConfig()).instant
+    assert not Behaviour(MockConfig.from_mapping({"latency": {"model": "fixed", "delay": "1ms"}})).instant
+    assert not Behaviour(MockConfig.from_mapping({"errors": {"rate": 0.01}})).instant
+    assert not Behaviour(MockConfig.from_mapping({"stall": {"every": "2s", "duration": "1s"}})).instant

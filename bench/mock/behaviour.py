@@ -207,6 +207,8 @@ class Behaviour:
         self._error_rate = config.errors.rate
         self._statuses = config.errors.statuses
         self._stall = config.stall
+        # Every answer is (0.0, 200): the server can skip next_response (and the clock) per request.
+        self.instant = type(self.latency) is LatencyModel and not self._error_rate and self._stall is None
 
     def next_response(self, now_s: float) -> tuple[float, int]:
         """Decide the delay (seconds from ``now_s``) and HTTP status of the request that arrived at ``now_s``."""

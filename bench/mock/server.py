@@ -222,7 +222,11 @@ class _Connection(asyncio.Protocol):
         shared = self._shared
         parser = self._parser
         keep_alive = parser.should_keep_alive()
-        delay, status = shared.behaviour.next_response(shared.time())
+        behaviour = shared.behaviour
+        if behaviour.instant:
+            delay, status = 0.0, 200
+        else:
+            delay, status = behaviour.next_response(shared.time())
         if parser.get_method() == b"HEAD":
             data = shared.head_responses[status][keep_alive]
         else:
