@@ -163,6 +163,8 @@ BAD = [
     ("mock-bad-delay", "mock: {latency: {model: fixed, delay: soon}}\n" + LOAD_OK, "mock.latency.delay", "'soon'"),
     ("mock-unknown-key", "mock: {sed: 1}\n" + LOAD_OK, "mock.sed", "did you mean 'seed'"),
     ("mock-bad-model", "mock: {latency: {model: fixd}}\n" + LOAD_OK, "mock.latency.model", "did you mean 'fixed'"),
+    ("synthetic-huge-count", "data: {synthetic: {count: 1000000000}}\n" + LOAD_OK, "data.synthetic.count", "at most 100,000"),
+    ("synthetic-huge-prompts", "data: {synthetic: {count: 1000, prompt_tokens: {min: 1, max: 99999999}}}\n" + LOAD_OK, "data.synthetic.prompt_tokens", "more than 5,000,000"),
     (
         "stages-mixed",
         "load:\n  rate: 10/s\n  stages:\n    - {duration: 1s, rate: 20/s}\n    - {duration: 1s, concurrency: 3}\n",

@@ -36,6 +36,9 @@ from bench.engine.requests import (
     template_fields,
 )
 from bench.mock.config import MockConfig, MockConfigError
+
+MAX_SYNTHETIC_ROWS = 100_000
+MAX_SYNTHETIC_WORDS = 5_000_000  # count x largest prompt: about 0.5 µs a word to generate
 from bench.units import UnitError, parse_duration, parse_rate, parse_size
 
 OPEN_LOOP = "open"
@@ -469,7 +472,7 @@ class _Fields:
             raise self.error(key, f"expected a string, got {value!r}")
         return value
 
-    def integer(self, key: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+    def integer(self, key: str, default: int | None = None, *, minimum: int = 0, maximum: int | None = None) -> int | None:
         value = self.data.get(key)
         if value is None:
             return default
@@ -479,6 +482,8 @@ class _Fields:
             raise self.error(key, f"expected a whole number, got {value!r}")
         if value < minimum:
             raise self.error(key, f"must be at least {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be at most {maximum:,}, got {value!r}")
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -773,8 +778,16 @@ def _parse_data(source: str, raw: Any, kinds: tuple[RequestKind, ...]) -> DataSp
         where = name
     else:
         g = _Fields(source, "data.synthetic", f.raw("synthetic"), ("count", "prompt_tokens", "max_tokens"))
-        count = g.integer("count", 100, minimum=1) or 100
-        rows = synthetic_rows(count, _int_range(g, "prompt_tokens", (32, 256)), _int_range(g, "max_tokens", (16, 128)), seed)
+        # Rows are generated while the profile loads (and no worker prepares more than 50,000):
+        # bounds keep `bench validate` instant instead of hanging on a typo'd size.
+        count = g.integer("count", 100, minimum=1, maximum=MAX_SYNTHETIC_ROWS) or 100
+        prompt_tokens = _int_range(g, "prompt_tokens", (32, 256))
+        if count * prompt_tokens[1] > MAX_SYNTHETIC_WORDS:
+            raise g.error(
+                "prompt_tokens",
+                f"count x prompt_tokens is {count * prompt_tokens[1]:,} words, more than {MAX_SYNTHETIC_WORDS:,} to generate; use fewer rows or shorter prompts",
+            )
+        rows = synthetic_rows(count, prompt_tokens, _int_range(g, "max_tokens", (16, 128)), seed)
         where = "synthetic"
     for kind in kinds:
         needed = template_fields(kind.body) | preset_fields(kind)
