@@ -581,9 +581,9 @@ class ScriptedServer(asyncio.Protocol):
 
     connections = 0
 
-    def __init__(self, goaway_after: int | None = None, last_stream_id: int = 0) -> None:
+    def __init__(self, goaway_after: int | None = None, last_stream_id: int = 0, every_connection: bool = False) -> None:
         type(self).connections += 1
-        self.goaway_after = goaway_after if type(self).connections == 1 else None
+        self.goaway_after = goaway_after if every_connection or type(self).connections == 1 else None
         self.last_stream_id = last_stream_id
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self.pending: list[int] = []
@@ -622,7 +622,7 @@ class ScriptedServer(asyncio.Protocol):
         self.conn.send_data(stream_id, body, end_stream=True)
 
 
-def test_transport_goaway_fails_unprocessed_streams_and_moves_on():
+def test_transport_goaway_resends_unprocessed_streams_on_a_new_connection():
     async def main():
         ScriptedServer.connections = 0
         server = await asyncio.get_running_loop().create_server(
@@ -631,8 +631,25 @@ def test_transport_goaway_fails_unprocessed_streams_and_moves_on():
         port = server.sockets[0].getsockname()[1]
         transport = make_transport(f"http://127.0.0.1:{port}/")
         results = await asyncio.gather(*(transport.send() for _ in range(5)))  # streams 1, 3, 5, 7, 9
-        assert results == [(200, 1, None)] * 3 + [(None, 0, "read")] * 2
-        assert await transport.send() == (200, 1, None)  # on a new connection
+        assert results == [(200, 1, None)] * 5  # 7 and 9 were not processed: sent again on a second connection
+        assert ScriptedServer.connections == 2
+        assert await transport.send() == (200, 1, None)  # the second connection goes on
+        assert ScriptedServer.connections == 2
+        await transport.close()
+        server.close()
+
+    run(main())
+
+
+def test_transport_resends_an_unprocessed_stream_only_once():
+    async def main():
+        ScriptedServer.connections = 0
+        server = await asyncio.get_running_loop().create_server(
+            lambda: ScriptedServer(goaway_after=1, last_stream_id=0, every_connection=True), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        transport = make_transport(f"http://127.0.0.1:{port}/")
+        assert await transport.send() == (None, 0, "read")  # unprocessed twice: a failure, not a loop
         assert ScriptedServer.connections == 2
         await transport.close()
         server.close()

@@ -16,9 +16,10 @@ What ends up as which error kind (a per-request failure is data, never an except
 * ``connect``: the connection could not be made (refused, DNS, connect timeout, TLS handshake).
 * ``timeout``: ``target.timeout`` ran out, counted from the call of ``send()``, so the
   wait for a connection or a free stream counts; the stream is reset (RST_STREAM CANCEL).
-* ``read``: the connection was lost with the stream in flight, the server reset the
-  stream, or a GOAWAY left it unprocessed (id above the last stream id). Later sends
-  use a new connection.
+* ``read``: the connection was lost with the stream in flight, or the server reset the
+  stream. A stream a GOAWAY left unprocessed (id above the last stream id) is sent
+  once more on another connection, and is ``read`` only if that happens again.
+  Later sends use a new connection.
 * ``protocol``: the server broke HTTP/2 (or is not HTTP/2 at all), or did not select
   ``h2`` through ALPN.
 
@@ -93,7 +94,7 @@ def _reset_kind(code: int) -> str:
 class _Request:
     """One send() in progress: queued (``conn`` None) or a stream on ``conn``."""
 
-    __slots__ = ("body", "body_offset", "conn", "done", "future", "headers", "nbytes", "receiver", "status", "stream_id", "timer")
+    __slots__ = ("body", "body_offset", "conn", "done", "future", "headers", "nbytes", "receiver", "retried", "status", "stream_id", "timer")
 
     def __init__(self, future: asyncio.Future, headers: list, body: bytes, receiver: Any = None) -> None:
         self.future = future
@@ -107,6 +108,7 @@ class _Request:
         self.nbytes = 0
         self.body_offset = 0
         self.done = False
+        self.retried = False
 
 
 class H2Transport:
@@ -300,6 +302,25 @@ class H2Transport:
         self.pump()
 
     # ------------------------------------------------------------------ endings
+
+    def resend(self, request: _Request) -> None:
+        """A GOAWAY left the request's stream unprocessed (id above the last stream id).
+
+        The server did not act on it (RFC 9113, 6.8), so, like a request that
+        failed on a stale keep-alive connection in the HTTP/1.1 transports, it
+        goes once more, first in line, on another connection; a second time
+        it is "read". The caller pumps the queue.
+        """
+        if request.done:
+            return
+        if request.retried or request.status is not None or request.nbytes:
+            self.finish(request, (None, 0, "read"))
+            return
+        request.retried = True
+        request.conn = None
+        request.stream_id = 0
+        request.body_offset = 0
+        self.queue.appendleft(request)
 
     def finish(self, request: _Request, outcome: Outcome) -> None:
         if request.done:
@@ -595,7 +616,7 @@ class _Connection(asyncio.Protocol):
         last = event.last_stream_id
         for stream_id in [s for s in self.streams if s > last]:
             self.blocked.pop(stream_id, None)
-            owner.finish(self.streams.pop(stream_id), (None, 0, "read"))
+            owner.resend(self.streams.pop(stream_id))
 
     def _maybe_finish_draining(self) -> None:
         if self.draining and not self.streams and self.transport is not None:
