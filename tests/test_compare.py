@@ -171,14 +171,15 @@ def test_bad_reports_are_exit_2_without_traceback(reports, tmp_path):
 
 @pytest.mark.parametrize(
     "text, metric, kind, amount",
-    [("p95=10%", "p95", "%", 10.0), ("error_rate=0.5pp", "error_rate", "pp", 0.5), ("p99=20ms", "p99", "abs", 20.0), ("rps=5%", "rps", "%", 5.0)],
+    [("p95=10%", "p95", "%", 10.0), ("error_rate=0.5pp", "error_rate", "pp", 0.5), ("p99=20ms", "p99", "abs", 20.0), ("rps=5%", "rps", "%", 5.0),
+     ("ttft.p95=20ms", "ttft.p95", "abs", 20.0), ("output_tokens_per_s=50/s", "output_tokens_per_s", "abs", 50.0)],
 )
 def test_parse_bounds(text, metric, kind, amount):
     (bound,) = parse_bounds(text)
     assert (bound.metric, bound.kind, bound.amount) == (metric, kind, amount)
 
 
-@pytest.mark.parametrize("text", ["p96=10%", "p95=ten", "p95=2pp", "rps=3ms"])
+@pytest.mark.parametrize("text", ["p96=10%", "p95=ten", "p95=2pp", "rps=3ms", "ttft.p95=5/s", "ttft.p90=10%", "output_tokens_per_s=3ms"])
 def test_parse_bounds_rejects(text):
     with pytest.raises(CompareError):
         parse_bounds(text)
@@ -198,3 +199,37 @@ def test_compare_profile_runs_both_scenarios_and_the_optimized_client_wins(tmp_p
     assert optimized["rps"] > 2 * base["rps"]
     text = summary.read_text()
     assert text.count("### bench:") == 2 and "SLA not met" in text and "SLA met" in text
+
+
+def inference_report(tmp_path: Path, name: str, ttft: str) -> Path:
+    """A small streamed chat run against the mock's OpenAI endpoint with a fixed time to first token."""
+    out = tmp_path / f"{name}.json"
+    data = {
+        "name": name,
+        "target": {"api": "openai-chat", "stream": True, "max_tokens": 16, "timeout": "10s"},
+        "data": {"synthetic": {"count": 10, "prompt_tokens": 5, "max_tokens": 16}},
+        "mock": {"seed": 3, "openai": {"ttft": {"model": "fixed", "delay": ttft}, "inter_token": {"model": "fixed", "delay": "2ms"},
+                                       "output_tokens": {"fixed": 8}}},
+        "load": {"concurrency": 4, "requests": 40, "workers": 1},
+        "output": {"json": str(out)},
+    }
+    profile = tmp_path / f"{name}.yaml"
+    profile.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert bench.run(bench.load_profile(profile)).status == "completed"
+    return out
+
+
+@pytest.mark.slow
+def test_inference_runs_compare_ttft_and_gate_on_it(reports, tmp_path):
+    fast, slow = inference_report(tmp_path, "fast-ttft", "20ms"), inference_report(tmp_path, "slow-ttft", "80ms")
+    stored = json.loads(fast.read_text())
+    decoded = HdrHistogram.decode(stored["histograms"]["ttft"])
+    assert decoded.get_total_count() == stored["inference"]["ttft"]["count"] == 40
+    result = cli(["compare", str(fast), str(slow), "--fail-on-regression", "ttft.p95=50%"], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ttft.p95 regressed beyond ttft.p95=50% in slow-ttft.json" in result.stderr
+    assert "tpot.p50" in result.stdout and "output_tokens_per_s" in result.stdout
+    # Plain HTTP runs show no inference rows, and a bound on one cannot be judged there.
+    plain = cli(["compare", str(reports["base"]), str(reports["same"]), "--fail-on-regression", "ttft.p95=10%"], tmp_path)
+    assert plain.returncode == 1 and "ttft.p95: cannot judge" in plain.stderr
+    assert "ttft" not in plain.stdout

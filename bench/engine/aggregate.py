@@ -428,5 +428,7 @@ class Aggregator:
                 "latency": m.latency.encode().decode("ascii") if m.latency.get_total_count() else "",
                 "service": m.service.encode().decode("ascii") if m.service.get_total_count() else "",
                 "schedule_lag": m.lag.encode().decode("ascii") if m.lag.get_total_count() else "",
+                "ttft": m.ttft.encode().decode("ascii") if m.ttft.get_total_count() else "",
+                "tpot": m.tpot.encode().decode("ascii") if m.tpot.get_total_count() else "",
             },
         }

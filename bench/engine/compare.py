@@ -34,7 +34,16 @@ METRICS: dict[str, tuple[str, bool]] = {
     "mean": ("ms", True),
     "rps": ("req/s", False),
     "error_rate": ("ratio", True),
+    # Inference runs (streamed OpenAI-style APIs); shown only when some run has them.
+    "ttft.p50": ("ms", True),
+    "ttft.p95": ("ms", True),
+    "ttft.p99": ("ms", True),
+    "tpot.p50": ("ms", True),
+    "tpot.p95": ("ms", True),
+    "tpot.p99": ("ms", True),
+    "output_tokens_per_s": ("tokens/s", False),
 }
+INFERENCE_METRICS = frozenset(m for m in METRICS if m.startswith(("ttft.", "tpot.", "output_tokens")))
 
 # Two-sided 95 % Student-t critical values by degrees of freedom (1..30); the normal value beyond.
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -104,24 +113,34 @@ def run_from_report(data: Any, source: str, *, label: str | None = None) -> Run:
         completed = int(requests["completed"])
         failures = int(requests["http_errors"]) + int(requests["client_errors"]) + int(requests.get("check_failures", 0))
         rps = data.get("rps")
-        encoded = data["histograms"].get("latency") or ""
-    except (KeyError, TypeError, ValueError) as exc:
+        histograms = data["histograms"]
+        encoded = histograms.get("latency") or ""
+        inference = data.get("inference") or {}
+        tokens_per_s = inference.get("output_tokens_per_s")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CompareError(f"{source}: malformed bench report (missing or wrong field {exc})") from None
     values: dict[str, float | None] = {"rps": float(rps) if isinstance(rps, (int, float)) else None}
     values["error_rate"] = failures / completed if completed else None
     values.update(latency_values(encoded, source))
+    for name in ("ttft", "tpot"):  # recomputed from their histograms too (reports from before these were stored: none)
+        part = latency_values(histograms.get(name) or "", f"{source}: {name}")
+        values.update({f"{name}.{p}": part[p] for p in ("p50", "p95", "p99")})
+    values["output_tokens_per_s"] = float(tokens_per_s) if isinstance(tokens_per_s, (int, float)) else None
     return Run(label or source, data, values)
 
 
 def latency_values(encoded: str, label: str = "histogram") -> dict[str, float | None]:
-    """p50..p99.9, max and mean in ms from an encoded microsecond HdrHistogram ('' means empty)."""
+    """p50..p99.9, max and mean in ms from an encoded microsecond HdrHistogram ('' means empty).
+
+    Latency, TTFT and TPOT histograms alike.
+    """
     names = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean")
     if not encoded:
         return {n: None for n in names}
     try:
         histogram = HdrHistogram.decode(encoded)
     except Exception as exc:  # noqa: BLE001 - hdrh raises assorted errors for corrupt payloads
-        raise CompareError(f"{label}: the stored latency histogram cannot be decoded ({type(exc).__name__})") from None
+        raise CompareError(f"{label}: a stored histogram cannot be decoded ({type(exc).__name__})") from None
     if histogram is None or histogram.get_total_count() == 0:
         return {n: None for n in names}
     points = histogram.get_percentile_to_value_dict([50.0, 90.0, 95.0, 99.0, 99.9])
@@ -172,8 +191,14 @@ def side_value(runs: Sequence[Run], metric: str) -> SideValue:
 
 
 def compare(sides: Sequence[Sequence[Run]]) -> dict[str, list[SideValue]]:
-    """Per metric, each side's value (median of its runs)."""
-    return {metric: [side_value(side, metric) for side in sides] for metric in METRICS}
+    """Per metric, each side's value (median of its runs); inference metrics only when some run has them."""
+    table = {}
+    for metric in METRICS:
+        values = [side_value(side, metric) for side in sides]
+        if metric in INFERENCE_METRICS and all(v.value is None for v in values):
+            continue
+        table[metric] = values
+    return table
 
 
 _BOUND = re.compile(r"^\s*([a-z0-9_.]+)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pp|ms|/s)?\s*$")
@@ -192,7 +217,7 @@ def parse_bounds(text: str) -> list[Bound]:
         kind = {"%": "%", "pp": "pp", None: "%"}.get(unit, "abs")
         if kind == "pp" and metric != "error_rate":
             raise CompareError(f"--fail-on-regression: {part.strip()!r}: pp (percentage points) applies to error_rate only")
-        if kind == "abs" and METRICS[metric][0] != ("ms" if unit == "ms" else "req/s"):
+        if kind == "abs" and not (METRICS[metric][0] == "ms" if unit == "ms" else METRICS[metric][0].endswith("/s")):
             raise CompareError(f"--fail-on-regression: {part.strip()!r}: {unit} does not fit {metric} ({METRICS[metric][0]})")
         bounds.append(Bound(metric, float(amount), kind, part.strip()))
     return bounds
@@ -203,8 +228,9 @@ def regressions(table: Mapping[str, Sequence[SideValue]], bounds: Sequence[Bound
     found = []
     for bound in bounds:
         unit, lower_better = METRICS[bound.metric]
-        base = table[bound.metric][0].value
-        for label, cand_side in zip(labels[1:], table[bound.metric][1:]):
+        sides = table.get(bound.metric) or [SideValue(None)] * len(labels)
+        base = sides[0].value
+        for label, cand_side in zip(labels[1:], sides[1:]):
             cand = cand_side.value
             if base is None or cand is None:
                 found.append(f"{bound.metric}: cannot judge {bound.text} for {label}: no value measured")
