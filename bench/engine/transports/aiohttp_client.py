@@ -92,6 +92,9 @@ class AiohttpTransport:
         self.headers = dict(profile.target.headers)
         self.connection_header = {} if profile.client.keepalive else {"Connection": "close"}
         self.headers.update(self.connection_header)
+        self.options: dict[str, Any] = {"allow_redirects": False}
+        # A body without a Content-Type in the profile goes without one, as in the other transports.
+        self.body_options: dict[str, Any] = {"allow_redirects": False, "skip_auto_headers": _NO_CONTENT_TYPE}
         connector = aiohttp.TCPConnector(
             ssl=None if profile.client.tls_verify else False,
             limit=pool_size,
@@ -131,18 +134,33 @@ class AiohttpTransport:
             headers = prepared.cache.get("aiohttp")
             if headers is None:
                 headers = prepared.cache["aiohttp"] = {**dict(prepared.headers), **self.connection_header}
+        options = self.options if body is None else self.body_options
         slots = self.slots
         try:
             if slots.free > 0 and not slots.waiters:  # a connection is free: no wait, one timer (the session's)
                 slots.free -= 1
-                timeout = None
             else:  # wait in line; the time spent waiting comes off the request's total timeout
                 started = time.monotonic()
                 async with asyncio.timeout(self.timeout_s):
                     await slots.acquire()
-                timeout = aiohttp.ClientTimeout(total=max(1e-3, self.timeout_s - (time.monotonic() - started)), sock_connect=self.connect_timeout_s)
+                left = max(1e-3, self.timeout_s - (time.monotonic() - started))
+                options = {**options, "timeout": aiohttp.ClientTimeout(total=left, sock_connect=self.connect_timeout_s)}
             try:
-                return await self._exchange(method, url, body, headers, receiver, timeout)
+                # One coroutine level, not two: every resumption inside aiohttp passes through each.
+                async with self.session.request(method, url, data=body, headers=headers, **options) as response:
+                    length = response.content_length
+                    if receiver is None and length is not None and length <= min(SMALL_BODY, self.max_body):
+                        return response.status, len(await response.read()), None
+                    # Large or unknown length: count the pieces without keeping them, within max_body.
+                    nbytes = 0
+                    async for chunk in response.content.iter_any():
+                        if receiver is not None:
+                            receiver.chunk(chunk, time.monotonic_ns())
+                        nbytes += len(chunk)
+                        if nbytes > self.max_body:
+                            response.close()
+                            return None, 0, "body_too_large"
+                    return response.status, nbytes, None
             finally:
                 slots.release()
         except asyncio.CancelledError:
@@ -151,26 +169,6 @@ class AiohttpTransport:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return None, 0, map_error(exc)
-
-    async def _exchange(self, method, url, body, headers, receiver, timeout) -> tuple[int | None, int, str | None]:
-        """One request on a connection slot already held; aiohttp's total timeout bounds it, body included."""
-        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        if body is not None:
-            options["skip_auto_headers"] = _NO_CONTENT_TYPE  # a body without a Content-Type in the profile goes without one
-        async with self.session.request(method, url, data=body, headers=headers, allow_redirects=False, **options) as response:
-            length = response.content_length
-            if receiver is None and length is not None and length <= min(SMALL_BODY, self.max_body):
-                return response.status, len(await response.read()), None
-            # Large or unknown length: count the pieces without keeping them, within max_body.
-            nbytes = 0
-            async for chunk in response.content.iter_any():
-                if receiver is not None:
-                    receiver.chunk(chunk, time.monotonic_ns())
-                nbytes += len(chunk)
-                if nbytes > self.max_body:
-                    response.close()
-                    return None, 0, "body_too_large"
-            return response.status, nbytes, None
 
     async def close(self) -> None:
         await self.session.close()
