@@ -15,15 +15,13 @@ Measured for the default ``aiohttp`` transport and for ``fast``, bench
 free to use every CPU, and once more pinned to one CPU with taskset.
 
 With the bundled mock (no ``--url``) the first request goes to a server
-bench starts itself, which this script cannot observe, and neither the CSV
-(times relative to the workers' common start) nor the JSON (``started_at``
-is wall-clock time taken in the parent after the mock is up, just before
-the workers are forked) holds the time of the first request. So it is
-estimated: (``started_at`` - wall time at subprocess start) of the mock run
-plus the median (first request - ``started_at``) of the ``--url`` runs of
-the same transport, whose two parts are measured exactly; the part after
-``started_at`` (fork, worker set-up, start barrier) does not depend on where
-the target is. The table shows both parts.
+bench starts itself, which this script cannot observe. The JSON report's
+``load_started_at`` is the wall-clock time of the workers' common start,
+when their first requests leave; the ``--url`` rows measure how long after
+it the first request reaches a server (its connect, a millisecond or two),
+and the bundled-mock rows are (``load_started_at`` - wall time at
+subprocess start) plus the median of that from the ``--url`` rows of the
+same transport. The table shows both parts.
 
 Reference rows: ``python -c pass`` and ``python -c "import bench.cli.app"``
 (interpreter and import time). Every bench run is bounded (30 s, then killed)
@@ -121,8 +119,8 @@ def bench_once(profile: dict, pin: list[str], url: str | None) -> dict:
         if not report_path.exists():
             raise RuntimeError(f"bench run failed (exit {result.returncode}): {result.stderr[-400:]}")
         report = json.loads(report_path.read_text())
-    started_wall = dt.datetime.fromisoformat(report["started_at"]).timestamp()
-    return {"t0": t0, "t0_wall": t0_wall, "total": t_end - t0, "to_started_at": started_wall - t0_wall, "status": report["status"]}
+    load_wall = dt.datetime.fromisoformat(report["load_started_at"]).timestamp()
+    return {"t0": t0, "t0_wall": t0_wall, "total": t_end - t0, "to_load_start": load_wall - t0_wall, "status": report["status"]}
 
 
 def timed(command: list[str]) -> float:
@@ -152,7 +150,7 @@ def main() -> int:
     server = FirstRequestServer().start()
     if server_cpu is not None:
         os.sched_setaffinity(0, everything)  # back to every CPU for this thread, so bench may use them all
-    rows: list[tuple[str, list[float], list[float], list[float]]] = []  # (name, total to first request, to started_at, started_at -> first)
+    rows: list[tuple[str, list[float], list[float], list[float]]] = []  # (name, total to first request, to load start, load start -> first)
     gap_by_transport: dict[str, list[float]] = {}
     gate = QuietGate(max_wait_s=5.0)
     url = f"http://127.0.0.1:{server.port}/"
@@ -163,8 +161,8 @@ def main() -> int:
             ("--url, aiohttp, all CPUs", "aiohttp", [], True),
             ("--url, fast, all CPUs", "fast", [], True),
             (f"--url, aiohttp, pinned to CPU {client_cpu}", "aiohttp", pin_prefix(client_cpu), True),
-            ("bundled mock, aiohttp, all CPUs (estimate)", "aiohttp", [], False),
-            ("bundled mock, fast, all CPUs (estimate)", "fast", [], False),
+            ("bundled mock, aiohttp, all CPUs", "aiohttp", [], False),
+            ("bundled mock, fast, all CPUs", "fast", [], False),
         ]
         for name, transport, pin, with_url in configs:
             if pin == [] and "pinned" in name:
@@ -183,12 +181,12 @@ def main() -> int:
                 gate.wait()
                 server.reset()
                 run = bench_once(profile, pin, url if with_url else None)
-                to_started.append(run["to_started_at"])
+                to_started.append(run["to_load_start"])
                 if with_url:
                     if server.first is None:
                         raise RuntimeError("the server saw no request")
                     totals.append(server.first - run["t0"])
-                    gaps.append(server.first_wall - run["t0_wall"] - run["to_started_at"])
+                    gaps.append(server.first_wall - run["t0_wall"] - run["to_load_start"])
                 time.sleep(0.2)
             if with_url and not pin:
                 gap_by_transport.setdefault(transport, gaps)
@@ -202,7 +200,7 @@ def main() -> int:
 
     print(gate.summary())
     print()
-    print("| what | to first request, min s | median | max | start -> `started_at` (median) | `started_at` -> first request (median) | under 0.5 s? |")
+    print("| what | to first request, min s | median | max | start -> `load_started_at` (median) | `load_started_at` -> first request (median) | under 0.5 s? |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for name, totals, to_started, gaps in rows:
         lo, mid, hi = stats(totals)
@@ -212,9 +210,9 @@ def main() -> int:
               f"| {fmt(statistics.median(to_started), '.3f') if to_started else ''} "
               f"| {fmt(statistics.median(gaps), '.3f') if gaps else ''} | {verdict} |")
     print()
-    print("`started_at` is the report's wall-clock start, taken in the parent after imports, profile loading and the "
-          "mock's start-up, just before the workers are forked. Bundled-mock rows: measured start -> `started_at` plus "
-          "the median `started_at` -> first request of the --url rows with the same transport.")
+    print("`load_started_at` is the report's wall-clock time of the workers' common start (their first requests leave "
+          "then). Bundled-mock rows: measured start -> `load_started_at` plus the median `load_started_at` -> first "
+          "request of the --url rows with the same transport (the connect).")
     return 0
 
 

@@ -59,6 +59,12 @@ def test_sla_profile_passes_with_two_real_workers(tmp_path: Path) -> None:
     pids = report["worker_pids"]
     assert len(set(pids)) == 2 and all(isinstance(p, int) and p > 0 for p in pids)
     assert set(report["worker_cpu_s"]) == {"0", "1"}
+    # The workers' common start lies between the parent's start and end, and before any request's end.
+    import datetime as dt
+
+    started, load_started, ended = (dt.datetime.fromisoformat(report[k]) for k in ("started_at", "load_started_at", "ended_at"))
+    assert started < load_started < ended
+    assert (ended - load_started).total_seconds() > report["duration_s"]
     # The mock is shaped like the seed's optimized service: p50 about 215 ms, p95 about 490 ms.
     assert 150 < report["latency"]["p50"] < 300
     assert 350 < report["latency"]["p95"] < 700

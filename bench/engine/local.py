@@ -42,6 +42,7 @@ class Engine(Protocol):
 
     name: str
     continue_on_failure: bool  # a lost worker is recorded and the others go on, instead of stopping the run
+    start_wall_s: float | None  # wall-clock time of the common start, once begin() has set it
 
     def start(self) -> None: ...
 
@@ -85,6 +86,7 @@ class LocalEngine:
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.conns: list[Connection] = []
         self.live: dict[Connection, int] = {}
+        self.start_wall_s: float | None = None
 
     def start(self) -> None:
         if self.specs:
@@ -120,7 +122,9 @@ class LocalEngine:
                     del pending[conn]
 
     def begin(self) -> None:
-        start_ns = time.monotonic_ns() + int(START_MARGIN_S * 1e9)  # one clock: every process shares CLOCK_MONOTONIC
+        wall_s, now_ns = time.time(), time.monotonic_ns()
+        start_ns = now_ns + int(START_MARGIN_S * 1e9)  # one clock: every process shares CLOCK_MONOTONIC
+        self.start_wall_s = wall_s + START_MARGIN_S
         self._broadcast(("start", start_ns))
 
     @property

@@ -255,6 +255,7 @@ class RayEngine:
         self.live: set[int] = set()
         self.next_seq: dict[int, int] = {}
         self.begun = False
+        self.start_wall_s: float | None = None
         self.notes: list[str] = []  # worth telling the user (clock skew, a late start); the runner may print them
         self.clock_skew_ms = 0.0
 
@@ -430,6 +431,7 @@ class RayEngine:
 
     def begin(self) -> None:
         start_wall = time.time_ns() + int(START_MARGIN_S * 1e9)
+        self.start_wall_s = start_wall / 1e9
         refs = [p.actor.begin.remote(start_wall + int(p.offset_ms * 1e6)) for p in self.placed]
         self.begun = True
         try:

@@ -36,6 +36,7 @@ from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
 from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
 from bench.engine.selfcheck import assess
 from bench.engine.local import Engine, LocalEngine, WorkerFailed
+from bench.engine.transports import preload
 from bench.engine.worker import WorkerSpec
 
 COMPLETED = "completed"
@@ -102,17 +103,27 @@ def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None)
     if profile.uses_mock:
         from bench.mock import MockServerProcess
 
-        mock = MockServerProcess(profile.mock)
+        mock = MockServerProcess(profile.mock).launch()
         try:
-            mock.start()
+            if profile.engine.kind == "local":
+                preload(profile.client.transport)  # while the mock's child starts up on its own
+            mock.wait_ready()
         except RuntimeError as exc:
+            mock.stop()  # safe twice: a failed wait_ready() has stopped it already
             raise RunError(f"could not start the mock server: {exc}") from None
+        except BaseException:
+            mock.stop()
+            raise
         url = mock.url + "/"
     try:
         return _run_workers(profile, url, on_progress, profile.engine.kind)  # type: ignore[arg-type]
     finally:
         if mock is not None:
             mock.stop()
+
+
+def _iso(wall_s: float | None) -> str | None:
+    return None if wall_s is None else dt.datetime.fromtimestamp(wall_s, dt.timezone.utc).isoformat()
 
 
 FD_MARGIN = 64  # files a worker opens besides its connections: pipes, loop, DNS, CSV
@@ -220,6 +231,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         status=status,
         messages=messages,
         started_at=started_at,
+        load_started_at=_iso(engine.start_wall_s),
         ended_at=ended_at,
         target_url=url,
         summary=summary,

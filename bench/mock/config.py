@@ -502,3 +502,11 @@ def _openai(value: object) -> OpenAIConfig:
     if mapping.get("quirks") is not None:
         kwargs["quirks"] = _openai_quirks(mapping["quirks"])
     return OpenAIConfig(**kwargs)
+
+
+def server_url(host: str, port: int, tls: bool = False) -> str:
+    """The URL a client uses for a mock listening on ``host:port`` (a wildcard address is reached on loopback)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

@@ -13,16 +13,11 @@ with its parent instead of being left behind.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import socket
 import ssl
-import sys
 import threading
-import traceback
 from dataclasses import replace
 from http import HTTPStatus
 from typing import Any, Callable, Iterator
@@ -34,13 +29,13 @@ from time import monotonic as _monotonic
 
 from bench.mock.behaviour import Behaviour
 from bench.mock.config import MockConfig
+from bench.mock.config import server_url as _url
 from bench.mock.h2 import H2_PREFACE as _H2_PREFACE  # imported up front: the first h2 client must not wait for it
 from bench.mock.h2 import H2ServerConnection
 
-__all__ = ["MockServer", "MockServerProcess", "run_server", "start_server", "tls_context"]
+__all__ = ["MockServer", "run_server", "start_server", "tls_context"]
 
 _BACKLOG = 1024
-_START_TIMEOUT_S = 10.0
 _PARENT_POLL_S = 0.5
 _NO_BODY_STATUSES = frozenset({204, 304})
 _ALPN = ["h2", "http/1.1"]
@@ -340,13 +335,6 @@ class MockServer:
         return iter((self.server, self.port))
 
 
-def _url(host: str, port: int, tls: bool = False) -> str:
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    scheme = "https" if tls else "http"
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
-
-
 def tls_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
     """A server TLS context for the mock from PEM files, offering ``h2`` and ``http/1.1`` through ALPN."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -474,6 +462,8 @@ def run_server(
     config = config if config is not None else MockConfig()
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes!r}")
+    from bench.mock.process import MockServerProcess
+
     workers: list[MockServerProcess] = []
     sock = None
     try:
@@ -502,176 +492,3 @@ def run_server(
             worker.stop()
         if sock is not None:
             sock.close()
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Best effort (Linux): have the kernel send SIGTERM when the forking thread's process dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _child_main(
-    conn: multiprocessing.connection.Connection,
-    config: MockConfig,
-    host: str,
-    port: int,
-    reuse_port: bool,
-    parent_pid: int,
-    pdeathsig: bool,
-    close_fds: tuple[int, ...],
-    ssl_context: ssl.SSLContext | None = None,
-) -> None:
-    # The fork copied the parent's signal setup (possibly its event loop's wakeup fd,
-    # which would forward our signals to the parent): start from the defaults.
-    signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
-    if pdeathsig:
-        _die_with_parent()
-    if os.getppid() != parent_pid:
-        os._exit(0)
-    for fd in close_fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(
-            _serve_until_signal(
-                config,
-                host,
-                port,
-                reuse_port=reuse_port,
-                on_ready=lambda bound: conn.send(("ready", bound)),
-                parent_pid=parent_pid,
-                ssl_context=ssl_context,
-            )
-        )
-    except BaseException:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except OSError:
-            pass
-        raise SystemExit(1)
-    finally:
-        loop.close()
-        conn.close()
-
-
-class MockServerProcess:
-    """A mock server in a forked child process, for tests and benchmarks that need a separate CPU.
-
-    ``start()`` returns once the child listens (``port`` then holds the real port);
-    ``stop()`` sends SIGTERM, then SIGKILL if the child has not exited within the
-    timeout. The child exits by itself if this process dies. ``ssl_context`` serves
-    TLS with ALPN (see ``start_server``); the child gets it through the fork.
-    """
-
-    def __init__(
-        self,
-        config: MockConfig | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        reuse_port: bool = False,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.config = config if config is not None else MockConfig()
-        self.ssl_context = ssl_context
-        self.host = host
-        self.port: int | None = port or None
-        self.pid: int | None = None
-        self._requested_port = port
-        self._reuse_port = reuse_port
-        self._close_fds: tuple[int, ...] = ()
-        self._process: Any = None
-        self._conn: multiprocessing.connection.Connection | None = None
-
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("MockServerProcess is not started")
-        return _url(self.host, self.port, self.ssl_context is not None)
-
-    def start(self, timeout: float = _START_TIMEOUT_S) -> "MockServerProcess":
-        """Fork the server and wait until it listens; raise RuntimeError with the child's error otherwise."""
-        if self._process is not None:
-            raise RuntimeError("MockServerProcess already started")
-        ctx = multiprocessing.get_context("fork")
-        receiver, sender = ctx.Pipe(duplex=False)
-        pdeathsig = threading.current_thread() is threading.main_thread()
-        process = ctx.Process(
-            target=_child_main,
-            args=(
-                sender,
-                self.config,
-                self.host,
-                self._requested_port,
-                self._reuse_port,
-                os.getpid(),
-                pdeathsig,
-                self._close_fds,
-                self.ssl_context,
-            ),
-            name="bench-mock-server",
-            daemon=True,
-        )
-        self._process, self._conn = process, receiver
-        process.start()
-        self.pid = process.pid
-        sender.close()  # so a child that dies early shows up as EOF here
-        message: Any = None
-        if multiprocessing.connection.wait([receiver, process.sentinel], timeout):
-            try:
-                if receiver.poll():
-                    message = receiver.recv()
-            except (EOFError, OSError):
-                message = None
-        if isinstance(message, tuple) and message[0] == "ready":
-            self.port = message[1]
-            return self
-        where = f"{self.host}:{self._requested_port}"
-        self.stop()
-        if isinstance(message, tuple) and message[0] == "error":
-            raise RuntimeError(f"mock server process failed to listen on {where}:\n{message[1]}")
-        if process.exitcode is not None:
-            raise RuntimeError(f"mock server process exited with code {process.exitcode} before listening on {where}")
-        raise RuntimeError(f"mock server process did not report listening on {where} within {timeout:g} s")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the child (SIGTERM, then SIGKILL after ``timeout``) and reap it; safe to call twice."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        try:
-            if process.exitcode is None:
-                try:
-                    os.kill(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                process.join(timeout)
-                if process.exitcode is None:
-                    process.kill()
-                    process.join(timeout)
-        finally:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> "MockServerProcess":
-        if self._process is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
