@@ -355,7 +355,8 @@ class Worker:
         status, nbytes, error = outcome
         end_ns = time.monotonic_ns()
         self.in_flight -= 1
-        self._slot_freed.set()
+        if self.open_loop:  # only the open loop waits for a free slot under its in-flight cap
+            self._slot_freed.set()
         start_ns = intended_ns if self.open_loop else sent_ns  # TTFT and e2e count from the same start as latency
         facts = None
         if request is not None and status is not None:

@@ -97,8 +97,8 @@ class AiohttpTransport:
         self.body_options: dict[str, Any] = {"allow_redirects": False, "skip_auto_headers": _NO_CONTENT_TYPE}
         connector = aiohttp.TCPConnector(
             ssl=None if profile.client.tls_verify else False,
-            limit=pool_size,
-            limit_per_host=pool_size,
+            limit=pool_size,  # FifoSlots already holds requests to pool_size; this is only a backstop
+            limit_per_host=0,  # one host: the limit above covers it, without per-host bookkeeping on every request
             force_close=not profile.client.keepalive,
             ttl_dns_cache=300,
             enable_cleanup_closed=True,
