@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
+from procs import alive, children
 
 pytestmark = pytest.mark.slow
 
@@ -177,30 +178,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` is a live process (not gone, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def children_of(pid: int) -> set[int]:
-    """The PIDs whose parent is ``pid`` (scanning /proc)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(entry))
-    return found
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -295,7 +274,7 @@ class Server:
             self.stop()
         finally:
             for pid in self.pids:
-                if pid_alive(pid):
+                if alive(pid):
                     kill_pid(pid)
             if self.proc is not None:
                 if self.proc.stdout is not None:
@@ -354,7 +333,7 @@ class BenchRun:
 
     def _watch(self) -> None:
         assert self.proc is not None
-        for pid in children_of(self.proc.pid):
+        for pid in set(children(self.proc.pid)):
             self.children.add(pid)
             rss = peak_rss_mb(pid)
             if rss is not None:
@@ -395,14 +374,14 @@ class BenchRun:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.children |= children_of(self.proc.pid)
+            self.children |= set(children(self.proc.pid))
             kill_pid(self.proc.pid)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
         for pid in self.children:
-            if pid_alive(pid):
+            if alive(pid):
                 kill_pid(pid)
 
 
@@ -476,10 +455,10 @@ def assert_no_process_left(run: BenchRun, report: dict[str, Any]) -> None:
     assert len(set(pids)) == len(pids), pids
     # (A very short run may end between two looks at bench's children, so "seen running" is not required.)
     deadline = time.monotonic() + 3.0
-    left = [p for p in set(pids) | run.children if pid_alive(p)]
+    left = [p for p in set(pids) | run.children if alive(p)]
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        left = [p for p in left if pid_alive(p)]
+        left = [p for p in left if alive(p)]
     assert not left, f"processes left after bench exited: {left}"
 
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from bench.mock import MockConfig, MockServerProcess
+from procs import alive, children, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,35 +30,10 @@ def server():
         yield mock
 
 
-def children(pid: int) -> list[int]:
-    """PIDs whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def start_bench(tmp_path: Path, data: dict, *extra: str, **popen) -> subprocess.Popen:

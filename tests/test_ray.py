@@ -42,56 +42,21 @@ from bench.engine.errors import RunError  # noqa: E402
 from bench.engine.local import WorkerFailed  # noqa: E402
 from bench.engine.profile import EngineConfig  # noqa: E402
 from bench.engine.samples import IntervalReport  # noqa: E402
+from procs import alive, cmdline, descendants, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 # --------------------------------------------------------------------------- helpers
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for child in children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
-def wait_until(condition, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
 
 
 def kill_pids(pids) -> None:
@@ -284,7 +249,7 @@ def test_a_killed_actor_stops_the_run_within_a_second(tmp_path, ray_session, rec
     print(f"\nkilled actor noticed after {(failures[0][0] - killed['at']) * 1e3:.0f} ms; run returned after {(returned - killed['at']):.2f} s")
     assert returned - killed["at"] < 6.0  # then the other worker drains and sends its final report
     pid = killed["pids"][0]
-    assert any(f"worker 0 on node" in m and f"(pid {pid}) died" in m for m in result.messages), result.messages
+    assert any("worker 0 on node" in m and f"(pid {pid}) died" in m for m in result.messages), result.messages
     assert result.status == "crashed"
     assert result.report["complete"] is False and result.report["status"] == "crashed"
     assert 0 < result.report["requests"]["sent"] < 3000

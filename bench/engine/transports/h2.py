@@ -454,7 +454,6 @@ class _Connection(asyncio.Protocol):
     def start(self, request: _Request) -> bool:
         """Open a stream for the request; False if this connection cannot take it now (the caller keeps it queued)."""
         conn = self.h2
-        owner = self.owner
         try:
             stream_id = conn.get_next_available_stream_id()
             body = request.body
