@@ -390,6 +390,23 @@ def test_process_start_failure_reports_child_error() -> None:
         assert mock.pid is not None and not _pid_exists(mock.pid)
 
 
+def test_process_launch_returns_before_the_child_listens_and_wait_ready_finishes_it() -> None:
+    """``bench run`` prepares its workers between launch() and wait_ready(): the child must not be needed meanwhile."""
+    mock = MockServerProcess().launch()
+    try:
+        assert mock.pid is not None and mock.port is None  # forked, port not known yet
+        with pytest.raises(RuntimeError, match="not started"):
+            mock.url
+        assert mock.wait_ready() is mock and mock.port is not None
+        assert mock.wait_ready() is mock  # a second wait is a no-op
+        with socket.create_connection(("127.0.0.1", mock.port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert conn.recv(64).startswith(b"HTTP/1.1 200")
+    finally:
+        mock.stop()
+    assert not _pid_exists(mock.pid)
+
+
 def _spawn(script: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(
