@@ -10,7 +10,8 @@ from fractions import Fraction
 import pytest
 
 from bench.engine.aggregate import Aggregator, latency_stats, percentile_values
-from bench.engine.samples import HIGHEST_US, IntervalReport, MEASURED, WARMUP, Recorder, bucket_floor, new_histogram, record_counts
+from bench.engine.responses import ResponseFacts
+from bench.engine.samples import HIGHEST_US, IntervalReport, MEASURED, WARMUP, PhaseTally, Recorder, bucket_floor, new_histogram, record_counts
 
 INTERVAL_S = 0.25
 T0 = 1_000_000_000_000  # an arbitrary monotonic-clock origin, in ns
@@ -60,14 +61,14 @@ def simulate(
     """Run ``workers`` Recorders over ``seconds`` at INTERVAL_S, with log-uniform latencies 50 µs .. 30 s."""
     rng = random.Random(seed)
     sim = Sim()
-    recorders = [Recorder() for _ in range(workers)]
+    recorders = [Recorder(open_loop) for _ in range(workers)]
     intervals = round(seconds / INTERVAL_S)
     for w in range(workers):
         sim.by_worker[w] = []
         for _ in range(warmup_per_worker):  # warm-up requests in the first interval, deliberately slow
             sent_ns = T0 + rng.randrange(int(INTERVAL_S * 1e9))
             recorders[w].sent(WARMUP, sent_ns)
-            recorders[w].finished(WARMUP, sent_ns, sent_ns, sent_ns + 5_000 * MS, 200, None, 10, open_loop=open_loop)
+            recorders[w].finished(WARMUP, sent_ns, sent_ns, sent_ns + 5_000 * MS, 200, None, 10)
             sim.warmup_latency_us.append(5_000_000)
             sim.warmup_sent += 1
     for seq in range(intervals):
@@ -83,11 +84,11 @@ def simulate(
                 second = int(seq * INTERVAL_S)
                 sim.per_second_sent[second] = sim.per_second_sent.get(second, 0) + 1
                 if k >= responses_per_interval:
-                    rec.finished(MEASURED, intended, sent_ns, end_ns, None, "timeout", 0, open_loop=open_loop)
+                    rec.finished(MEASURED, intended, sent_ns, end_ns, None, "timeout", 0)
                     sim.client_errors += 1
                     continue
                 status = 503 if k % http_error_every == 0 else 200
-                rec.finished(MEASURED, intended, sent_ns, end_ns, status, None, 100, open_loop=open_loop)
+                rec.finished(MEASURED, intended, sent_ns, end_ns, status, None, 100)
                 if status >= 400:
                     sim.http_errors += 1
                 else:
@@ -216,7 +217,7 @@ def test_unfinished_requests_are_counted():
     rec = Recorder()
     for i in range(5):
         rec.sent(MEASURED, T0 + i * MS)
-    rec.finished(MEASURED, T0, T0, T0 + 3 * MS, 200, None, 0, open_loop=False)
+    rec.finished(MEASURED, T0, T0, T0 + 3 * MS, 200, None, 0)
     agg = Aggregator(1, INTERVAL_S)
     agg.add(rec.flush(0, 0, in_flight=4, cpu_s=0.0, final=True))
     agg.close()
@@ -251,9 +252,9 @@ def test_warmup_is_kept_separate():
 
 
 def test_warmup_only_interval_reports_no_measured_phase():
-    rec = Recorder()
+    rec = Recorder(open_loop=True)
     rec.sent(WARMUP, T0)
-    rec.finished(WARMUP, T0, T0, T0 + MS, 200, None, 0, open_loop=True)
+    rec.finished(WARMUP, T0, T0, T0 + MS, 200, None, 0)
     report = rec.flush(0, 0, 0, 0.0)
     assert report.measured is None and report.warmup is not None
     assert report.warmup.sent == 1 and report.warmup.ok == 1
@@ -272,10 +273,10 @@ def test_warmup_only_interval_reports_no_measured_phase():
     ],
 )
 def test_latency_origin(open_loop, latency_us, lag_count):
-    rec = Recorder()
+    rec = Recorder(open_loop)
     intended, sent, end = T0, T0 + MS // 2, T0 + 3 * MS // 2
     rec.sent(MEASURED, sent)
-    rec.finished(MEASURED, intended, sent, end, 200, None, 0, open_loop=open_loop)
+    rec.finished(MEASURED, intended, sent, end, 200, None, 0)
     tally = rec.tally(MEASURED)
     assert tally.latency.get_total_count() == 1
     assert tally.latency.get_max_value() == latency_us  # below 2048 µs: exact in the histogram
@@ -306,7 +307,7 @@ def test_open_loop_latency_includes_generator_lag():
 
 def test_sub_microsecond_latency_is_recorded_as_one():
     rec = Recorder()
-    rec.finished(MEASURED, T0, T0, T0 + 400, 200, None, 0, open_loop=False)
+    rec.finished(MEASURED, T0, T0, T0 + 400, 200, None, 0)
     assert rec.tally(MEASURED).latency.get_total_count() == 1
     assert rec.tally(MEASURED).latency.get_min_value() == 1
     assert rec.phases[MEASURED].overflow == 0
@@ -319,8 +320,8 @@ def test_value_far_above_one_hour_is_counted_in_overflow():
     rec = Recorder()
     rec.sent(MEASURED, T0)
     rec.sent(MEASURED, T0)
-    rec.finished(MEASURED, T0, T0, T0 + 2 * 3600 * 10**9, 200, None, 0, open_loop=False)  # 2 hours
-    rec.finished(MEASURED, T0, T0, T0 + 5 * MS, 200, None, 0, open_loop=False)
+    rec.finished(MEASURED, T0, T0, T0 + 2 * 3600 * 10**9, 200, None, 0)  # 2 hours
+    rec.finished(MEASURED, T0, T0, T0 + 5 * MS, 200, None, 0)
     agg = Aggregator(1, INTERVAL_S)
     agg.add(rec.flush(0, 0, 0, 0.0, final=True))
     agg.close()
@@ -333,7 +334,7 @@ def test_value_far_above_one_hour_is_counted_in_overflow():
 
 def test_value_just_above_one_hour_is_counted_in_overflow():
     rec = Recorder()
-    rec.finished(MEASURED, T0, T0, T0 + (HIGHEST_US + 1_000_000) * 1000, 200, None, 0, open_loop=False)  # 1 h + 1 s
+    rec.finished(MEASURED, T0, T0, T0 + (HIGHEST_US + 1_000_000) * 1000, 200, None, 0)  # 1 h + 1 s
     assert rec.phases[MEASURED].overflow == 1
     assert rec.tally(MEASURED).latency.get_total_count() == 0
 
@@ -396,7 +397,7 @@ def test_memory_is_bounded_by_seconds_not_requests():
             for i in range(3):
                 t = T0 + int(seq * INTERVAL_S * 1e9) + i
                 rec[w].sent(MEASURED, t)
-                rec[w].finished(MEASURED, t, t, t + MS, 200, None, 0, open_loop=False)
+                rec[w].finished(MEASURED, t, t, t + MS, 200, None, 0)
             agg.add(rec[w].flush(w, seq, 0, 0.0))
             peak_open = max(peak_open, len(agg._open_seconds))
     agg.close()
@@ -467,13 +468,13 @@ def test_record_counts_equals_record_value():
 def test_interval_without_failures_ships_one_dict_for_latency_and_success():
     rec = Recorder()
     rec.sent(MEASURED, T0)
-    rec.finished(MEASURED, T0, T0, T0 + MS, 200, None, 0, open_loop=False)
+    rec.finished(MEASURED, T0, T0, T0 + MS, 200, None, 0)
     clean = rec.flush(0, 0, 0, 0.0).measured
     assert clean.success is clean.latency
     rec.sent(MEASURED, T0)
-    rec.finished(MEASURED, T0, T0, T0 + MS, 200, None, 0, open_loop=False)
+    rec.finished(MEASURED, T0, T0, T0 + MS, 200, None, 0)
     rec.sent(MEASURED, T0)
-    rec.finished(MEASURED, T0, T0, T0 + 2 * MS, 503, None, 0, open_loop=False)
+    rec.finished(MEASURED, T0, T0, T0 + 2 * MS, 503, None, 0)
     mixed = rec.flush(0, 1, 0, 0.0).measured
     assert mixed.success is not mixed.latency
     assert sum(mixed.latency.values()) == 2 and sum(mixed.success.values()) == 1
@@ -483,3 +484,65 @@ def test_interval_without_failures_ships_one_dict_for_latency_and_success():
     agg.close()
     assert agg.measured.latency.get_total_count() == 3 and agg.measured.success.get_total_count() == 2
     assert agg.summary()["latency_error_aware"]["max"] == math.inf
+
+
+# --------------------------------------------------------------------------- the recorder against a plain reference
+
+
+def _reference_histograms(events: list[tuple], open_loop: bool) -> dict[str, list[int]]:
+    """What recording each value straight into its HdrHistogram gives: the definition Recorder must match."""
+    hists = {name: new_histogram() for name in ("latency", "success", "service", "lag")}
+    for intended, sent, end, status, error, failed_check in events:
+        if open_loop:
+            hists["lag"].record_value(max(1, (sent - intended) // 1000))
+        if error is not None:
+            continue
+        latency = max(1, (end - (intended if open_loop else sent)) // 1000)
+        service = max(1, (end - sent) // 1000)
+        for name, value in (("latency", latency), ("service", service)):
+            if value <= HIGHEST_US:
+                hists[name].record_value(value)
+        if status < 400 and not failed_check and latency <= HIGHEST_US:
+            hists["success"].record_value(latency)
+    return {name: list(h.counts) for name, h in hists.items()}
+
+
+@pytest.mark.parametrize("open_loop", [True, False], ids=["open", "closed"])
+@pytest.mark.parametrize("seed", range(6))
+def test_recorder_matches_recording_every_value(open_loop: bool, seed: int) -> None:
+    """Shared dicts (success until the first failure, service in a closed loop) change nothing the parent sees."""
+    rng = random.Random(seed)
+    events: list[tuple] = []
+    rec = Recorder(open_loop)
+    tally = PhaseTally()
+    failure_rate = rng.choice([0.0, 0.01, 0.3])
+    for interval in range(4):
+        for _ in range(rng.randrange(0, 300)):
+            intended = T0 + rng.randrange(10**9)
+            sent = intended + (rng.randrange(5 * MS) if open_loop else 0)
+            end = sent + rng.choice([rng.randrange(10**6), rng.randrange(10**10), (HIGHEST_US + 5) * 1000])
+            roll = rng.random()
+            status, error, failed_check = 200, None, False
+            if roll < failure_rate / 3:
+                status = rng.choice([404, 500, 503])
+            elif roll < 2 * failure_rate / 3:
+                error = rng.choice(["timeout", "read"])
+                status = None
+            elif roll < failure_rate:
+                failed_check = True
+            rec.sent(MEASURED, sent, intended)
+            facts = ResponseFacts(check_failed="status") if failed_check else None
+            rec.finished(MEASURED, intended, sent, end, status, error, 10, facts, error is None and status < 400 and not failed_check)
+            events.append((intended, sent, end, status, error, failed_check))
+        report = rec.flush(0, interval, 0, 0.0).measured
+        if report is not None:
+            tally.merge(report)
+            assert (report.service is report.latency) == (not open_loop)
+            assert (report.success is report.latency) == (report.http_errors + report.check_errors == 0)
+    expected = _reference_histograms(events, open_loop)
+    for name, counts in expected.items():
+        assert list(getattr(tally, name).counts) == counts, name
+    responses = [e for e in events if e[4] is None]
+    assert tally.ok == sum(1 for e in responses if e[3] < 400 and not e[5])
+    assert tally.http_errors == sum(1 for e in responses if e[3] >= 400)
+    assert tally.check_errors == sum(1 for e in responses if e[3] < 400 and e[5])

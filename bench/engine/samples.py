@@ -17,7 +17,6 @@ figures (0.1 % resolution). A value outside that range is counted in
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,12 +128,19 @@ class PhaseTally(PhaseCounts):
         take the same latency / success values, recorded in the same pass.
         """
         self.merge_counts(part)
-        if part.success is part.latency:  # no failure in the interval: one dict for both (see Recorder.flush)
-            record_counts(part.latency, self.latency, self.success, *latency_too, *success_too)
+        # A worker ships one dict for several histograms when their values are the same (see Recorder):
+        # success when the interval had no failure, service in a closed loop. Each dict is walked once.
+        same = [self.latency, *latency_too]
+        if part.success is part.latency:
+            same += [self.success, *success_too]
         else:
-            record_counts(part.latency, self.latency, *latency_too)
             record_counts(part.success, self.success, *success_too)
-        for name in HISTOGRAMS[2:]:
+        if part.service is part.latency:
+            same.append(self.service)
+        else:
+            record_counts(part.service, self.service)
+        record_counts(part.latency, *same)
+        for name in HISTOGRAMS[3:]:
             record_counts(getattr(part, name), getattr(self, name))
 
 
@@ -239,9 +245,17 @@ def record_counts(counts: dict[int, int], *histograms: HdrHistogram) -> None:
 
 
 class Recorder:
-    """Per-worker recording of finished requests into the current interval's counters and bucket counts."""
+    """Per-worker recording of finished requests into the current interval's counters and bucket counts.
 
-    def __init__(self) -> None:
+    Runs once or twice per request on the worker's core, so it records no
+    value twice: in a closed loop latency is the service time, so ``service``
+    is shipped as the ``latency`` dict itself; and while an interval has no
+    failed response, ``success`` is too (the first failure copies ``latency``
+    into a ``success`` dict of its own, kept from then on).
+    """
+
+    def __init__(self, open_loop: bool = False) -> None:
+        self.open_loop = open_loop
         self.phases = {MEASURED: PhaseCounts(), WARMUP: PhaseCounts()}
         self.origin_ns = 0  # the common start: span times are reported relative to it
         # Per phase, per histogram: bucket floor -> count, shipped as they are at flush.
@@ -254,11 +268,10 @@ class Recorder:
         """
         tally = self.phases[phase]
         tally.sent += 1
-        tally.capped += capped
-        if intended_ns is None:
-            intended_ns = sent_ns
+        if capped:
+            tally.capped += 1
         sent_ns -= self.origin_ns
-        intended_ns -= self.origin_ns
+        intended_ns = sent_ns if intended_ns is None else intended_ns - self.origin_ns
         if tally.first_send_ns is None:
             tally.first_send_ns = sent_ns
             tally.first_intended_ns = intended_ns
@@ -274,21 +287,21 @@ class Recorder:
         status: int | None,
         error: str | None,
         nbytes: int,
-        *,
-        open_loop: bool,
         facts: Any = None,
         good: bool = False,
     ) -> None:
         """Count one finished request: a response (any status) or a client error (``error`` kind).
 
-        ``facts`` (a ResponseFacts) adds a failed check and inference metrics;
-        ``good`` says it met every goodput objective.
+        Latency counts from ``intended_ns`` in an open loop, from ``sent_ns``
+        in a closed one. ``facts`` (a ResponseFacts) adds a failed check and
+        inference metrics; ``good`` says it met every goodput objective.
         """
         tally = self.phases[phase]
         pending = self.pending[phase]
         end_rel = end_ns - self.origin_ns
         if tally.last_end_ns is None or end_rel > tally.last_end_ns:
             tally.last_end_ns = end_rel
+        open_loop = self.open_loop
         # bucket_floor() inlined below: this runs once per request, and a call costs more than the arithmetic.
         if open_loop:
             lag_us = (sent_ns - intended_ns) // 1000
@@ -303,13 +316,27 @@ class Recorder:
             tally.client_errors += 1
             tally.errors[error] = tally.errors.get(error, 0) + 1
             return
-        assert status is not None
-        tally.status[status] = tally.status.get(status, 0) + 1
+        counts = tally.status
+        counts[status] = counts.get(status, 0) + 1  # type: ignore[index]
         tally.bytes_received += nbytes
-        start_ns = intended_ns if open_loop else sent_ns
-        latency_us = (end_ns - start_ns) // 1000
-        if latency_us < 1:
-            latency_us = 1
+        service_us = (end_ns - sent_ns) // 1000
+        if service_us < 1:
+            service_us = 1
+        if open_loop:
+            if service_us <= HIGHEST_US:
+                shift = service_us.bit_length() - 11
+                key = service_us if shift <= 0 else (service_us >> shift) << shift
+                counts = pending["service"]
+                counts[key] = counts.get(key, 0) + 1
+            latency_us = (end_ns - intended_ns) // 1000
+            if latency_us < 1:
+                latency_us = 1
+        else:
+            latency_us = service_us  # and the service dict is the latency dict (see _report)
+        failed = status >= 400 or (facts is not None and facts.check_failed is not None)  # type: ignore[operator]
+        split = tally.http_errors or tally.check_errors  # success has a dict of its own since this interval's first failure
+        if failed and not split:
+            pending["success"] = dict(pending["latency"])  # every latency so far was a success's
         if latency_us > HIGHEST_US:
             tally.overflow += 1
         else:
@@ -317,28 +344,20 @@ class Recorder:
             key = latency_us if shift <= 0 else (latency_us >> shift) << shift
             counts = pending["latency"]
             counts[key] = counts.get(key, 0) + 1
-        if status >= 400:
+            if split and not failed:
+                counts = pending["success"]
+                counts[key] = counts.get(key, 0) + 1
+        if status >= 400:  # type: ignore[operator]
             tally.http_errors += 1
-        elif facts is not None and facts.check_failed is not None:
+        elif failed:
             tally.check_errors += 1
             tally.errors["check"] = tally.errors.get("check", 0) + 1
         else:
             tally.ok += 1
-            if latency_us <= HIGHEST_US:
-                counts = pending["success"]
-                counts[key] = counts.get(key, 0) + 1
         if good:
             tally.good += 1
         if facts is not None:
             self._inference(tally, pending, facts)
-        service_us = (end_ns - sent_ns) // 1000
-        if service_us < 1:
-            service_us = 1
-        if service_us <= HIGHEST_US:
-            shift = service_us.bit_length() - 11
-            key = service_us if shift <= 0 else (service_us >> shift) << shift
-            counts = pending["service"]
-            counts[key] = counts.get(key, 0) + 1
 
     @staticmethod
     def _inference(tally: PhaseCounts, pending: dict[str, dict[int, int]], facts: Any) -> None:
@@ -366,6 +385,7 @@ class Recorder:
     def _report(self, phase: str) -> PhaseReport:
         c = self.phases[phase]
         h = self.pending[phase]
+        latency = h["latency"]
         return PhaseReport(
             c.sent,
             c.ok,
@@ -381,9 +401,10 @@ class Recorder:
             c.good,
             c.status,
             c.errors,
-            h["latency"],
-            h["success"],
-            h["service"],
+            latency,
+            # No failure this interval: every latency is a success's, so one dict for both (the parent records it once).
+            h["success"] if c.http_errors or c.check_errors else latency,
+            h["service"] if self.open_loop else latency,  # closed loop: latency is the service time
             h["lag"],
             h["ttft"],
             h["tpot"],
@@ -402,11 +423,7 @@ class Recorder:
             if counts.sent == 0 and counts.completed == 0 and counts.unsent == 0:
                 reports[name] = None
                 continue
-            report = self._report(name)
-            if counts.http_errors == 0 and counts.check_errors == 0:
-                # Every latency recorded was a success's: ship one dict for both (the parent records it once).
-                report = dataclasses.replace(report, success=report.latency)
-            reports[name] = report
+            reports[name] = self._report(name)
             self.phases[name] = PhaseCounts()
             self.pending[name] = _empty_counts()
         return IntervalReport(worker, seq, reports[MEASURED], reports[WARMUP], in_flight, cpu_s, wall_s, final)

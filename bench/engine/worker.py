@@ -123,7 +123,7 @@ class Worker:
         self.emit = emit  # ("ready",), then ("interval", IntervalReport) ...: to the pipe, or a Ray stream
         self.load = spec.profile.load
         self.open_loop = self.load.model == OPEN_LOOP
-        self.recorder = Recorder()
+        self.recorder = Recorder(self.open_loop)
         self.in_flight = 0
         self.stopping = False
         self.tasks: set[asyncio.Task] = set()
@@ -285,6 +285,8 @@ class Worker:
         self._user_limit = 0
         finished = asyncio.Event()
         index, count = self.spec.index, self.spec.count
+        # A transport with a callback form drives its users itself: no future, task wake-up or coroutine resumption per request.
+        user = self._driven_user if hasattr(self.transport, "submit") else self._user
 
         def target_at(t: float) -> int:
             return share(int(round(ramp.value_at(t))), index, count)
@@ -293,7 +295,7 @@ class Worker:
             elapsed = (time.monotonic_ns() - self.start_ns) / 1e9
             self._user_limit = target_at(elapsed)
             while len(users) < self._user_limit:
-                users.append(asyncio.ensure_future(self._user(len(users), finished)))
+                users.append(asyncio.ensure_future(user(len(users), finished)))
             if not self.load.stages or elapsed >= ramp.end_s:
                 break
             try:
@@ -301,18 +303,20 @@ class Worker:
             except asyncio.TimeoutError:
                 pass
         self.tasks.update(users)
-        for user in users:
-            user.add_done_callback(self.tasks.discard)
+        for user_task in users:
+            user_task.add_done_callback(self.tasks.discard)
+
+    def _limit_may_rise(self) -> bool:
+        """For a user above the current limit: whether to look again after a tick (a ramp may raise it) or end."""
+        return bool(self.load.stages) and not self.stopping and (time.monotonic_ns() - self.start_ns) / 1e9 < self.end_s
 
     async def _user(self, number: int, finished: asyncio.Event) -> None:
         """One virtual user: request after request until the share is done or the ramp lowers the limit."""
         while not finished.is_set():
             if number >= self._user_limit:
-                if not self.load.stages:
+                if not self._limit_may_rise():
                     return
                 await asyncio.sleep(RAMP_TICK_S)
-                if self.stopping or (time.monotonic_ns() - self.start_ns) / 1e9 >= self.end_s:
-                    return
                 continue
             now_ns = time.monotonic_ns()
             phase = self._next_phase((now_ns - self.start_ns) / 1e9)
@@ -327,6 +331,20 @@ class Worker:
             except asyncio.CancelledError:
                 outcome = _CANCELLED
             self._after_send(phase, now_ns, sent_ns, outcome, request, receiver)
+
+    async def _driven_user(self, number: int, finished: asyncio.Event) -> None:
+        """The same virtual user as ``_user``, chained through the transport's ``submit`` callbacks.
+
+        The task only waits for the user to end; cancelling it (the bounded
+        drain) cancels the request in flight, which is counted as "cancelled".
+        """
+        user = _DrivenUser(self, number, finished)
+        user.next()
+        try:
+            await user.ended
+        except asyncio.CancelledError:
+            user.cancel()
+            raise
 
     # ------------------------------------------------------------------ one request
 
@@ -367,7 +385,7 @@ class Worker:
         good = error is None and status is not None and status < 400 and (facts is None or facts.check_failed is None)
         if good and self.objectives:
             good = self._meets_objectives(facts, end_ns - start_ns)
-        self.recorder.finished(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, open_loop=self.open_loop, facts=facts, good=good)
+        self.recorder.finished(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, facts, good)
         if self.csv is not None:
             self._write_row(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, request, facts)
 
@@ -401,3 +419,92 @@ class Worker:
             f"{f'{facts.ttft_ns / 1e6:.3f}' if facts is not None and facts.ttft_ns is not None else ''},"
             f"{facts.output_tokens if facts is not None and facts.output_tokens is not None else ''}\n"
         )
+
+
+class _DrivenUser:
+    """One closed-loop virtual user as a callback chain: each outcome records the request and submits the next.
+
+    Does what ``Worker._user`` does, in the same order, for a transport with
+    ``submit(done, request, receiver)`` (the fast transport): the request's
+    bookkeeping runs straight from the callback that completed the response,
+    with no future, task wake-up or coroutine per request. A plain profile
+    (the target's own request, no goodput objectives, no CSV) records with one
+    ``Recorder`` call each way and nothing else: at full speed this user's
+    work is most of the client's CPU per request.
+    """
+
+    __slots__ = ("worker", "number", "finished", "ended", "pending", "phase", "start_ns", "sent_ns", "request", "receiver", "loop", "lean")
+
+    def __init__(self, worker: Worker, number: int, finished: asyncio.Event) -> None:
+        self.worker = worker
+        self.number = number
+        self.finished = finished
+        self.loop = asyncio.get_running_loop()
+        self.ended: asyncio.Future[None] = self.loop.create_future()
+        self.pending: Any = None  # the transport's handle of the request in flight
+        self.phase = MEASURED
+        self.start_ns = self.sent_ns = 0
+        self.request: PreparedRequest | None = None
+        self.receiver: Any = None
+        self.lean = worker.prepared is None and not worker.objectives and worker.csv is None
+
+    def next(self) -> None:
+        """Send the next request, or wait a ramp tick, or end."""
+        worker = self.worker
+        try:
+            if self.ended.done() or self.finished.is_set():  # cancelled, or another user found the share done
+                self._end()
+                return
+            if self.number >= worker._user_limit:
+                if worker._limit_may_rise():
+                    self.loop.call_later(RAMP_TICK_S, self.next)
+                else:
+                    self._end()
+                return
+            now_ns = time.monotonic_ns()
+            phase = worker._next_phase((now_ns - worker.start_ns) / 1e9)
+            if phase is None:
+                self.finished.set()
+                self._end()
+                return
+            worker.in_flight += 1
+            self.phase = phase
+            if self.lean:
+                worker.recorder.sent(phase, now_ns)
+                self.start_ns = self.sent_ns = now_ns
+                self.pending = worker.transport.submit(self.outcome)  # type: ignore[attr-defined]
+            else:
+                self.request, self.receiver, self.sent_ns = worker._before_send(phase, now_ns)
+                self.start_ns = now_ns
+                self.pending = worker.transport.submit(self.outcome, self.request, self.receiver)  # type: ignore[attr-defined]
+        except BaseException as exc:  # noqa: BLE001 - the worker's own failure: ends the user's task with it
+            if not self.ended.done():
+                self.ended.set_exception(exc)
+
+    def outcome(self, outcome: tuple) -> None:
+        """The transport's callback: record the finished request, then go on."""
+        worker = self.worker
+        try:
+            if self.lean:
+                end_ns = time.monotonic_ns()
+                worker.in_flight -= 1
+                status, nbytes, error = outcome
+                sent_ns = self.sent_ns
+                worker.recorder.finished(self.phase, sent_ns, sent_ns, end_ns, status, error, nbytes, None, error is None and status < 400)
+            else:
+                worker._after_send(self.phase, self.start_ns, self.sent_ns, outcome, self.request, self.receiver)
+        except BaseException as exc:  # noqa: BLE001
+            if not self.ended.done():
+                self.ended.set_exception(exc)
+            return
+        self.next()
+
+    def cancel(self) -> None:
+        """The drain's deadline: the request in flight ends as "cancelled" (recorded), and the user with it."""
+        self.ended.cancel()
+        if self.pending is not None:
+            self.worker.transport.cancel(self.pending)  # type: ignore[attr-defined]
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)

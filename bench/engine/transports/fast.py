@@ -41,12 +41,14 @@ import socket
 import ssl
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
 import httptools
 
 from bench.engine.profile import Profile
+
+Outcome = tuple[int | None, int, str | None]
 
 __all__ = ["UNSUPPORTED", "FastTransport"]
 
@@ -69,18 +71,28 @@ _SAFE_QUERY = _SAFE_PATH + "?"
 
 
 class _Req:
-    """One send() in progress: its result future, its deadline (loop time), the connection serving it."""
+    """One request in progress: the callback its outcome goes to, its deadline (loop time), the connection serving it.
 
-    __slots__ = ("conn", "deadline", "fut", "receiver", "retried", "retry", "wire")
+    ``done`` is called exactly once, with the outcome, unless the request was
+    cancelled first; ``ended`` says it can no longer be called.
+    """
 
-    def __init__(self, fut: asyncio.Future, deadline: float, wire: bytes | None = None, receiver: Any = None, retry: bool = True) -> None:
-        self.fut = fut
+    __slots__ = ("conn", "deadline", "done", "ended", "receiver", "retried", "retry", "wire")
+
+    def __init__(self, done: Callable[[Outcome], Any], deadline: float, wire: bytes | None = None, receiver: Any = None, retry: bool = True) -> None:
+        self.done = done
+        self.ended = False
         self.deadline = deadline
         self.conn: _Conn | None = None
         self.retried = False
         self.wire = wire  # None: the profile's prebuilt request
         self.receiver = receiver
         self.retry = retry
+
+    def finish(self, outcome: Outcome) -> None:
+        if not self.ended:
+            self.ended = True
+            self.done(outcome)
 
 
 class _Unexpected(Exception):
@@ -176,19 +188,18 @@ class _Conn(asyncio.Protocol):
         req, self.req = self.req, None
         if req is not None:
             req.conn = None
-            fut = req.fut
-            if not fut.done():
+            if not req.ended:
                 status = _eof_body_status(self.head) if exc is None and self.got else None
                 if pool._closing:
-                    fut.set_result(_CANCELLED)
+                    req.finish(_CANCELLED)
                 elif status is not None:
-                    fut.set_result((status, self.nbytes, None))  # the body ran until the server closed
+                    req.finish((status, self.nbytes, None))  # the body ran until the server closed
                 elif not self.got and self.uses > 1 and not req.retried and req.retry:
                     # A kept-alive connection the server had closed while idle: once more on a new one.
                     req.retried = True
                     pool._connect_for(req)
                 else:
-                    fut.set_result(_READ)
+                    req.finish(_READ)
         if pool._close_waiter is not None and not pool._conns and not pool._close_waiter.done():
             pool._close_waiter.set_result(None)
         pool._kick()
@@ -218,21 +229,25 @@ class _Conn(asyncio.Protocol):
     # ------------------------------------------------------------------ internals
 
     def _done(self, req: _Req) -> None:
+        """The response is complete: free the connection first, then report, so the next request can take it."""
+        outcome = self.outcome
         self.req = None
         req.conn = None
-        fut = req.fut
-        if not fut.done():
-            fut.set_result(self.outcome)
-        if self.keep and self.pool._keepalive:
-            self.pool._release(self)
-        else:
+        pool = self.pool
+        if not self.keep or not pool._keepalive:
             self.shut()
+        elif pool._waiters:
+            pool._release(self)
+        else:
+            pool._idle.append(self)
+        if not req.ended:
+            req.ended = True
+            req.done(outcome)
 
-    def _fail(self, req: _Req, outcome: tuple) -> None:
+    def _fail(self, req: _Req, outcome: Outcome) -> None:
         req.conn = None
-        if not req.fut.done():
-            req.fut.set_result(outcome)
         self.discard()
+        req.finish(outcome)
 
 
 class _HeadConn(_Conn):
@@ -336,15 +351,32 @@ class FastTransport:
 
     # ------------------------------------------------------------------ the interface
 
-    async def send(self, prepared: Any = None, receiver: Any = None) -> tuple[int | None, int, str | None]:
+    async def send(self, prepared: Any = None, receiver: Any = None) -> Outcome:
         """Send a request once: (status, body bytes, None) or (None, 0, error kind); CancelledError propagates.
 
         ``prepared`` (a PreparedRequest to this transport's host) replaces the
         profile's request; ``receiver`` gets every body piece with its arrival time.
         """
+        fut = self._loop.create_future()
+        req = self.submit(fut.set_result, prepared, receiver)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.cancel(req, None)
+            raise
+
+    def submit(self, done: Callable[[Outcome], Any], prepared: Any = None, receiver: Any = None) -> _Req:
+        """Start a request and return at once; ``done(outcome)`` is called from the loop when it ends.
+
+        The callback form of ``send()``, for a caller that chains requests
+        without a coroutine, a future and a task wake-up per request (the
+        worker's closed loop: see ``Worker``). ``done`` is never called from
+        inside ``submit`` itself, and is called after the connection is back
+        in the pool, so it may submit the next request on the same connection.
+        """
         loop = self._loop
         if prepared is None:
-            req = _Req(loop.create_future(), loop.time() + self._timeout_s, None, receiver, self._retry)
+            req = _Req(done, loop.time() + self._timeout_s, None, receiver, self._retry)
         else:
             wire = prepared.cache.get("fast")
             if wire is None:
@@ -352,7 +384,10 @@ class FastTransport:
                 wire = prepared.cache["fast"] = _build_request(
                     prepared.method, parts, self._host, self._port, self._ssl is not None, prepared.headers, prepared.body, self._keepalive
                 )
-            req = _Req(loop.create_future(), loop.time() + self._timeout_s, wire, receiver, prepared.method in _IDEMPOTENT)
+            req = _Req(done, loop.time() + self._timeout_s, wire, receiver, prepared.method in _IDEMPOTENT)
+        if self._closing:
+            loop.call_soon(req.finish, _CANCELLED)
+            return req
         if self._timer is None:  # else it is due at an earlier deadline: every request has the same timeout
             self._timer = loop.call_at(req.deadline + _LATE_S, self._sweep)
         if self._idle:
@@ -361,13 +396,20 @@ class FastTransport:
             self._connect_for(req)
         else:
             self._waiters.append(req)
-        try:
-            return await req.fut
-        except asyncio.CancelledError:
-            conn = req.conn
-            if conn is not None and conn.req is req:
-                conn.discard()  # its response would belong to nobody
-            raise
+        return req
+
+    def cancel(self, req: _Req, outcome: Outcome | None = _CANCELLED) -> None:
+        """Give up on a submitted request: its connection is dropped (a late response would belong to nobody)
+        and ``done`` gets ``outcome`` (None: is not called) unless the request had already ended."""
+        if req.ended:
+            return
+        if outcome is None:
+            req.ended = True
+        conn = req.conn
+        if conn is not None and conn.req is req:
+            conn.discard()
+        if outcome is not None:
+            req.finish(outcome)
 
     async def close(self) -> None:
         """Close every connection, stop connection attempts, fail whatever still waits as "cancelled"."""
@@ -378,9 +420,7 @@ class FastTransport:
         for task in list(self._tasks):
             task.cancel()
         while self._waiters:
-            req = self._waiters.popleft()
-            if not req.fut.done():
-                req.fut.set_result(_CANCELLED)
+            self._waiters.popleft().finish(_CANCELLED)
         self._idle.clear()
         if self._conns:
             self._close_waiter = self._loop.create_future()
@@ -411,21 +451,21 @@ class FastTransport:
         self._timer = None
         now = self._loop.time()
         earliest = math.inf
+        expired: list[_Req] = []  # finished last: a callback may submit again, which must find the timer armed
         waiters = self._waiters
         while waiters:  # in deadline order
             req = waiters[0]
-            if req.fut.done():
+            if req.ended:
                 waiters.popleft()
             elif req.deadline <= now:
-                waiters.popleft()
-                req.fut.set_result(_TIMEOUT)
+                expired.append(waiters.popleft())
             else:
                 earliest = req.deadline
                 break
         for req in self._connecting:
-            if not req.fut.done():
+            if not req.ended:
                 if req.deadline <= now:
-                    req.fut.set_result(_TIMEOUT)
+                    expired.append(req)
                 elif req.deadline < earliest:
                     earliest = req.deadline
         for conn in list(self._conns):
@@ -434,20 +474,21 @@ class FastTransport:
                 continue
             if req.deadline <= now:
                 req.conn = None
-                if not req.fut.done():
-                    req.fut.set_result(_TIMEOUT)
                 conn.discard()
+                expired.append(req)
             elif req.deadline < earliest:
                 earliest = req.deadline
         if earliest < math.inf and not self._closing:
             self._timer = self._loop.call_at(earliest + _LATE_S, self._sweep)
+        for req in expired:
+            req.finish(_TIMEOUT)
 
     def _release(self, conn: _Conn) -> None:
         """A kept-alive connection is free: to the oldest live waiter, else to the idle pool."""
         waiters = self._waiters
         while waiters:
             req = waiters.popleft()
-            if not req.fut.done():
+            if not req.ended:
                 conn.start(req)
                 return
         self._idle.append(conn)
@@ -466,7 +507,7 @@ class FastTransport:
         waiters = self._waiters
         while waiters and self._open < self._pool_size and not self._closing:
             req = waiters.popleft()
-            if not req.fut.done():
+            if not req.ended:
                 self._connect_for(req)
 
     def _connect_for(self, req: _Req) -> None:
@@ -479,27 +520,27 @@ class FastTransport:
     async def _connect(self, req: _Req) -> None:
         try:
             conn = await self._open_connection()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # close(): the request ends with the transport
             self._open -= 1
             self._connecting.discard(req)
+            req.finish(_CANCELLED)
             raise
         except BaseException as exc:  # noqa: BLE001 - a failed connect is an error kind for this request
             self._connecting.discard(req)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self._open -= 1
-            if not req.fut.done():
-                req.fut.set_result((None, 0, _connect_error(exc)))
+            req.finish((None, 0, _connect_error(exc)))
             self._kick()
             return
         self._connecting.discard(req)
         if conn.dead:  # lost between connecting and now: connection_lost has freed its slot
-            if not req.fut.done():
-                req.fut.set_result(_READ)
+            req.finish(_READ)
             return
         if self._closing:
             conn.discard()
-        elif req.fut.done():  # it timed out or was cancelled meanwhile: the connection serves the next one
+            req.finish(_CANCELLED)
+        elif req.ended:  # it timed out or was cancelled meanwhile: the connection serves the next one
             self._release(conn)
         else:
             conn.start(req)
