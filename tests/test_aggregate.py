@@ -546,3 +546,22 @@ def test_recorder_matches_recording_every_value(open_loop: bool, seed: int) -> N
     assert tally.ok == sum(1 for e in responses if e[3] < 400 and not e[5])
     assert tally.http_errors == sum(1 for e in responses if e[3] >= 400)
     assert tally.check_errors == sum(1 for e in responses if e[3] < 400 and e[5])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_closed_response_counts_as_finished_does(seed: int) -> None:
+    """The closed loop's lean call and the general one leave the same reports, failures and overflow included."""
+    rng = random.Random(seed)
+    lean, general = Recorder(), Recorder()
+    for interval in range(3):
+        for _ in range(rng.randrange(1, 400)):
+            sent = T0 + rng.randrange(10**9)
+            end = sent + rng.choice([rng.randrange(10**6), rng.randrange(10**10), (HIGHEST_US + 5) * 1000, 300])
+            status = rng.choice([200, 200, 200, 204, 302, 404, 503]) if seed else 200
+            for rec in (lean, general):
+                rec.sent(MEASURED, sent)
+            lean.closed_response(MEASURED, sent, end, status, 17)
+            general.finished(MEASURED, sent, sent, end, status, None, 17, None, status < 400)
+        a, b = lean.flush(0, interval, 0, 0.0).measured, general.flush(0, interval, 0, 0.0).measured
+        assert a == b
+        assert (a.success is a.latency) == (b.success is b.latency)

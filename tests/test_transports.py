@@ -825,6 +825,61 @@ def test_fast_tries_each_address_and_remembers_the_one_that_answered() -> None:
     assert addrs[0] == (socket.AF_INET, "127.0.0.1")
 
 
+async def repeat_until(client: Any, times: int, timeout: float = 5.0) -> list:
+    """Submit one repeating request on the fast transport and let it go ``times`` times; its outcomes in order."""
+    outcomes: list = []
+    finished = asyncio.get_running_loop().create_future()
+
+    def done(outcome: tuple) -> bool:
+        outcomes.append(outcome)
+        if len(outcomes) < times:
+            return True
+        finished.set_result(None)
+        return False
+
+    client.submit(done, repeat=True)
+    await asyncio.wait_for(finished, timeout)
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("respond", "outcome"),
+    [(OK, OK_OUTCOME), (Respond(close=True), OK_OUTCOME), (DROP, (None, 0, "read")), (NEVER, (None, 0, "timeout"))],
+    ids=["keep-alive", "close", "drop", "never"],
+)
+def test_fast_repeating_request_goes_again_while_asked(respond: Any, outcome: tuple) -> None:
+    """submit(repeat=True) sends the request again each time done() returns True: on the same connection while
+    it stays usable, else through the pool; every send gets exactly one outcome, whatever the server does."""
+
+    async def body() -> tuple[list, Scripted, int]:
+        async with Scripted(script=lambda r: respond) as server:
+            async with opened("fast", server.url, pool_size=1, timeout="150ms") as client:
+                outcomes = await repeat_until(client, 6)
+                await asyncio.sleep(0.05)  # nothing more is sent once done() said no
+                sent = len(server.requests)
+            return outcomes, server, sent
+
+    outcomes, server, sent = run(body())
+    assert outcomes == [outcome] * 6
+    assert sent == 6
+    assert server.accepted == (1 if respond is OK else 6)  # a closed, dropped or timed-out connection is replaced
+
+
+def test_fast_repeating_request_cancelled_ends() -> None:
+    async def body() -> tuple[list, int]:
+        async with Scripted(script=lambda r: NEVER) as server:
+            async with opened("fast", server.url, timeout="5s") as client:
+                outcomes: list = []
+                req = client.submit(lambda outcome: outcomes.append(outcome) or True, repeat=True)
+                await server.wait_requests(1)
+                client.cancel(req)
+                await asyncio.sleep(0.05)
+                return outcomes, len(server.requests)
+
+    outcomes, sent = run(body())
+    assert outcomes == [(None, 0, "cancelled")] and sent == 1
+
+
 @pytest.mark.parametrize("with_body", [False, True], ids=["get", "post-without-content-type"])
 def test_no_headers_beyond_the_profile(name: str, with_body: bool) -> None:
     """Every transport sends Host, User-Agent (and Content-Length for a body), nothing the profile did not ask for."""

@@ -359,6 +359,44 @@ class Recorder:
         if facts is not None:
             self._inference(tally, pending, facts)
 
+    def closed_response(self, phase: str, sent_ns: int, end_ns: int, status: int, nbytes: int) -> None:
+        """``finished()`` for a closed loop's plain response (no facts; good unless its status is 400 or more).
+
+        The same counts and buckets (tested against ``finished``), with only
+        the steps such a response can take: at full speed the callback-driven
+        closed loop calls this once per request.
+        """
+        tally = self.phases[phase]
+        end_rel = end_ns - self.origin_ns
+        if tally.last_end_ns is None or end_rel > tally.last_end_ns:
+            tally.last_end_ns = end_rel
+        counts = tally.status
+        counts[status] = counts.get(status, 0) + 1
+        tally.bytes_received += nbytes
+        pending = self.pending[phase]
+        failed = status >= 400
+        split = tally.http_errors or tally.check_errors
+        if failed:
+            tally.http_errors += 1
+            if not split:
+                pending["success"] = dict(pending["latency"])
+        else:
+            tally.ok += 1
+            tally.good += 1
+        latency_us = (end_ns - sent_ns) // 1000
+        if latency_us < 1:
+            latency_us = 1
+        elif latency_us > HIGHEST_US:
+            tally.overflow += 1
+            return
+        shift = latency_us.bit_length() - 11
+        key = latency_us if shift <= 0 else (latency_us >> shift) << shift
+        counts = pending["latency"]
+        counts[key] = counts.get(key, 0) + 1
+        if split and not failed:
+            counts = pending["success"]
+            counts[key] = counts.get(key, 0) + 1
+
     @staticmethod
     def _inference(tally: PhaseCounts, pending: dict[str, dict[int, int]], facts: Any) -> None:
         for name, value_ns in (("ttft", facts.ttft_ns), ("tpot", facts.tpot_ns)):

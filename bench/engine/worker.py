@@ -131,6 +131,10 @@ class Worker:
         self.warmup_share = share(self.load.warmup_requests, spec.index, spec.count)
         self.measured_share = share(self.load.requests, spec.index, spec.count) if self.load.requests is not None else None
         self.measured_issued = 0
+        self.measured_cap = self.measured_share if self.measured_share is not None else -1
+        # Before this (monotonic ns) every next request is measured, budget allowing: _next_phase's verdict, cached
+        # for the callback-driven closed loop, where that call is a noticeable share of a request's cost.
+        self.measured_until_ns = 0
         self.end_s = schedule_end_s(self.load)
         self.csv: io.TextIOBase | None = None
         self.start_ns = 0
@@ -188,6 +192,7 @@ class Worker:
     def stop(self) -> None:
         """Stop issuing requests and drain the ones in flight (bounded)."""
         self.stopping = True
+        self.measured_until_ns = 0
         self._slot_freed.set()
 
     async def _report_loop(self) -> None:
@@ -238,6 +243,8 @@ class Worker:
             return None
         self.issued += 1
         self.measured_issued += 1
+        if not self.stopping:  # from here to the end, nothing but the budget or a stop makes a request other than measured
+            self.measured_until_ns = self.start_ns + (int(self.end_s * 1e9) if self.end_s < math.inf else 1 << 62)
         return MEASURED
 
     # ------------------------------------------------------------------ open loop
@@ -339,7 +346,7 @@ class Worker:
         drain) cancels the request in flight, which is counted as "cancelled".
         """
         user = _DrivenUser(self, number, finished)
-        user.next()
+        user.start()
         try:
             await user.ended
         except asyncio.CancelledError:
@@ -422,18 +429,21 @@ class Worker:
 
 
 class _DrivenUser:
-    """One closed-loop virtual user as a callback chain: each outcome records the request and submits the next.
+    """One closed-loop virtual user as a callback chain: each outcome records the request and starts the next.
 
     Does what ``Worker._user`` does, in the same order, for a transport with
-    ``submit(done, request, receiver)`` (the fast transport): the request's
-    bookkeeping runs straight from the callback that completed the response,
-    with no future, task wake-up or coroutine per request. A plain profile
-    (the target's own request, no goodput objectives, no CSV) records with one
-    ``Recorder`` call each way and nothing else: at full speed this user's
-    work is most of the client's CPU per request.
+    ``submit(done, request, receiver, repeat)`` (the fast transport): the
+    request's bookkeeping runs straight from the callback that completed the
+    response, with no future, task wake-up or coroutine per request. A plain
+    profile (the target's own request, no goodput objectives, no CSV) takes
+    the lean lane: one repeating request that ``outcome`` sends again by
+    returning True (the transport writes it on the same connection at once),
+    the time a response ended taken as the next send time, the phase from the
+    worker's cached verdict while it holds, and one lean ``Recorder`` call
+    each way. At full speed this is most of the client's CPU per request.
     """
 
-    __slots__ = ("worker", "number", "finished", "ended", "pending", "phase", "start_ns", "sent_ns", "request", "receiver", "loop", "lean")
+    __slots__ = ("worker", "number", "finished", "ended", "pending", "phase", "start_ns", "sent_ns", "request", "receiver", "loop", "lean", "done")
 
     def __init__(self, worker: Worker, number: int, finished: asyncio.Event) -> None:
         self.worker = worker
@@ -447,63 +457,90 @@ class _DrivenUser:
         self.request: PreparedRequest | None = None
         self.receiver: Any = None
         self.lean = worker.prepared is None and not worker.objectives and worker.csv is None
+        self.done = self.outcome  # bound once
 
-    def next(self) -> None:
-        """Send the next request, or wait a ramp tick, or end."""
+    def start(self) -> None:
+        """Send a request through the transport: the first, and after a ramp tick or a lean lane that stopped."""
+        try:
+            now_ns = time.monotonic_ns()
+            phase = self._take(now_ns)
+            if phase is not None:
+                self._submit(phase, now_ns)
+        except BaseException as exc:  # noqa: BLE001 - the worker's own failure: ends the user's task with it
+            self._fail(exc)
+
+    def outcome(self, outcome: tuple) -> bool:
+        """The transport's callback: record the finished request and start the next; True: send the same again now."""
         worker = self.worker
         try:
-            if self.ended.done() or self.finished.is_set():  # cancelled, or another user found the share done
-                self._end()
-                return
-            if self.number >= worker._user_limit:
-                if worker._limit_may_rise():
-                    self.loop.call_later(RAMP_TICK_S, self.next)
-                else:
-                    self._end()
-                return
             now_ns = time.monotonic_ns()
+            if self.lean:
+                status, nbytes, error = outcome
+                if error is None:
+                    worker.recorder.closed_response(self.phase, self.sent_ns, now_ns, status, nbytes)
+                else:
+                    worker.recorder.finished(self.phase, self.sent_ns, self.sent_ns, now_ns, None, error, 0)
+                worker.in_flight -= 1
+                phase = self._take(now_ns)
+                if phase is None:
+                    return False
+                worker.recorder.sent(phase, now_ns)
+                self.start_ns = self.sent_ns = now_ns
+                return True
+            worker._after_send(self.phase, self.start_ns, self.sent_ns, outcome, self.request, self.receiver)
+            phase = self._take(now_ns)
+            if phase is not None:
+                self._submit(phase, now_ns)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc)
+        return False
+
+    def _take(self, now_ns: int) -> str | None:
+        """The next request's phase, counted in flight; None when this user ends or waits for a ramp tick."""
+        worker = self.worker
+        if self.ended.done() or self.finished.is_set():  # cancelled, or another user found the share done
+            self._end()
+            return None
+        if self.number >= worker._user_limit:
+            if worker._limit_may_rise():
+                self.loop.call_later(RAMP_TICK_S, self.start)
+            else:
+                self._end()
+            return None
+        if now_ns < worker.measured_until_ns and worker.measured_issued != worker.measured_cap:
+            worker.issued += 1  # what _next_phase would do and say
+            worker.measured_issued += 1
+            phase: str | None = MEASURED
+        else:
             phase = worker._next_phase((now_ns - worker.start_ns) / 1e9)
             if phase is None:
                 self.finished.set()
                 self._end()
-                return
-            worker.in_flight += 1
-            self.phase = phase
-            if self.lean:
-                worker.recorder.sent(phase, now_ns)
-                self.start_ns = self.sent_ns = now_ns
-                self.pending = worker.transport.submit(self.outcome)  # type: ignore[attr-defined]
-            else:
-                self.request, self.receiver, self.sent_ns = worker._before_send(phase, now_ns)
-                self.start_ns = now_ns
-                self.pending = worker.transport.submit(self.outcome, self.request, self.receiver)  # type: ignore[attr-defined]
-        except BaseException as exc:  # noqa: BLE001 - the worker's own failure: ends the user's task with it
-            if not self.ended.done():
-                self.ended.set_exception(exc)
+                return None
+        worker.in_flight += 1
+        self.phase = phase
+        return phase
 
-    def outcome(self, outcome: tuple) -> None:
-        """The transport's callback: record the finished request, then go on."""
+    def _submit(self, phase: str, now_ns: int) -> None:
         worker = self.worker
-        try:
-            if self.lean:
-                end_ns = time.monotonic_ns()
-                worker.in_flight -= 1
-                status, nbytes, error = outcome
-                sent_ns = self.sent_ns
-                worker.recorder.finished(self.phase, sent_ns, sent_ns, end_ns, status, error, nbytes, None, error is None and status < 400)
-            else:
-                worker._after_send(self.phase, self.start_ns, self.sent_ns, outcome, self.request, self.receiver)
-        except BaseException as exc:  # noqa: BLE001
-            if not self.ended.done():
-                self.ended.set_exception(exc)
-            return
-        self.next()
+        if self.lean:
+            worker.recorder.sent(phase, now_ns)
+            self.start_ns = self.sent_ns = now_ns
+            self.pending = worker.transport.submit(self.done, None, None, True)  # type: ignore[attr-defined]
+        else:
+            self.request, self.receiver, self.sent_ns = worker._before_send(phase, now_ns)
+            self.start_ns = now_ns
+            self.pending = worker.transport.submit(self.done, self.request, self.receiver)  # type: ignore[attr-defined]
 
     def cancel(self) -> None:
         """The drain's deadline: the request in flight ends as "cancelled" (recorded), and the user with it."""
         self.ended.cancel()
         if self.pending is not None:
             self.worker.transport.cancel(self.pending)  # type: ignore[attr-defined]
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.ended.done():
+            self.ended.set_exception(exc)
 
     def _end(self) -> None:
         if not self.ended.done():

@@ -73,13 +73,24 @@ _SAFE_QUERY = _SAFE_PATH + "?"
 class _Req:
     """One request in progress: the callback its outcome goes to, its deadline (loop time), the connection serving it.
 
-    ``done`` is called exactly once, with the outcome, unless the request was
-    cancelled first; ``ended`` says it can no longer be called.
+    ``done`` is called exactly once per send, with the outcome, unless the
+    request was cancelled first; ``ended`` says it can no longer be called. A
+    repeating request (``repeat``: its transport) is sent again each time
+    ``done`` returns True: on the same connection when its response left it
+    reusable, else through the pool like a new one.
     """
 
-    __slots__ = ("conn", "deadline", "done", "ended", "receiver", "retried", "retry", "wire")
+    __slots__ = ("conn", "deadline", "done", "ended", "receiver", "repeat", "retried", "retry", "wire")
 
-    def __init__(self, done: Callable[[Outcome], Any], deadline: float, wire: bytes | None = None, receiver: Any = None, retry: bool = True) -> None:
+    def __init__(
+        self,
+        done: Callable[[Outcome], Any],
+        deadline: float,
+        wire: bytes | None = None,
+        receiver: Any = None,
+        retry: bool = True,
+        repeat: FastTransport | None = None,
+    ) -> None:
         self.done = done
         self.ended = False
         self.deadline = deadline
@@ -88,11 +99,13 @@ class _Req:
         self.wire = wire  # None: the profile's prebuilt request
         self.receiver = receiver
         self.retry = retry
+        self.repeat = repeat
 
     def finish(self, outcome: Outcome) -> None:
         if not self.ended:
             self.ended = True
-            self.done(outcome)
+            if self.done(outcome) and self.repeat is not None:
+                self.repeat._again(self)
 
 
 class _Unexpected(Exception):
@@ -107,7 +120,7 @@ class _Conn(asyncio.Protocol):
     from the parser then.
     """
 
-    __slots__ = ("dead", "got", "head", "keep", "nbytes", "outcome", "parser", "pool", "req", "request", "too_large", "transport", "uses")
+    __slots__ = ("dead", "head", "keep", "nbytes", "outcome", "parser", "pool", "req", "request", "too_large", "transport", "uses")
 
     def __init__(self, pool: FastTransport) -> None:
         self.pool = pool
@@ -117,8 +130,7 @@ class _Conn(asyncio.Protocol):
         self.req: _Req | None = None
         self.outcome: tuple[int, int, None] | None = None  # set once the response is complete
         self.nbytes = 0
-        self.got = False  # any byte of the current response received
-        self.head = b""  # the response's first bytes, kept to judge a body that ends with the connection
+        self.head = b""  # the response's first bytes (empty: none yet), kept to judge a body that ends with the connection
         self.keep = False
         self.dead = False
         self.too_large = False
@@ -131,7 +143,7 @@ class _Conn(asyncio.Protocol):
         req.conn = self
         self.uses += 1
         self.nbytes = 0
-        self.got = False
+        self.head = b""
         self.outcome = None
         self.transport.write(req.wire or self.request)
 
@@ -163,8 +175,7 @@ class _Conn(asyncio.Protocol):
         if req is None:  # bytes nobody asked for: the connection can no longer be trusted
             self.discard()
             return
-        if not self.got:
-            self.got = True
+        if not self.head:
             self.head = data
         try:
             self.parser.feed_data(data)
@@ -173,8 +184,37 @@ class _Conn(asyncio.Protocol):
                 self._fail(req, _TOO_LARGE if self.too_large else _PROTOCOL)
                 return
             self.keep = False  # a complete response, then bytes nobody asked for: answer it, drop the connection
-        if self.outcome is not None:
-            self._done(req)
+        outcome = self.outcome
+        if outcome is None:
+            return
+        # The response is complete. A repeating request that is to go again goes again at once on this
+        # connection (the closed loop at full speed: no trip through the pool); any other request frees
+        # the connection first, then reports, so that whatever it starts next can take the connection.
+        self.req = None
+        req.conn = None
+        pool = self.pool
+        keep = self.keep and pool._keepalive
+        if keep and req.repeat is not None and not req.ended:
+            req.ended = True
+            if req.done(outcome) and not pool._closing:
+                req.ended = req.retried = False
+                req.deadline = pool._loop.time() + pool._timeout_s
+                self.start(req)
+                return
+            self._free(keep)
+            return
+        self._free(keep)
+        req.finish(outcome)
+
+    def _free(self, keep: bool) -> None:
+        """After a complete response: back to the pool (the oldest waiter, else idle), or closed."""
+        pool = self.pool
+        if not keep:
+            self.shut()
+        elif pool._waiters:
+            pool._release(self)
+        else:
+            pool._idle.append(self)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; connection_lost decides what the EOF meant
@@ -189,12 +229,12 @@ class _Conn(asyncio.Protocol):
         if req is not None:
             req.conn = None
             if not req.ended:
-                status = _eof_body_status(self.head) if exc is None and self.got else None
+                status = _eof_body_status(self.head) if exc is None and self.head else None
                 if pool._closing:
                     req.finish(_CANCELLED)
                 elif status is not None:
                     req.finish((status, self.nbytes, None))  # the body ran until the server closed
-                elif not self.got and self.uses > 1 and not req.retried and req.retry:
+                elif not self.head and self.uses > 1 and not req.retried and req.retry:
                     # A kept-alive connection the server had closed while idle: once more on a new one.
                     req.retried = True
                     pool._connect_for(req)
@@ -228,26 +268,19 @@ class _Conn(asyncio.Protocol):
 
     # ------------------------------------------------------------------ internals
 
-    def _done(self, req: _Req) -> None:
-        """The response is complete: free the connection first, then report, so the next request can take it."""
-        outcome = self.outcome
-        self.req = None
-        req.conn = None
-        pool = self.pool
-        if not self.keep or not pool._keepalive:
-            self.shut()
-        elif pool._waiters:
-            pool._release(self)
-        else:
-            pool._idle.append(self)
-        if not req.ended:
-            req.ended = True
-            req.done(outcome)
-
     def _fail(self, req: _Req, outcome: Outcome) -> None:
         req.conn = None
         self.discard()
         req.finish(outcome)
+
+
+class _PlainConn(_Conn):
+    """A connection for a plain profile with no ``max_body``: body pieces are only counted (no receiver, no limit)."""
+
+    __slots__ = ()
+
+    def on_body(self, body: bytes) -> None:
+        self.nbytes += len(body)
 
 
 class _HeadConn(_Conn):
@@ -313,7 +346,10 @@ class FastTransport:
         self._keepalive = client.keepalive
         self._max_body = client.max_body if client.max_body is not None else math.inf
         self._retry = target.method in _IDEMPOTENT  # a stale connection's request is retried (RFC 9112, 9.3.1)
-        self._conn_class = _HeadConn if target.method == "HEAD" else _Conn
+        if target.method == "HEAD":
+            self._conn_class: type[_Conn] = _HeadConn
+        else:
+            self._conn_class = _PlainConn if profile.plain and client.max_body is None else _Conn
 
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -365,18 +401,22 @@ class FastTransport:
             self.cancel(req, None)
             raise
 
-    def submit(self, done: Callable[[Outcome], Any], prepared: Any = None, receiver: Any = None) -> _Req:
-        """Start a request and return at once; ``done(outcome)`` is called from the loop when it ends.
+    def submit(self, done: Callable[[Outcome], Any], prepared: Any = None, receiver: Any = None, repeat: bool = False) -> _Req:
+        """Start a request and return its handle at once; ``done(outcome)`` is called from the loop when it ends.
 
         The callback form of ``send()``, for a caller that chains requests
         without a coroutine, a future and a task wake-up per request (the
         worker's closed loop: see ``Worker``). ``done`` is never called from
-        inside ``submit`` itself, and is called after the connection is back
-        in the pool, so it may submit the next request on the same connection.
+        inside ``submit``; for a request that is not repeating it is called
+        after the connection is back in the pool, so it may submit the next
+        request on the same connection. ``repeat``: the request is sent again
+        each time ``done`` returns True (it has counted the next send), like
+        wrk's connections; on the same connection when the response left it
+        reusable.
         """
         loop = self._loop
         if prepared is None:
-            req = _Req(done, loop.time() + self._timeout_s, None, receiver, self._retry)
+            req = _Req(done, loop.time() + self._timeout_s, None, receiver, self._retry, self if repeat else None)
         else:
             wire = prepared.cache.get("fast")
             if wire is None:
@@ -384,25 +424,39 @@ class FastTransport:
                 wire = prepared.cache["fast"] = _build_request(
                     prepared.method, parts, self._host, self._port, self._ssl is not None, prepared.headers, prepared.body, self._keepalive
                 )
-            req = _Req(done, loop.time() + self._timeout_s, wire, receiver, prepared.method in _IDEMPOTENT)
+            req = _Req(done, loop.time() + self._timeout_s, wire, receiver, prepared.method in _IDEMPOTENT, self if repeat else None)
+        self._route(req)
+        return req
+
+    def _again(self, req: _Req) -> None:
+        """A repeating request goes again through the pool (its connection was closed, lost or timed out)."""
+        req.ended = req.retried = False
+        req.deadline = self._loop.time() + self._timeout_s
+        if req in self._connecting:  # it timed out while a connection was being opened for it: it takes that one
+            return
+        self._route(req)
+
+    def _route(self, req: _Req) -> None:
+        """Send on an idle connection, or open one while under the limit, or wait in line for one."""
         if self._closing:
-            loop.call_soon(req.finish, _CANCELLED)
-            return req
+            req.repeat = None  # the caller has counted it as sent: it ends as "cancelled", and only once
+            self._loop.call_soon(req.finish, _CANCELLED)
+            return
         if self._timer is None:  # else it is due at an earlier deadline: every request has the same timeout
-            self._timer = loop.call_at(req.deadline + _LATE_S, self._sweep)
+            self._timer = self._loop.call_at(req.deadline + _LATE_S, self._sweep)
         if self._idle:
             self._idle.pop().start(req)
         elif self._open < self._pool_size:
             self._connect_for(req)
         else:
             self._waiters.append(req)
-        return req
 
     def cancel(self, req: _Req, outcome: Outcome | None = _CANCELLED) -> None:
         """Give up on a submitted request: its connection is dropped (a late response would belong to nobody)
         and ``done`` gets ``outcome`` (None: is not called) unless the request had already ended."""
         if req.ended:
             return
+        req.repeat = None  # a cancelled request does not go again
         if outcome is None:
             req.ended = True
         conn = req.conn
