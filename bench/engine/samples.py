@@ -364,12 +364,11 @@ class Recorder:
 
         The same counts and buckets (tested against ``finished``), with only
         the steps such a response can take: at full speed the callback-driven
-        closed loop calls this once per request.
+        closed loop calls this once per request. Calls come in time order (one
+        worker's clock, read as each response ends), so the last end is this one.
         """
         tally = self.phases[phase]
-        end_rel = end_ns - self.origin_ns
-        if tally.last_end_ns is None or end_rel > tally.last_end_ns:
-            tally.last_end_ns = end_rel
+        tally.last_end_ns = end_ns - self.origin_ns
         counts = tally.status
         counts[status] = counts.get(status, 0) + 1
         tally.bytes_received += nbytes

@@ -480,10 +480,15 @@ class _DrivenUser:
                     worker.recorder.closed_response(self.phase, self.sent_ns, now_ns, status, nbytes)
                 else:
                     worker.recorder.finished(self.phase, self.sent_ns, self.sent_ns, now_ns, None, error, 0)
-                worker.in_flight -= 1
-                phase = self._take(now_ns)
-                if phase is None:
-                    return False
+                if now_ns < worker.measured_until_ns and worker.measured_issued != worker.measured_cap and self.number < worker._user_limit:
+                    worker.issued += 1  # what _take would do and say, in its most common case
+                    worker.measured_issued += 1
+                    self.phase = phase = MEASURED
+                else:
+                    worker.in_flight -= 1
+                    phase = self._take(now_ns)
+                    if phase is None:
+                        return False
                 worker.recorder.sent(phase, now_ns)
                 self.start_ns = self.sent_ns = now_ns
                 return True
@@ -515,6 +520,7 @@ class _DrivenUser:
             phase = worker._next_phase((now_ns - worker.start_ns) / 1e9)
             if phase is None:
                 self.finished.set()
+                worker.measured_until_ns = 0  # the other users' lean lane must look too
                 self._end()
                 return None
         worker.in_flight += 1
@@ -535,6 +541,7 @@ class _DrivenUser:
     def cancel(self) -> None:
         """The drain's deadline: the request in flight ends as "cancelled" (recorded), and the user with it."""
         self.ended.cancel()
+        self.worker.measured_until_ns = 0  # no lean lane goes on without looking
         if self.pending is not None:
             self.worker.transport.cancel(self.pending)  # type: ignore[attr-defined]
 

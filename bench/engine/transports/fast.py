@@ -190,19 +190,28 @@ class _Conn(asyncio.Protocol):
         # The response is complete. A repeating request that is to go again goes again at once on this
         # connection (the closed loop at full speed: no trip through the pool); any other request frees
         # the connection first, then reports, so that whatever it starts next can take the connection.
-        self.req = None
-        req.conn = None
         pool = self.pool
         keep = self.keep and pool._keepalive
         if keep and req.repeat is not None and not req.ended:
             req.ended = True
-            if req.done(outcome) and not pool._closing:
+            again = req.done(outcome)
+            if again and not pool._closing:  # start() inlined: this is the closed loop's every request
                 req.ended = req.retried = False
                 req.deadline = pool._loop.time() + pool._timeout_s
-                self.start(req)
+                self.uses += 1
+                self.nbytes = 0
+                self.head = b""
+                self.outcome = None
+                self.transport.write(req.wire or self.request)
                 return
+            self.req = None
+            req.conn = None
             self._free(keep)
+            if again:  # the transport is closing: it ends as "cancelled"
+                pool._again(req)
             return
+        self.req = None
+        req.conn = None
         self._free(keep)
         req.finish(outcome)
 
