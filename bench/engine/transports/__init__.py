@@ -8,7 +8,9 @@ releases the connections. The worker never knows which transport it drives.
 * ``aiohttp`` (default): everything aiohttp does (TLS, proxies from the
   environment, any body), at aiohttp's cost per request.
 * ``fast``: a lean HTTP/1.1 client on uvloop + httptools for when the
-  generator itself must be cheap.
+  generator itself must be cheap. It also offers a callback form
+  (``submit``/``cancel``, with repeating requests), which the worker's
+  closed loop uses when a transport has it.
 * ``h2``: HTTP/2 with many streams per connection (h2c or TLS with ALPN).
 """
 

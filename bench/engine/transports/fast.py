@@ -21,14 +21,22 @@ asyncio.Protocol client does, plus what a load tester needs:
 * a request that fails on a reused keep-alive connection before any byte of
   its response arrived (the server closed the idle connection) is retried
   once on a new connection, as aiohttp does, and counted as one request;
-  like aiohttp, only for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS).
+  like aiohttp, only for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS);
+* besides the coroutine ``send()``, a callback form: ``submit(done, ...)``
+  calls ``done(outcome)`` when the request ends, and a repeating request
+  (``repeat=True``) is written again on the same connection, straight from
+  the callback that completed its response, each time ``done`` returns True,
+  as wrk's connections do. The worker's closed loop runs on it: at full speed
+  a request then costs one callback into the worker and no pool, future or
+  task work at all.
 
 Failures are error kinds, never exceptions (see ``bench.engine.transports``):
 "connect" (refused, DNS, TLS handshake), "timeout" (the request's total
 ``target.timeout`` or the connect timeout ``client.connect_timeout``), "read"
 (the server closed or reset the connection mid-response), "protocol" (a
 response httptools cannot parse, or bytes nobody asked for). A cancelled
-``send()`` raises CancelledError, and its connection is discarded.
+``send()`` raises CancelledError, and its connection is discarded; ``cancel()``
+ends a submitted request as "cancelled".
 """
 
 from __future__ import annotations
