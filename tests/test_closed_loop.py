@@ -9,6 +9,7 @@ run whose held requests are cancelled and counted.
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 from pathlib import Path
@@ -42,6 +43,27 @@ def test_a_request_budget_is_sent_exactly_once_over_all_users(tmp_path: Path, tr
     req = result.summary["requests"]
     assert (req["sent"], req["ok"], req["client_errors"]) == (501, 501, 0)
     assert result.summary["warmup"]["sent"] == 13
+
+
+@pytest.mark.parametrize("transport", USERS)
+def test_every_request_has_its_csv_row(tmp_path: Path, transport: str) -> None:
+    # With the CSV on, the callback-driven user leaves its lean lane: a row per request, phases and statuses as counted.
+    rows_path = tmp_path / "rows.csv"
+    result = run_profile(
+        tmp_path,
+        {
+            "mock": {"latency": {"model": "fixed", "delay": "1ms"}, "errors": {"rate": 0.2, "statuses": [503]}, "seed": 4},
+            "load": {"concurrency": 5, "requests": 300, "warmup": 20, "workers": 2},
+            "client": {"transport": transport},
+            "output": {"csv": str(rows_path)},
+        },
+    )
+    with open(rows_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    req = result.summary["requests"]
+    assert req["sent"] == 300 and req["ok"] + req["http_errors"] == 300
+    assert sum(r["phase"] == "measured" for r in rows) == 300 and sum(r["phase"] == "warmup" for r in rows) == 20
+    assert sum(r["status"] == "503" for r in rows if r["phase"] == "measured") == req["http_errors"] > 0
 
 
 @pytest.mark.parametrize("transport", USERS)

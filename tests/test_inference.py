@@ -47,13 +47,16 @@ def chat_profile(openai: dict | None = None, **load) -> dict:
     }
 
 
-def test_ttft_tpot_itl_match_the_mock(tmp_path: Path) -> None:
-    result = run_profile(tmp_path, chat_profile())
+@pytest.mark.parametrize(("transport", "n"), [("aiohttp", 120), ("fast", 48)])  # coroutine users; callback-driven users
+def test_ttft_tpot_itl_match_the_mock(tmp_path: Path, transport: str, n: int) -> None:
+    data = chat_profile(requests=n)
+    data["client"] = {"transport": transport}
+    result = run_profile(tmp_path, data)
     summary = result.summary
-    assert result.status == "completed" and summary["requests"]["ok"] == 120
+    assert result.status == "completed" and summary["requests"]["ok"] == n
     inference = summary["inference"]
     ttft, tpot, itl = inference["ttft"], inference["tpot"], inference["itl"]
-    assert ttft["count"] == tpot["count"] == 120
+    assert ttft["count"] == tpot["count"] == n
     assert TTFT_MS <= ttft["p50"] <= TTFT_MS + 8, ttft  # accuracy itself is bounded in test_accuracy.py
     # p99: the 10 ms overhead bound, the mock's timer rounding up to a whole ms, and the worker's
     # 250 ms report flush landing on a first chunk (measured: +3 to +13 ms on a busy 2-core machine).
@@ -61,10 +64,10 @@ def test_ttft_tpot_itl_match_the_mock(tmp_path: Path) -> None:
     # TPOT = (e2e - ttft) / (20 - 1): the mean inter-token delay of each request.
     assert ITL_MS <= tpot["p50"] <= ITL_MS + 2, tpot
     assert ITL_MS - 1 <= itl["p50"] <= ITL_MS + 2, itl  # 1 ms: client read jitter between chunks
-    assert itl["count"] == 120 * 19  # 19 gaps between 20 content events per request
+    assert itl["count"] == n * 19  # 19 gaps between 20 content events per request
     # Token counts: the server's usage wins, and it says 20 per request.
-    assert inference["output_tokens"] == 120 * 20
-    assert inference["token_source"] == {"server": 120}
+    assert inference["output_tokens"] == n * 20
+    assert inference["token_source"] == {"server": n}
     # e2e latency = TTFT + 19 inter-token delays.
     assert summary["latency"]["p50"] >= TTFT_MS + 19 * ITL_MS
 
