@@ -370,31 +370,39 @@ class Recorder:
         tally = self.phases[phase]
         tally.last_end_ns = end_ns - self.origin_ns
         counts = tally.status
-        counts[status] = counts.get(status, 0) + 1
+        try:  # (cheaper than counts.get(): a status is new only once an interval)
+            counts[status] += 1
+        except KeyError:
+            counts[status] = 1
         tally.bytes_received += nbytes
-        pending = self.pending[phase]
-        failed = status >= 400
-        split = tally.http_errors or tally.check_errors
-        if failed:
-            tally.http_errors += 1
-            if not split:
-                pending["success"] = dict(pending["latency"])
+        latency_us = (end_ns - sent_ns) // 1000
+        if latency_us < 2048:  # its own bucket (see bucket_floor)
+            key = latency_us if latency_us > 0 else 1
+        elif latency_us <= HIGHEST_US:
+            shift = latency_us.bit_length() - 11
+            key = (latency_us >> shift) << shift
         else:
+            key = 0  # overflow: counted, not recorded
+        pending = self.pending[phase]
+        if status < 400:
             tally.ok += 1
             tally.good += 1
-        latency_us = (end_ns - sent_ns) // 1000
-        if latency_us < 1:
-            latency_us = 1
-        elif latency_us > HIGHEST_US:
+            if tally.http_errors or tally.check_errors:  # success has had a dict of its own since the first failure
+                if key:
+                    counts = pending["success"]
+                    counts[key] = counts.get(key, 0) + 1
+        else:
+            if not tally.http_errors and not tally.check_errors:
+                pending["success"] = dict(pending["latency"])  # every latency so far was a success's
+            tally.http_errors += 1
+        if not key:
             tally.overflow += 1
             return
-        shift = latency_us.bit_length() - 11
-        key = latency_us if shift <= 0 else (latency_us >> shift) << shift
         counts = pending["latency"]
-        counts[key] = counts.get(key, 0) + 1
-        if split and not failed:
-            counts = pending["success"]
-            counts[key] = counts.get(key, 0) + 1
+        try:
+            counts[key] += 1
+        except KeyError:
+            counts[key] = 1
 
     @staticmethod
     def _inference(tally: PhaseCounts, pending: dict[str, dict[int, int]], facts: Any) -> None:

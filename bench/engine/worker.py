@@ -313,31 +313,64 @@ class Worker:
         for user_task in users:
             user_task.add_done_callback(self.tasks.discard)
 
+    def _phase_at(self, now_ns: int) -> str | None:
+        """``_next_phase`` for a closed-loop user deciding at ``now_ns``, its verdict cached while every request is measured."""
+        if now_ns < self.measured_until_ns and self.measured_issued != self.measured_cap:
+            self.issued += 1  # what _next_phase would do and say
+            self.measured_issued += 1
+            return MEASURED
+        return self._next_phase((now_ns - self.start_ns) / 1e9)
+
     def _limit_may_rise(self) -> bool:
         """For a user above the current limit: whether to look again after a tick (a ramp may raise it) or end."""
         return bool(self.load.stages) and not self.stopping and (time.monotonic_ns() - self.start_ns) / 1e9 < self.end_s
 
     async def _user(self, number: int, finished: asyncio.Event) -> None:
-        """One virtual user: request after request until the share is done or the ramp lowers the limit."""
+        """One virtual user: request after request until the share is done or the ramp lowers the limit.
+
+        A plain profile takes the lean lane, as ``_DrivenUser`` does: the
+        time a response ended is the next send time, and one lean ``Recorder``
+        call each way (the transport's own cost dominates, but this is what
+        bench adds to it).
+        """
+        lean = self.prepared is None and not self.objectives and self.csv is None
+        recorder, send = self.recorder, self.transport.send
+        now_ns = time.monotonic_ns()
         while not finished.is_set():
             if number >= self._user_limit:
                 if not self._limit_may_rise():
                     return
                 await asyncio.sleep(RAMP_TICK_S)
+                now_ns = time.monotonic_ns()
                 continue
-            now_ns = time.monotonic_ns()
-            phase = self._next_phase((now_ns - self.start_ns) / 1e9)
+            phase = self._phase_at(now_ns)
             if phase is None:
                 finished.set()
+                self.measured_until_ns = 0  # the other users' lean lane must look too
                 return
             self.in_flight += 1
+            if lean:
+                recorder.sent(phase, now_ns)
+                try:
+                    status, nbytes, error = await send()
+                except asyncio.CancelledError:
+                    status, nbytes, error = _CANCELLED
+                end_ns = time.monotonic_ns()
+                if error is None:
+                    recorder.closed_response(phase, now_ns, end_ns, status, nbytes)  # type: ignore[arg-type]
+                else:
+                    recorder.finished(phase, now_ns, now_ns, end_ns, None, error, 0)
+                self.in_flight -= 1
+                now_ns = end_ns
+                continue
             # _one's steps inlined: one coroutine level less for every resumption inside the transport.
             request, receiver, sent_ns = self._before_send(phase, now_ns)
             try:
-                outcome = await (self.transport.send() if request is None else self.transport.send(request, receiver))
+                outcome = await (send() if request is None else send(request, receiver))
             except asyncio.CancelledError:
                 outcome = _CANCELLED
             self._after_send(phase, now_ns, sent_ns, outcome, request, receiver)
+            now_ns = time.monotonic_ns()
 
     async def _driven_user(self, number: int, finished: asyncio.Event) -> None:
         """The same virtual user as ``_user``, chained through the transport's ``submit`` callbacks.
@@ -481,7 +514,7 @@ class _DrivenUser:
                 else:
                     worker.recorder.finished(self.phase, self.sent_ns, self.sent_ns, now_ns, None, error, 0)
                 if now_ns < worker.measured_until_ns and worker.measured_issued != worker.measured_cap and self.number < worker._user_limit:
-                    worker.issued += 1  # what _take would do and say, in its most common case
+                    worker.issued += 1  # what _take and _phase_at would do and say, in the most common case
                     worker.measured_issued += 1
                     self.phase = phase = MEASURED
                 else:
@@ -512,17 +545,12 @@ class _DrivenUser:
             else:
                 self._end()
             return None
-        if now_ns < worker.measured_until_ns and worker.measured_issued != worker.measured_cap:
-            worker.issued += 1  # what _next_phase would do and say
-            worker.measured_issued += 1
-            phase: str | None = MEASURED
-        else:
-            phase = worker._next_phase((now_ns - worker.start_ns) / 1e9)
-            if phase is None:
-                self.finished.set()
-                worker.measured_until_ns = 0  # the other users' lean lane must look too
-                self._end()
-                return None
+        phase = worker._phase_at(now_ns)
+        if phase is None:
+            self.finished.set()
+            worker.measured_until_ns = 0  # the other users' lean lane must look too
+            self._end()
+            return None
         worker.in_flight += 1
         self.phase = phase
         return phase
