@@ -133,7 +133,7 @@ class Worker:
         self.measured_issued = 0
         self.measured_cap = self.measured_share if self.measured_share is not None else -1
         # Before this (monotonic ns) every next request is measured, budget allowing: _next_phase's verdict, cached
-        # for the callback-driven closed loop, where that call is a noticeable share of a request's cost.
+        # for the closed loop's users (_phase_at), where that call is a noticeable share of a fast request's cost.
         self.measured_until_ns = 0
         self.end_s = schedule_end_s(self.load)
         self.csv: io.TextIOBase | None = None
