@@ -550,7 +550,7 @@ def test_recorder_matches_recording_every_value(open_loop: bool, seed: int) -> N
 
 @pytest.mark.parametrize("seed", range(4))
 def test_closed_response_counts_as_finished_does(seed: int) -> None:
-    """The closed loop's lean call and the general one leave the same reports, failures and overflow included."""
+    """The closed loop's lean call and the general ones leave the same reports, failures and overflow included."""
     rng = random.Random(seed)
     lean, general = Recorder(), Recorder()
     for interval in range(3):
@@ -560,10 +560,11 @@ def test_closed_response_counts_as_finished_does(seed: int) -> None:
             end = sent + rng.choice([rng.randrange(10**6), rng.randrange(10**10), (HIGHEST_US + 5) * 1000, 300])
             events.append((end, sent, rng.choice([200, 200, 200, 204, 302, 404, 503]) if seed else 200))
         for end, sent, status in sorted(events):  # a worker records responses as they end
-            for rec in (lean, general):
-                rec.sent(MEASURED, sent)
-            lean.closed_response(MEASURED, sent, end, status, 17)
+            again = rng.random() < 0.5  # the user sends its next request as this one ends
+            lean.closed_response(MEASURED, sent, end, status, 17, again)
             general.finished(MEASURED, sent, sent, end, status, None, 17, None, status < 400)
+            if again:
+                general.sent(MEASURED, end)
         a, b = lean.flush(0, interval, 0, 0.0).measured, general.flush(0, interval, 0, 0.0).measured
         assert a == b
         assert (a.success is a.latency) == (b.success is b.latency)

@@ -359,16 +359,23 @@ class Recorder:
         if facts is not None:
             self._inference(tally, pending, facts)
 
-    def closed_response(self, phase: str, sent_ns: int, end_ns: int, status: int, nbytes: int) -> None:
+    def closed_response(self, phase: str, sent_ns: int, end_ns: int, status: int, nbytes: int, again: bool = False) -> None:
         """``finished()`` for a closed loop's plain response (no facts; good unless its status is 400 or more).
 
         The same counts and buckets (tested against ``finished``), with only
         the steps such a response can take: at full speed the callback-driven
         closed loop calls this once per request. Calls come in time order (one
-        worker's clock, read as each response ends), so the last end is this one.
+        worker's clock, read as each response ends), so the last end is this
+        one. ``again``: the user sends its next request of the same phase at
+        ``end_ns``, counted here as ``sent(phase, end_ns)`` would.
         """
         tally = self.phases[phase]
-        tally.last_end_ns = end_ns - self.origin_ns
+        end_rel = tally.last_end_ns = end_ns - self.origin_ns
+        if again:
+            tally.sent += 1
+            if tally.first_send_ns is None:
+                tally.first_send_ns = tally.first_intended_ns = end_rel
+            tally.last_send_ns = tally.last_intended_ns = end_rel
         counts = tally.status
         try:  # (cheaper than counts.get(): a status is new only once an interval)
             counts[status] += 1

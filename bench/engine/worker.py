@@ -509,20 +509,27 @@ class _DrivenUser:
             now_ns = time.monotonic_ns()
             if self.lean:
                 status, nbytes, error = outcome
+                # The most common case, decided here as _take and _phase_at would: a measured request, then another.
+                again = (
+                    self.phase is MEASURED
+                    and now_ns < worker.measured_until_ns
+                    and worker.measured_issued != worker.measured_cap
+                    and self.number < worker._user_limit
+                    and error is None
+                )
                 if error is None:
-                    worker.recorder.closed_response(self.phase, self.sent_ns, now_ns, status, nbytes)
+                    worker.recorder.closed_response(self.phase, self.sent_ns, now_ns, status, nbytes, again)
                 else:
                     worker.recorder.finished(self.phase, self.sent_ns, self.sent_ns, now_ns, None, error, 0)
-                if now_ns < worker.measured_until_ns and worker.measured_issued != worker.measured_cap and self.number < worker._user_limit:
-                    worker.issued += 1  # what _take and _phase_at would do and say, in the most common case
+                if again:
+                    worker.issued += 1
                     worker.measured_issued += 1
-                    self.phase = phase = MEASURED
                 else:
                     worker.in_flight -= 1
                     phase = self._take(now_ns)
                     if phase is None:
                         return False
-                worker.recorder.sent(phase, now_ns)
+                    worker.recorder.sent(phase, now_ns)
                 self.start_ns = self.sent_ns = now_ns
                 return True
             worker._after_send(self.phase, self.start_ns, self.sent_ns, outcome, self.request, self.receiver)
