@@ -865,6 +865,23 @@ def test_fast_repeating_request_goes_again_while_asked(respond: Any, outcome: tu
     assert server.accepted == (1 if respond is OK else 6)  # a closed, dropped or timed-out connection is replaced
 
 
+def test_fast_response_completing_after_the_send_was_cancelled_is_dropped() -> None:
+    """The waiting task is cancelled, then the response completes before the task wakes: no error, CancelledError."""
+
+    async def body() -> None:
+        async with Scripted(script=lambda r: NEVER) as server:
+            async with opened("fast", server.url) as client:
+                task = asyncio.ensure_future(client.send())
+                await server.wait_requests(1)
+                task.cancel()
+                [conn] = client._conns
+                conn.req.finish(OK_OUTCOME)  # what data_received does with a complete response: must not raise
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+
+    run(body())
+
+
 def test_fast_repeating_request_cancelled_ends() -> None:
     async def body() -> tuple[list, int]:
         async with Scripted(script=lambda r: NEVER) as server:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ipaddress
 import math
 import socket
@@ -411,7 +412,7 @@ class FastTransport:
         profile's request; ``receiver`` gets every body piece with its arrival time.
         """
         fut = self._loop.create_future()
-        req = self.submit(fut.set_result, prepared, receiver)
+        req = self.submit(functools.partial(_resolve, fut), prepared, receiver)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -652,6 +653,12 @@ class FastTransport:
                 addrs.append(entry)
         self._addrs, self._addrs_until = addrs, time.monotonic() + _DNS_TTL_S
         return addrs
+
+
+def _resolve(fut: asyncio.Future, outcome: Outcome) -> None:
+    """``send()``'s callback: a response can complete after the waiting task was cancelled, before it woke up."""
+    if not fut.done():
+        fut.set_result(outcome)
 
 
 def _connect_error(exc: BaseException) -> str:
