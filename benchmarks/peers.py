@@ -8,12 +8,14 @@ body) and measures each client against it, one after another, each for
 connection sends its next request when the previous answer is complete):
 
 * wrk (skipped if not on PATH: apt-get install wrk), one thread;
+* hey (apt-get install hey), if on PATH;
 * ``bench run`` with a generated profile (concurrency = connections, one
   worker), ``client.transport: fast``, then ``aiohttp``; req/s, p50 and p99
   from the JSON report, client CPU from ``worker_cpu_s`` over the requests
   sent (warm-up included, as the CPU figure is);
 * a bare aiohttp loop in one process (no schedule, no histograms, no pipes);
-* k6 and locust (FastHttpUser) if on PATH; nothing is installed.
+* k6 and locust (FastHttpUser) if on PATH; nothing is installed (locust
+  can live in a virtual environment of its own: put its bin/ on PATH).
 
 With taskset and 2 CPUs the server is pinned to the first CPU and every
 client to the second, so a client never competes with the server for a core.
@@ -107,6 +109,25 @@ def measure_wrk(url: str, args: argparse.Namespace, pin: list[str]) -> dict:
         _seconds(p99.group(1)) * 1e3 if p99 else NAN,
         cpu / count * 1e6 if count else NAN,
         errors.group(0) if errors else "",
+    )
+
+
+def measure_hey(url: str, args: argparse.Namespace, pin: list[str]) -> dict:
+    command = [*pin, "hey", "-z", f"{args.seconds:g}s", "-c", str(args.connections), url]
+    result, cpu = _run(command, args.seconds)
+    out = result.stdout
+    rps = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    p50 = re.search(r"50%+ in ([0-9.]+) secs", out)
+    p99 = re.search(r"99%+ in ([0-9.]+) secs", out)
+    count = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
+    errors = re.search(r"Error distribution:", out)
+    return row(
+        "hey",
+        float(rps.group(1)) if rps else NAN,
+        float(p50.group(1)) * 1e3 if p50 else NAN,
+        float(p99.group(1)) * 1e3 if p99 else NAN,
+        cpu / count * 1e6 if count else NAN,
+        "errors: see hey's error distribution" if errors else "",
     )
 
 
@@ -313,6 +334,7 @@ def main() -> int:
             ("bench (fast)", None, "", lambda: measure_bench(url, "fast", args, pin)),
             ("bench (aiohttp)", None, "", lambda: measure_bench(url, "aiohttp", args, pin)),
             ("bare aiohttp loop", None, "", lambda: measure_bare_aiohttp(url, args, pin)),
+            ("hey", "hey", "skipped: apt-get install hey", lambda: measure_hey(url, args, pin)),
             ("k6", "k6", "skipped: install k6 (https://grafana.com/docs/k6/latest/set-up/install-k6/)", lambda: measure_k6(url, args, pin)),
             ("locust (FastHttpUser)", "locust", "skipped: pip install locust", lambda: measure_locust(url, args, pin)),
         ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import io
 import math
 import os
@@ -159,6 +160,10 @@ class Worker:
             )
         if self.spec.csv_path:
             self.csv = open(self.spec.csv_path, "w", buffering=1 << 16, encoding="ascii")
+        # Everything alive now (the modules, the parent's heap inherited by fork, the pool) lives for the
+        # whole run: freezing it keeps the cycle collector from walking it again. Its full collections
+        # otherwise stalled the loop for milliseconds, and open-loop sends due meanwhile left late.
+        gc.freeze()
         self.emit(("ready",))
         self.start_ns = await self._started
         self.recorder.origin_ns = self.start_ns  # report times from the common start: comparable across hosts
