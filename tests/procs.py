@@ -57,3 +57,17 @@ def wait_until(condition, timeout: float, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return condition()
+
+
+def ctrl_c_at(seconds: float):
+    """An ``on_progress`` callback for ``bench.run`` that sends this process SIGINT (Ctrl-C) once, ``seconds`` into the run."""
+    import signal
+
+    sent: list[float] = []
+
+    def on_progress(snapshot) -> None:
+        if snapshot.elapsed_s >= seconds and not sent:
+            sent.append(snapshot.elapsed_s)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return on_progress

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import bench
+from procs import ctrl_c_at
 
 pytestmark = pytest.mark.slow
 
@@ -153,15 +154,6 @@ def test_window_criterion_passes_when_every_window_passes(tmp_path: Path) -> Non
 def test_requests_due_but_never_sent_are_counted_when_interrupted(tmp_path: Path) -> None:
     # Interrupt during a server stall with the in-flight cap reached: the
     # requests that fell due meanwhile never left, and the report says how many.
-    import signal
-
-    sent_signal = []
-
-    def interrupt_at_1_6_s(snapshot) -> None:
-        if snapshot.elapsed_s >= 1.6 and not sent_signal:
-            sent_signal.append(snapshot.elapsed_s)
-            os.kill(os.getpid(), signal.SIGINT)
-
     path = write(
         tmp_path,
         {
@@ -170,7 +162,7 @@ def test_requests_due_but_never_sent_are_counted_when_interrupted(tmp_path: Path
             "target": {"timeout": "1s"},
         },
     )
-    result = bench.run(bench.load_profile(path), on_progress=interrupt_at_1_6_s)
+    result = bench.run(bench.load_profile(path), on_progress=ctrl_c_at(1.6))
     assert result.status == "interrupted"
     req = result.summary["requests"]
     # About 0.6 s x 200/s = 120 requests were due during the stall; 4 were in flight.

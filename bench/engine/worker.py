@@ -128,6 +128,9 @@ class Worker:
         self.in_flight = 0
         self.stopping = False
         self.tasks: set[asyncio.Task] = set()
+        self.shots: set[_Shot] = set()  # open-loop requests in flight through a transport's callback form
+        self._shots_idle: asyncio.Future[None] | None = None  # set when the last shot ends, while draining
+        self.failure: BaseException | None = None  # the worker's own error inside a transport callback
         self.issued = 0
         self.warmup_share = share(self.load.warmup_requests, spec.index, spec.count)
         self.measured_share = share(self.load.requests, spec.index, spec.count) if self.load.requests is not None else None
@@ -147,12 +150,14 @@ class Worker:
         self.cpu_start = time.process_time()
         self._started = asyncio.get_event_loop().create_future()
         self._slot_freed = asyncio.Event()
+        self._submits = False  # the transport has the callback form (``submit``/``cancel``)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
         pool = self._pool_size()
         self.transport = make_transport(self.spec.profile, self.spec.url, pool)
+        self._submits = hasattr(self.transport, "submit")
         profile = self.spec.profile
         if not profile.plain:
             self.prepared = prepare(
@@ -221,16 +226,26 @@ class Worker:
         Cancelled requests are counted as errors of kind ``cancelled``.
         """
         deadline = None
-        while self.tasks:
+        loop = asyncio.get_running_loop()
+        while self.tasks or self.shots:
             if self.stopping and deadline is None:
                 deadline = time.monotonic() + min(INTERRUPT_DRAIN_S, self.spec.profile.target.timeout_s)
             if deadline is not None and time.monotonic() >= deadline:
+                for shot in list(self.shots):
+                    shot.cancel()  # recorded as "cancelled" at once
                 pending = set(self.tasks)
                 for task in pending:
                     task.cancel()
-                await asyncio.wait(pending)
-                return
-            await asyncio.wait(set(self.tasks), timeout=0.1)
+                if pending:
+                    await asyncio.wait(pending)
+                break
+            waiting: set[asyncio.Future] = set(self.tasks)
+            if self.shots:
+                self._shots_idle = loop.create_future()
+                waiting.add(self._shots_idle)
+            await asyncio.wait(waiting, timeout=0.1)
+        if self.failure is not None:
+            raise self.failure
 
     # ------------------------------------------------------------------ tickets
 
@@ -285,6 +300,9 @@ class Worker:
 
     def _spawn(self, phase: str, intended_ns: int, capped: bool) -> None:
         self.in_flight += 1  # counted now, not when the task starts, so the cap holds within a burst
+        if self._submits:  # the transport's callback form: no task, future or coroutine per request
+            _Shot(self, phase, intended_ns, capped)
+            return
         task = asyncio.ensure_future(self._one(phase, intended_ns, capped))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -298,7 +316,7 @@ class Worker:
         finished = asyncio.Event()
         index, count = self.spec.index, self.spec.count
         # A transport with a callback form drives its users itself: no future, task wake-up or coroutine resumption per request.
-        user = self._driven_user if hasattr(self.transport, "submit") else self._user
+        user = self._driven_user if self._submits else self._user
 
         def target_at(t: float) -> int:
             return share(int(round(ramp.value_at(t))), index, count)
@@ -592,3 +610,40 @@ class _DrivenUser:
     def _end(self) -> None:
         if not self.ended.done():
             self.ended.set_result(None)
+
+
+class _Shot:
+    """One open-loop request sent through the transport's callback form; ``Worker._one`` without the task.
+
+    Created when the request is due (already counted in flight), it is sent
+    at once and recorded from the callback that completes it. The worker
+    keeps the shots in flight so that the bounded drain can cancel them,
+    which records them as "cancelled".
+    """
+
+    __slots__ = ("worker", "phase", "intended_ns", "sent_ns", "request", "receiver", "pending")
+
+    def __init__(self, worker: Worker, phase: str, intended_ns: int, capped: bool) -> None:
+        self.worker = worker
+        self.phase = phase
+        self.intended_ns = intended_ns
+        self.request, self.receiver, self.sent_ns = worker._before_send(phase, intended_ns, capped)
+        worker.shots.add(self)
+        self.pending = worker.transport.submit(self.done, self.request, self.receiver)  # type: ignore[attr-defined]
+
+    def done(self, outcome: tuple) -> bool:
+        """The transport's callback (never from inside ``submit``): record the request; False: not sent again."""
+        worker = self.worker
+        worker.shots.discard(self)
+        try:
+            worker._after_send(self.phase, self.intended_ns, self.sent_ns, outcome, self.request, self.receiver)
+        except BaseException as exc:  # noqa: BLE001 - the worker's own failure: raised by the drain
+            if worker.failure is None:
+                worker.failure = exc
+        if not worker.shots and worker._shots_idle is not None and not worker._shots_idle.done():
+            worker._shots_idle.set_result(None)
+        return False
+
+    def cancel(self) -> None:
+        """The drain's deadline: the request ends now as "cancelled" (``done`` records it)."""
+        self.worker.transport.cancel(self.pending)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ releases the connections. The worker never knows which transport it drives.
 * ``fast``: a lean HTTP/1.1 client on uvloop + httptools for when the
   generator itself must be cheap. It also offers a callback form
   (``submit``/``cancel``, with repeating requests), which the worker's
-  closed loop uses when a transport has it.
+  open and closed loops use when a transport has it.
 * ``h2``: HTTP/2 with many streams per connection (h2c or TLS with ALPN).
 """
 

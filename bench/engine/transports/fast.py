@@ -28,7 +28,8 @@ asyncio.Protocol client does, plus what a load tester needs:
   the callback that completed its response, each time ``done`` returns True,
   as wrk's connections do. The worker's closed loop runs on it: at full speed
   a request then costs one callback into the worker and no pool, future or
-  task work at all.
+  task work at all; its open loop sends each due request with ``submit``
+  (no task, future or coroutine per request).
 
 Failures are error kinds, never exceptions (see ``bench.engine.transports``):
 "connect" (refused, DNS, TLS handshake), "timeout" (the request's total

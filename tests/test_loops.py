@@ -1,27 +1,27 @@
-"""The closed loop's virtual users, both kinds: coroutines (aiohttp, h2) and callback chains (fast, via ``submit``).
+"""The open and closed loops, each both ways of sending: coroutines and tasks (aiohttp, h2), and the
+transport's callbacks (fast, via ``submit``).
 
 Each test runs ``bench.run`` for real (worker processes, the bundled mock on
-127.0.0.1) once per transport, so the coroutine user and the callback-driven
-user must show the same behaviour: exact request budgets, the concurrency a
-ramp asks for, a share that ends for every user at once, and an interrupted
-run whose held requests are cancelled and counted.
+127.0.0.1) once per transport, so both ways must show the same behaviour:
+exact request budgets with a CSV row per request, the concurrency a ramp asks
+for, a share that ends for every user at once, and an interrupted run whose
+held requests are cancelled and counted.
 """
 
 from __future__ import annotations
 
 import csv
-import os
-import signal
 from pathlib import Path
 
 import pytest
 import yaml
 
 import bench
+from procs import ctrl_c_at
 
 pytestmark = pytest.mark.slow
 
-USERS = ("aiohttp", "fast")  # aiohttp: coroutine users; fast: users driven by the transport's callbacks
+USERS = ("aiohttp", "fast")  # aiohttp: coroutines and tasks; fast: requests driven by the transport's callbacks
 
 
 def run_profile(tmp_path: Path, data: dict, on_progress=None) -> bench.RunResult:
@@ -67,6 +67,30 @@ def test_every_request_has_its_csv_row(tmp_path: Path, transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", USERS)
+def test_open_loop_sends_a_request_budget_exactly_once_with_a_row_each(tmp_path: Path, transport: str) -> None:
+    rows_path = tmp_path / "rows.csv"
+    result = run_profile(
+        tmp_path,
+        {
+            "mock": {"latency": {"model": "uniform", "min": "0ms", "max": "3ms"}, "errors": {"rate": 0.2, "statuses": [503]}, "seed": 3},
+            "load": {"rate": 1500, "requests": 501, "warmup": 13, "workers": 2},
+            "client": {"transport": transport},
+            "output": {"csv": str(rows_path)},
+        },
+    )
+    req = result.summary["requests"]
+    assert (req["sent"], req["ok"] + req["http_errors"], req["client_errors"]) == (501, 501, 0), req
+    assert req["http_errors"] > 0
+    assert result.summary["warmup"]["sent"] == 13
+    with open(rows_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sum(r["phase"] == "measured" for r in rows) == 501 and sum(r["phase"] == "warmup" for r in rows) == 13
+    assert sum(r["status"] == "503" for r in rows if r["phase"] == "measured") == req["http_errors"]
+    # Latency counts from the due time: never less than the service time.
+    assert all(float(r["latency_ms"]) >= float(r["service_ms"]) for r in rows if r["latency_ms"])
+
+
+@pytest.mark.parametrize("transport", USERS)
 def test_concurrency_follows_the_stages(tmp_path: Path, transport: str) -> None:
     # A 20 ms server: c users complete about c / 20 ms requests per second, so each second's count shows c.
     result = run_profile(
@@ -97,27 +121,30 @@ def test_concurrency_follows_the_stages(tmp_path: Path, transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", USERS)
-def test_interrupted_run_cancels_held_requests_and_counts_them(tmp_path: Path, transport: str) -> None:
+@pytest.mark.parametrize(
+    "load, held",
+    [
+        ({"concurrency": 4}, 4),  # 4 users, each holding one request
+        ({"rate": 100, "max_in_flight": 8}, 8),  # the open loop's cap: later requests fall due behind it
+    ],
+    ids=["closed", "open"],
+)
+def test_interrupted_run_cancels_held_requests_and_counts_them(tmp_path: Path, transport: str, load: dict, held: int) -> None:
     # The mock stops answering at 0.5 s; Ctrl-C at 1 s; the drain waits at most 3 s, then cancels what is held.
-    interrupted: list[float] = []
-
-    def interrupt(snapshot) -> None:
-        if snapshot.elapsed_s >= 1.0 and not interrupted:
-            interrupted.append(snapshot.elapsed_s)
-            os.kill(os.getpid(), signal.SIGINT)
-
     result = run_profile(
         tmp_path,
         {
             "mock": {"latency": {"model": "fixed", "delay": "5ms"}, "stall": {"at": "0.5s", "duration": "20s"}},
-            "load": {"concurrency": 4, "duration": "30s", "workers": 1},
+            "load": {**load, "duration": "30s", "workers": 1},
             "target": {"timeout": "20s"},
             "client": {"transport": transport},
         },
-        on_progress=interrupt,
+        on_progress=ctrl_c_at(1.0),
     )
     assert result.status == "interrupted"
     req = result.summary["requests"]
-    assert result.summary["errors"].get("cancelled") == 4, result.summary["errors"]
+    assert result.summary["errors"].get("cancelled") == held, result.summary["errors"]
     assert req["sent"] == req["ok"] + req["http_errors"] + req["client_errors"], req
     assert req["unfinished"] == 0
+    if "rate" in load:
+        assert req["due_but_not_sent"] >= 20, req  # about 0.5 s x 100/s fell due behind the full cap
