@@ -1,5 +1,5 @@
 """``python -m bench``: the same as the ``bench`` command."""
 
-from bench.cli.app import main
+from bench.cli import main
 
 main()

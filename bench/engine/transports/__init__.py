@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from bench.engine.profile import TRANSPORTS, Profile
+from bench.gcpause import collector_paused
 
 Outcome = tuple[int | None, int, str | None]
 __all__ = ["TRANSPORTS", "Outcome", "Transport", "make_transport", "preload"]
@@ -37,14 +38,15 @@ def preload(name: str) -> None:
     import); paid once before the fork, the workers start without it, and
     workers sharing a core do not pay it one after another.
     """
-    import uvloop  # noqa: F401 - every worker runs on it
+    with collector_paused():
+        import uvloop  # noqa: F401 - every worker runs on it
 
-    if name == "fast":
-        import bench.engine.transports.fast  # noqa: F401
-    elif name == "h2":
-        import bench.engine.transports.h2  # noqa: F401
-    else:
-        import bench.engine.transports.aiohttp_client  # noqa: F401
+        if name == "fast":
+            import bench.engine.transports.fast  # noqa: F401
+        elif name == "h2":
+            import bench.engine.transports.h2  # noqa: F401
+        else:
+            import bench.engine.transports.aiohttp_client  # noqa: F401
 
 
 def make_transport(profile: Profile, url: str, pool_size: int) -> Transport:
