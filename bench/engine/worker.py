@@ -352,8 +352,9 @@ class Worker:
         """One virtual user: request after request until the share is done or the ramp lowers the limit.
 
         A plain profile takes the lean lane, as ``_DrivenUser`` does: the
-        time a response ended is the next send time, and one lean ``Recorder``
-        call each way (the transport's own cost dominates, but this is what
+        time a response ended is the next send time, and while every request
+        is measured one lean ``Recorder`` call per request, which also counts
+        the next send (the transport's own cost dominates, but this is what
         bench adds to it).
         """
         lean = self.prepared is None and not self.objectives and self.csv is None
@@ -374,17 +375,29 @@ class Worker:
             self.in_flight += 1
             if lean:
                 recorder.sent(phase, now_ns)
-                try:
-                    status, nbytes, error = await send()
-                except asyncio.CancelledError:
-                    status, nbytes, error = _CANCELLED
-                end_ns = time.monotonic_ns()
-                if error is None:
-                    recorder.closed_response(phase, now_ns, end_ns, status, nbytes)  # type: ignore[arg-type]
-                else:
-                    recorder.finished(phase, now_ns, now_ns, end_ns, None, error, 0)
+                while True:  # request after request while the common case holds, as _DrivenUser.outcome decides it
+                    try:
+                        status, nbytes, error = await send()
+                    except asyncio.CancelledError:
+                        status, nbytes, error = _CANCELLED
+                    end_ns = time.monotonic_ns()
+                    again = (
+                        phase is MEASURED
+                        and end_ns < self.measured_until_ns
+                        and self.measured_issued != self.measured_cap
+                        and number < self._user_limit
+                        and error is None
+                    )
+                    if error is None:
+                        recorder.closed_response(phase, now_ns, end_ns, status, nbytes, again)  # type: ignore[arg-type]
+                    else:
+                        recorder.finished(phase, now_ns, now_ns, end_ns, None, error, 0)
+                    now_ns = end_ns
+                    if not again:
+                        break
+                    self.issued += 1  # the next one, already counted as sent by closed_response
+                    self.measured_issued += 1
                 self.in_flight -= 1
-                now_ns = end_ns
                 continue
             # _one's steps inlined: one coroutine level less for every resumption inside the transport.
             request, receiver, sent_ns = self._before_send(phase, now_ns)
