@@ -215,6 +215,9 @@ def bucket_floor(value_us: int) -> int:
     return value_us if shift <= 0 else (value_us >> shift) << shift
 
 
+_INDEXES: dict[tuple[int, int, int, int], dict[int, int]] = {}
+
+
 def record_counts(counts: dict[int, int], *histograms: HdrHistogram) -> None:
     """Record bucket floor -> count pairs (as a Recorder counts them) into each of ``histograms``.
 
@@ -230,12 +233,21 @@ def record_counts(counts: dict[int, int], *histograms: HdrHistogram) -> None:
     mask = first.sub_bucket_mask
     half_magnitude = first.sub_bucket_half_count_magnitude
     half = first.sub_bucket_half_count
+    # Bucket floor -> counts-array index, remembered per histogram layout: the parent meets the same few
+    # hundred floors in every report, and a lookup costs less than the arithmetic.
+    indexes = _INDEXES.setdefault((unit, mask, half_magnitude, half), {})
     arrays = [h.counts for h in histograms]
+    one = arrays[0] if len(arrays) == 1 else None
     for value, n in counts.items():
-        bucket = (value | mask).bit_length() - unit - half_magnitude - 1
-        index = ((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - half
-        for array in arrays:
-            array[index] += n
+        index = indexes.get(value)
+        if index is None:
+            bucket = (value | mask).bit_length() - unit - half_magnitude - 1
+            index = indexes[value] = ((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - half
+        if one is not None:
+            one[index] += n
+        else:
+            for array in arrays:
+                array[index] += n
     total = sum(counts.values())
     low, high = min(counts), max(counts)
     for h in histograms:
