@@ -128,3 +128,39 @@ def test_bare_number_scaling_is_linear():
         assert math.isclose(parse_duration(n, bare_unit_s=1e-3), n / 1000, rel_tol=1e-12)
         assert math.isclose(parse_duration(f"{n}ms"), n / 1000, rel_tol=1e-12)
         assert math.isclose(parse_rate(f"{n}/m"), n / 60, rel_tol=1e-12)
+
+
+def test_collector_paused_restores_the_collector_as_it_was():
+    import gc
+
+    from bench.gcpause import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller's own pause is left alone
+        try:
+            with collector_paused():
+                raise ValueError
+        except ValueError:
+            pass
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError):
+        with collector_paused():
+            raise ValueError
+    assert gc.isenabled()
+
+
+def test_package_root_exports_its_api_lazily():
+    import bench
+
+    assert {"run", "load_profile", "Profile", "ProfileError", "RunResult"} <= set(dir(bench))
+    assert bench.ProfileError.__module__ == "bench.engine.errors" and callable(bench.run)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bench.nope  # noqa: B018
