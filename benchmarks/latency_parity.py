@@ -20,6 +20,10 @@ next free one, its latency still counted from its due time):
   to about a millisecond late, counted from the due time). It uses a few %
   of a core where the spinning clients use all of it, so on a shared machine
   it shows how much of a spinning client's tail is CPU contention;
+* bare aiohttp: a plain aiohttp client on the same schedule, a task per
+  request, latency from the due time (no service time): aiohttp's own tail
+  at this rate, so that bench's aiohttp row splits into the library's share
+  (bare aiohttp - reference) and the engine's (bench aiohttp - bare aiohttp);
 * h2load (``apt-get install nghttp2-client``; skipped if not on PATH):
   ``h2load --h1 -c C --rps RATE/C``, one connection opened every 1/RATE s
   (``-r``/``--rate-period``) so the per-connection timers are spread evenly
@@ -178,9 +182,63 @@ async def _reference(port: int, rate: float, seconds: float, warmup_s: float, co
     }
 
 
-def measure_reference(port: int, args: argparse.Namespace, pin: list[str], spin: bool = True) -> dict:
+async def _bare_aiohttp(port: int, rate: float, seconds: float, warmup_s: float, connections: int) -> dict:
+    """A plain aiohttp client on the same schedule (sleep, then yield-spin until due), a task per request.
+
+    It shows aiohttp's own tail at this rate, with nothing of bench around it: the
+    difference between it and the raw reference is the library's, the difference
+    between bench's aiohttp run and it is the engine's.
+    """
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/"
+    now = time.monotonic_ns
+    latency: list[int] = []
+    state = {"errors": 0, "measure_from": 0}
+    total = int(rate * (warmup_s + seconds))
+
+    async def request(session: aiohttp.ClientSession, due: int) -> None:
+        try:
+            async with session.get(url) as response:
+                await response.read()
+                ok = response.status == 200
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            ok = False
+        end = now()
+        if not ok:
+            state["errors"] += 1
+        elif due >= state["measure_from"]:
+            latency.append(end - due)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+        await asyncio.gather(*(request(session, now()) for _ in range(connections)))  # open the pool first, as the others do
+        latency.clear()
+        state["errors"] = 0
+        tasks = set()
+        start = now() + 20_000_000
+        cpu0 = time.process_time()
+        state["measure_from"] = start + int(warmup_s * 1e9)
+        for i in range(total):
+            due = start + int(i * 1e9 / rate)
+            delay = (due - now()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while now() < due:
+                await asyncio.sleep(0)
+            task = asyncio.ensure_future(request(session, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.wait_for(asyncio.gather(*tasks), seconds + MARGIN_S)
+        cpu_share = (time.process_time() - cpu0) / ((now() - start) / 1e9)
+    latency.sort()
+    return {"count": len(latency), "errors": state["errors"], "p50": percentile(latency, 0.50) * 1e-6,
+            "p99": percentile(latency, 0.99) * 1e-6, "s50": NAN, "s99": NAN, "cpu": cpu_share * 100}
+
+
+def measure_reference(port: int, args: argparse.Namespace, pin: list[str], spin: bool = True, client: str = "raw") -> dict:
     command = [*pin, sys.executable, __file__, "--reference-port", str(port), "--rate", str(args.rate)]
     command += [] if spin else ["--reference-timer"]
+    command += ["--reference-aiohttp"] if client == "aiohttp" else []
     command += ["--seconds", str(args.seconds), "--connections", str(args.connections)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + MARGIN_S * 2)
@@ -274,11 +332,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the table shows medians over them (default 3)")
     parser.add_argument("--reference-port", type=int, help=argparse.SUPPRESS)  # internal: run only the reference client
     parser.add_argument("--reference-timer", action="store_true", help=argparse.SUPPRESS)  # internal: its timer-only variant
+    parser.add_argument("--reference-aiohttp", action="store_true", help=argparse.SUPPRESS)  # internal: the bare aiohttp client
     args = parser.parse_args()
     if args.reference_port is not None:
         import uvloop
 
-        print(json.dumps(uvloop.run(_reference(args.reference_port, args.rate, args.seconds, WARMUP_S, args.connections, not args.reference_timer))))
+        if args.reference_aiohttp:
+            client = _bare_aiohttp(args.reference_port, args.rate, args.seconds, WARMUP_S, args.connections)
+        else:
+            client = _reference(args.reference_port, args.rate, args.seconds, WARMUP_S, args.connections, not args.reference_timer)
+        print(json.dumps(uvloop.run(client)))
         return 0
     if not (0 < args.seconds <= 120 and 0 < args.rate <= 50_000 and 1 <= args.repeat <= 10):
         parser.error("--seconds must be in (0, 120], --rate in (0, 50000], --repeat in [1, 10]")
@@ -296,7 +359,7 @@ def main() -> int:
 
     # Each round brackets the other clients between two reference runs: bench is compared with their
     # mean, and the difference between the two reference runs is the noise floor of that round.
-    order = ["reference", "bench fast", "bench aiohttp", *(["h2load"] if have_h2load else []), "reference, timer only", "reference (again)"]
+    order = ["reference", "bench fast", "bench aiohttp", "bare aiohttp", *(["h2load"] if have_h2load else []), "reference, timer only", "reference (again)"]
     rounds: list[dict[str, dict]] = []
     gate = QuietGate()
     mock = MockServerProcess(MockConfig.from_mapping({"latency": {"model": "fixed", "delay": f"{DELAY_MS:g}ms"}, "body_bytes": 64}))
@@ -309,7 +372,9 @@ def main() -> int:
             for tool in order:
                 gate.wait()
                 print(f"round {round_ + 1}/{args.repeat}: {tool} ...", flush=True)
-                if tool.startswith("reference"):
+                if tool == "bare aiohttp":
+                    row = measure_reference(mock.port, args, pin, client="aiohttp")  # type: ignore[arg-type]
+                elif tool.startswith("reference"):
                     row = measure_reference(mock.port, args, pin, spin=tool != "reference, timer only")  # type: ignore[arg-type]
                 elif tool == "h2load":
                     row = measure_h2load(mock.port, args, pin)  # type: ignore[arg-type]
@@ -389,6 +454,11 @@ def main() -> int:
           "first reference run. Verdicts use only clean rounds, whose noise floor is within the tightest target.")
     for line in verdicts:
         print("target " + line)
+    engine_share = [(r["bench aiohttp"], r["bare aiohttp"]) for r in rounds if "bench aiohttp" in r and "bare aiohttp" in r]
+    if engine_share:
+        e = {k: _median(b[k] - a[k] for b, a in engine_share) for k in ("p50", "p99")}
+        print(f"the engine's share with aiohttp (bench aiohttp - bare aiohttp, median over {len(engine_share)} round(s)): "
+              f"p50 {e['p50']:+.3f} ms, p99 {e['p99']:+.3f} ms")
     return 0
 
 

@@ -36,6 +36,7 @@ from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
 from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
 from bench.engine.selfcheck import assess
 from bench.engine.local import Engine, LocalEngine, WorkerFailed
+from bench.engine.lowpriority import call_at_low_priority
 from bench.engine.transports import preload
 from bench.engine.worker import WorkerSpec
 
@@ -208,7 +209,8 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
             engine.start()
             engine.begin()
             parent_cpu_start, parent_wall_start = time.process_time(), time.monotonic()
-            status = _collect(engine, aggregator, signals, messages, on_progress, abort)
+            # on a lowered-priority thread: a worker sharing the parent's core is not held up by its bursts
+            status = call_at_low_priority(_collect, engine, aggregator, signals, messages, on_progress, abort)
         finally:
             engine.close()
     parent_cpu = (time.process_time() - parent_cpu_start) / max(1e-9, time.monotonic() - parent_wall_start)
