@@ -21,8 +21,6 @@ from rich.live import Live
 from rich.markup import escape
 
 from bench.engine.errors import BenchError, ProfileError, RunError
-from bench.engine.compare import CompareError, comparability, load_run, parse_bounds, regressions, run_from_report
-from bench.engine.compare import compare as compare_runs
 from bench.engine.exports import markdown_summary
 from bench.engine.profile import load_profile, load_scenarios
 from bench.engine.report import json_safe, latency_meaning
@@ -162,6 +160,7 @@ def _append_step_summary(result: RunResult) -> None:
 
 def _compare_scenarios(results: list[RunResult]) -> ExitCode:
     """Side by side: every scenario against the first, and the profile's regression bounds if any."""
+    from bench.engine.compare import compare as compare_runs, parse_bounds, regressions, run_from_report  # not on the start-up path
     runs = [run_from_report(json_safe(r.report), r.profile.name) for r in results]
     table = compare_runs([[run] for run in runs])
     bounds = parse_bounds(results[0].profile.fail_on_regression or "")
@@ -303,6 +302,9 @@ def compare(
     Exit codes: 0 no regression beyond the bounds; 1 a regression; 2 unreadable reports,
     bad bounds, or runs that are not comparable (without --force).
     """
+    from bench.engine.compare import CompareError, comparability, load_run, parse_bounds, regressions
+    from bench.engine.compare import compare as compare_runs
+
     groups: list[list[str]] = [[]]
     for item in reports:
         if item == GROUP_SEPARATOR:
