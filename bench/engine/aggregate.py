@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import compress
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,8 +28,8 @@ def percentile_values(histogram: HdrHistogram, percentiles) -> dict[float, int]:
 
     hdrh calls a bounds-checked method per array index, which costs the
     parent several milliseconds per call on a histogram of ~20 ms values;
-    this copies the used part of the array at C speed and skips empty
-    buckets. Empty histogram (or no percentile): an empty dict.
+    this copies the used part of the array and skips its empty buckets, both
+    at C speed. Empty histogram (or no percentile): an empty dict.
     """
     wanted = sorted(set(percentiles))
     result: dict[float, int] = {}
@@ -37,9 +38,8 @@ def percentile_values(histogram: HdrHistogram, percentiles) -> dict[float, int]:
     last = min(histogram.get_counts_array_index(histogram.get_max_value()), len(histogram.counts) - 1)
     target = histogram.get_target_count_at_percentile(wanted[0])
     i = total = 0
-    for index, n in enumerate(histogram.counts[: last + 1]):
-        if not n:
-            continue
+    counts = histogram.counts[: last + 1]
+    for index, n in compress(enumerate(counts), counts):  # only the non-empty buckets, skipped at C speed
         total += n
         while total >= target:
             p = wanted[i]
