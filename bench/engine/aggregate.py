@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.samples import IntervalReport, PhaseTally
+from bench.engine.samples import IntervalReport, PhaseTally, new_histogram
 from bench.engine.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -225,10 +225,11 @@ class Aggregator:
         if report.measured is not None:
             second = report.seq // self.reports_per_second
             bucket = self._open_seconds.get(second)
-            if bucket is None:  # (not setdefault: a SecondBucket allocates its histograms, ~0.4 ms)
-                bucket = self._open_seconds[second] = SecondBucket()
+            if bucket is None:  # (not setdefault: a SecondBucket allocates its histograms)
+                success = new_histogram() if self._second_success else None
+                bucket = self._open_seconds[second] = SecondBucket(success=success)
             bucket.tally.merge_counts(report.measured)
-            self.measured.merge(report.measured, (bucket.latency,), (bucket.success,) if self._second_success else ())
+            self.measured.merge(report.measured, (bucket.latency,), (bucket.success,) if bucket.success is not None else ())
         self._close_finished_seconds()
 
     def _close_finished_seconds(self, everything: bool = False) -> None:

@@ -15,16 +15,21 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.samples import PhaseTally, new_histogram
+from bench.engine.samples import PhaseCounts, new_histogram
 
 
-@dataclass
+@dataclass(slots=True)
 class SecondBucket:
-    """One second of the measured phase, merged over workers."""
+    """One second of the measured phase, merged over workers.
+
+    Every histogram is a zeroed array of ~190 KB, allocated at the first report of
+    each second, so a second keeps only what it is read for: ``latency``, the
+    counters, and ``success`` only for error-aware windows (None otherwise).
+    """
 
     latency: HdrHistogram = field(default_factory=new_histogram)
-    success: HdrHistogram = field(default_factory=new_histogram)
-    tally: PhaseTally = field(default_factory=PhaseTally)
+    success: HdrHistogram | None = None
+    tally: PhaseCounts = field(default_factory=PhaseCounts)
 
 
 @dataclass(frozen=True, slots=True)
