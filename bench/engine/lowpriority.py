@@ -17,6 +17,7 @@ restored: an unprivileged process cannot lower a niceness it has raised.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from typing import Callable, TypeVar
@@ -28,11 +29,18 @@ T = TypeVar("T")
 
 
 def call_at_low_priority(fn: Callable[..., T], *args) -> T:
-    """``fn(*args)`` on a new thread niced by NICE_STEP (Linux only; elsewhere as is); returns or raises what it did."""
+    """``fn(*args)`` on a new thread niced by NICE_STEP (Linux only; elsewhere as is); returns or raises what it did.
+
+    The new thread blocks SIGINT and SIGTERM, so the kernel hands them to the
+    calling thread, where Python runs signal handlers (in the main thread).
+    """
     outcome: dict[str, object] = {}
 
     def body() -> None:
         lower_this_thread()
+        if hasattr(signal, "pthread_sigmask"):
+            # Ctrl-C and SIGTERM go to the calling thread, which runs Python's handlers at once
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             outcome["value"] = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
@@ -41,9 +49,7 @@ def call_at_low_priority(fn: Callable[..., T], *args) -> T:
     thread = threading.Thread(target=body, name="bench-collector", daemon=True)
     thread.start()
     while thread.is_alive():
-        # Short waits: a signal the kernel hands to the other thread runs its Python handler
-        # here (the main thread) only when this wait ends, so Ctrl-C is seen within 50 ms.
-        thread.join(0.05)
+        thread.join(0.25)  # a signal interrupts the wait, and its handler runs here
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]

@@ -48,6 +48,7 @@ UNMEASURABLE = "unmeasurable"
 
 INTERVAL_S = 0.25
 PROGRESS_EVERY_S = 0.25
+SIGNAL_CHECK_S = 0.05  # the collector's longest wait: a Ctrl-C (counted by the main thread) is acted on within it
 GC_EVERY_S = 10.0
 
 
@@ -302,6 +303,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
     continue_on_failure = engine.continue_on_failure
     stop_sent = False
     last_progress = 0.0
+    fresh = False  # reports merged since the last progress call
     last_collect = time.monotonic()
     while engine.running:
         if signals.count and not stop_sent:
@@ -313,7 +315,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
             messages.append("interrupted twice: stopped at once; requests in flight and the last interval are not counted")
             engine.kill()
             break
-        for event in engine.poll(PROGRESS_EVERY_S):
+        for event in engine.poll(SIGNAL_CHECK_S):
             if isinstance(event, WorkerFailed):
                 messages.append(event.message)
                 if continue_on_failure:
@@ -322,6 +324,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
                     status = CRASHED
             else:
                 aggregator.add(event)
+                fresh = True
         if status == COMPLETED and abort.rules and abort.check(aggregator):
             status = ABORTED
             messages.append(abort.reason)  # type: ignore[arg-type]
@@ -336,8 +339,12 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
             # waits for the cycle collector; collecting regularly keeps the parent's memory flat.
             last_collect = now
             gc.collect()
-        if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
+        # Progress right after new reports (the wait wakes every SIGNAL_CHECK_S without them), at most
+        # every PROGRESS_EVERY_S less some jitter, and once a second even when none came.
+        since = now - last_progress
+        if on_progress is not None and (since >= 0.8 * PROGRESS_EVERY_S and fresh or since >= 1.0):
             last_progress = now
+            fresh = False
             on_progress(aggregator.snapshot())
     if on_progress is not None:
         on_progress(aggregator.snapshot())
