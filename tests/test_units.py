@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 import pytest
 
@@ -155,6 +156,46 @@ def test_collector_paused_restores_the_collector_as_it_was():
         with collector_paused():
             raise ValueError
     assert gc.isenabled()
+
+
+def test_heap_frozen_leaves_old_objects_out_of_collections_and_puts_them_back():
+    import gc
+
+    from bench.gcpause import heap_frozen
+
+    class Cycle:
+        pass
+
+    def cycle():
+        a, b = Cycle(), Cycle()
+        a.other, b.other = b, a
+        return a
+
+    assert gc.get_freeze_count() == 0
+    gc.disable()  # no automatic collection: only the explicit ones below
+    try:
+        old = weakref.ref(cycle())  # garbage already on entry: frozen, not collected inside
+        with heap_frozen():
+            assert gc.get_freeze_count() > 0
+            new = weakref.ref(cycle())  # garbage made inside: collected inside
+            gc.collect()
+            assert new() is None and old() is not None
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert old() is None
+        gc.freeze()  # someone else froze objects: they stay frozen, and ours with them
+        try:
+            with heap_frozen():
+                pass
+            assert gc.get_freeze_count() > 0
+        finally:
+            gc.unfreeze()
+        with pytest.raises(ValueError):
+            with heap_frozen():
+                raise ValueError
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
 
 
 def test_package_root_exports_its_api_lazily():

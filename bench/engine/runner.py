@@ -37,6 +37,7 @@ from bench.engine.report import build_report, json_safe, merge_csv_parts, write_
 from bench.engine.selfcheck import assess
 from bench.engine.local import Engine, LocalEngine, WorkerFailed
 from bench.engine.lowpriority import call_at_low_priority
+from bench.gcpause import heap_frozen
 from bench.engine.transports import preload
 from bench.engine.worker import WorkerSpec
 
@@ -210,8 +211,10 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
             engine.start()
             engine.begin()
             parent_cpu_start, parent_wall_start = time.process_time(), time.monotonic()
-            # on a lowered-priority thread: a worker sharing the parent's core is not held up by its bursts
-            status = call_at_low_priority(_collect, engine, aggregator, signals, messages, on_progress, abort)
+            # On a lowered-priority thread, with the heap as it is now left out of collections:
+            # a worker sharing the parent's core is not held up by the parent's bursts.
+            with heap_frozen():
+                status = call_at_low_priority(_collect, engine, aggregator, signals, messages, on_progress, abort)
         finally:
             engine.close()
     parent_cpu = (time.process_time() - parent_cpu_start) / max(1e-9, time.monotonic() - parent_wall_start)
