@@ -268,6 +268,39 @@ def test_error_injection_statuses_appear() -> None:
     run(body())
 
 
+INSTANT_CASES = {
+    "keep-alive": [GET * 3],
+    "head then get": [b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" + GET],
+    "close in the middle": [GET + b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" + GET],
+    "http/1.0": [b"GET / HTTP/1.0\r\n\r\n"],
+    "malformed in the middle": [GET + b"GET / HTTP/1.1\r\nContent-Length: nope\r\n\r\n" + GET],
+    "upgrade": [GET + b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + GET],
+    "split request": [GET[:5], GET[5:20], GET[20:] + GET],
+    "post body": [b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello" + GET],
+}
+
+
+@pytest.mark.parametrize("case", sorted(INSTANT_CASES))
+def test_instant_answers_match_the_general_path_byte_for_byte(case: str) -> None:
+    # Latency "none" takes the instant connection class; a fixed 0 ms delay the general one
+    # (scheduled answers, ordering, batching). Both must put the same bytes on the wire.
+    async def exchange(data: dict) -> bytes:
+        async with serving(data) as server, connect(server.port) as (reader, writer):
+            for part in INSTANT_CASES[case]:
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write_eof()
+            return await asyncio.wait_for(reader.read(), 5.0)
+
+    async def body() -> tuple[bytes, bytes]:
+        return await exchange({"latency": {"model": "none"}}), await exchange({"latency": {"model": "fixed", "delay": "0ms"}})
+
+    instant, general = run(body())
+    assert instant == general
+    assert instant.count(b"HTTP/1.1 ") >= 1
+
+
 def test_malformed_request_gets_400_and_close() -> None:
     async def body() -> None:
         async with serving() as server:

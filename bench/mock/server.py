@@ -165,13 +165,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._sniff is not None:  # only until the first bytes have been classified
-            data = self._sniff + data
-            if len(data) < len(_H2_PREFACE) and _H2_PREFACE.startswith(data):
-                self._sniff = data
-                return
-            self._sniff = None
-            if data.startswith(_H2_PREFACE):
-                self._switch_to_h2(data)
+            data = self._sniffed(data)
+            if data is None:
                 return
         if self._close_seq is not None:
             return
@@ -235,6 +230,18 @@ class _Connection(asyncio.Protocol):
 
     # internals ----------------------------------------------------------------------
 
+    def _sniffed(self, data: bytes) -> bytes | None:
+        """The first bytes: HTTP/1.1 data to parse, or None (kept for more, or handed to HTTP/2)."""
+        data = self._sniff + data  # type: ignore[operator]
+        if len(data) < len(_H2_PREFACE) and _H2_PREFACE.startswith(data):
+            self._sniff = data
+            return None
+        self._sniff = None
+        if data.startswith(_H2_PREFACE):
+            self._switch_to_h2(data)
+            return None
+        return data
+
     def _switch_to_h2(self, data: bytes) -> None:
         """Hand this connection to the HTTP/2 handler, with the bytes read so far."""
         transport, self._transport = self._transport, None
@@ -289,6 +296,59 @@ class _Connection(asyncio.Protocol):
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.abort()
+
+
+class _InstantConnection(_Connection):
+    """A connection of a server whose every answer is an instant 200 (latency none, no errors, no stall).
+
+    Each response is ready when its request is parsed, so they leave in order,
+    and always from within ``data_received``: ``_batch`` is one list for the
+    connection's life, filled by the parser's callback and written (joined,
+    when pipelined) after each feed. Per request this does what the reference
+    uvloop + httptools server does, plus the keep-alive and HEAD checks.
+    """
+
+    __slots__ = ("_ok", "_head_ok")
+
+    def __init__(self, shared: _Shared) -> None:
+        super().__init__(shared)
+        self._batch = []
+        self._ok = shared.responses[200]  # by keep-alive: (close, keep-alive)
+        self._head_ok = shared.head_responses[200]
+
+    def data_received(self, data: bytes) -> None:
+        if self._sniff is not None:
+            data = self._sniffed(data)
+            if data is None:
+                return
+        if self._close_seq is not None:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._close_after(self._next_seq - 1)
+        except httptools.HttpParserError:
+            if self._close_seq is None:
+                self._reject()
+        batch = self._batch
+        if batch:
+            transport = self._transport
+            if transport is not None:
+                transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            batch.clear()
+        if self._close_seq is not None and self._send_seq > self._close_seq:
+            self._close()
+
+    def on_message_complete(self) -> None:
+        if self._close_seq is not None:
+            return
+        seq = self._next_seq
+        self._next_seq = self._send_seq = seq + 1
+        parser = self._parser
+        keep_alive = parser.should_keep_alive()
+        self._batch.append((self._head_ok if parser.get_method() == b"HEAD" else self._ok)[keep_alive])  # type: ignore[union-attr]
+        if not keep_alive:
+            self._close_after(seq)
 
 
 class MockServer:
@@ -363,7 +423,7 @@ async def start_server(
     shared = _Shared(loop, config)
     if ssl_context is not None:
         ssl_context.set_alpn_protocols(_ALPN)
-    connection_class = _Connection
+    connection_class: type[_Connection] = _InstantConnection if shared.behaviour.instant else _Connection
     if config.openai is not None:
         # Routing hook: this connection class sends /v1/chat/completions and /v1/completions
         # to the OpenAI behaviour and everything else to _Connection's code, so servers
