@@ -31,13 +31,15 @@ def collector_paused() -> Iterator[None]:
 def heap_frozen() -> Iterator[None]:
     """Objects alive on entry are left out of every collection inside the block, then put back.
 
-    If something had frozen objects before (``gc.get_freeze_count()``), they
-    and ours stay frozen: unfreezing would also release theirs.
+    If something had frozen objects before (``gc.get_freeze_count()``), the
+    block does nothing: unfreezing at its end would release theirs too, and
+    not unfreezing would keep ours (the run's cyclic histograms) forever.
     """
-    frozen_before = gc.get_freeze_count()
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield
     finally:
-        if frozen_before == 0:
-            gc.unfreeze()
+        gc.unfreeze()

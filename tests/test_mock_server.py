@@ -282,10 +282,12 @@ INSTANT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(INSTANT_CASES))
 def test_instant_answers_match_the_general_path_byte_for_byte(case: str) -> None:
-    # Latency "none" takes the instant connection class; a fixed 0 ms delay the general one
-    # (scheduled answers, ordering, batching). Both must put the same bytes on the wire.
-    async def exchange(data: dict) -> bytes:
+    # Latency "none" takes the instant connection class; a fixed delay the general one, answering
+    # from within the feed (0 ms) or from a timer, in order (1 ms). All must put the same bytes on the wire.
+    async def exchange(data: dict, connection_class: str) -> bytes:
         async with serving(data) as server, connect(server.port) as (reader, writer):
+            await asyncio.sleep(0.01)
+            assert [type(c).__name__ for c in server._shared.connections] == [connection_class]
             for part in INSTANT_CASES[case]:
                 writer.write(part)
                 await writer.drain()
@@ -293,11 +295,15 @@ def test_instant_answers_match_the_general_path_byte_for_byte(case: str) -> None
             writer.write_eof()
             return await asyncio.wait_for(reader.read(), 5.0)
 
-    async def body() -> tuple[bytes, bytes]:
-        return await exchange({"latency": {"model": "none"}}), await exchange({"latency": {"model": "fixed", "delay": "0ms"}})
+    async def body() -> list[bytes]:
+        return [
+            await exchange({"latency": {"model": "none"}}, "_InstantConnection"),
+            await exchange({"latency": {"model": "fixed", "delay": "0ms"}}, "_Connection"),
+            await exchange({"latency": {"model": "fixed", "delay": "1ms"}}, "_Connection"),
+        ]
 
-    instant, general = run(body())
-    assert instant == general
+    instant, general, delayed = run(body())
+    assert instant == general == delayed
     assert instant.count(b"HTTP/1.1 ") >= 1
 
 

@@ -183,11 +183,15 @@ def test_heap_frozen_leaves_old_objects_out_of_collections_and_puts_them_back():
         assert gc.get_freeze_count() == 0
         gc.collect()
         assert old() is None
-        gc.freeze()  # someone else froze objects: they stay frozen, and ours with them
+        gc.freeze()  # someone else froze objects: the block leaves their freeze alone and adds nothing
         try:
+            before = gc.get_freeze_count()
             with heap_frozen():
-                pass
-            assert gc.get_freeze_count() > 0
+                made_inside = weakref.ref(cycle())
+                assert gc.get_freeze_count() == before
+            assert gc.get_freeze_count() == before
+            gc.collect()
+            assert made_inside() is None
         finally:
             gc.unfreeze()
         with pytest.raises(ValueError):

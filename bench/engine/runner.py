@@ -87,6 +87,10 @@ class _Signals:
     def _handle(self, signum, frame) -> None:
         self.count += 1
 
+    def stop_at_once(self) -> None:
+        """As a second Ctrl-C: the collector kills the workers and returns."""
+        self.count = max(self.count, 2)
+
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
@@ -96,6 +100,9 @@ def run(profile: Profile, on_progress: Callable[[Snapshot], None] | None = None)
     """Run the profile to the end and return its result; writes the outputs the profile names.
 
     The profile's ``engine`` section picks where the workers run (default: local processes).
+    ``on_progress`` is called a few times a second with a Snapshot, from the
+    collecting thread: not the caller's thread, niced by 10 on Linux, with
+    SIGINT and SIGTERM blocked (see bench.engine.lowpriority).
 
     Raises:
         RunError: the mock server or the workers could not be started.
@@ -214,7 +221,9 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
             # On a lowered-priority thread, with the heap as it is now left out of collections:
             # a worker sharing the parent's core is not held up by the parent's bursts.
             with heap_frozen():
-                status = call_at_low_priority(_collect, engine, aggregator, signals, messages, on_progress, abort)
+                status = call_at_low_priority(
+                    _collect, engine, aggregator, signals, messages, on_progress, abort, cancel=signals.stop_at_once
+                )
         finally:
             engine.close()
     parent_cpu = (time.process_time() - parent_cpu_start) / max(1e-9, time.monotonic() - parent_wall_start)

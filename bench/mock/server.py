@@ -333,9 +333,11 @@ class _InstantConnection(_Connection):
         batch = self._batch
         if batch:
             transport = self._transport
-            if transport is not None:
-                transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
-            batch.clear()
+            try:
+                if transport is not None:
+                    transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            finally:
+                batch.clear()  # whatever happened, never written twice
         if self._close_seq is not None and self._send_seq > self._close_seq:
             self._close()
 
