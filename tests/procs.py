@@ -36,6 +36,12 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def niceness(pid: int | str) -> int | None:
+    """The nice value of a process, or of a thread as ``"self/task/TID"``; None if it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[16]) if fields is not None else None
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -17,18 +17,15 @@ import pytest
 import yaml
 
 import bench
+import procs
+from procs import niceness
 from bench.engine.lowpriority import MAX_NICE, NICE_STEP
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
 
 
-def niceness(stat_path: str) -> int:
-    # /proc/.../stat: "pid (comm) state ..." with nice the 19th field; comm may hold spaces, so split after ")"
-    return int(Path(stat_path).read_text().rsplit(")", 1)[1].split()[16])
-
-
 def children() -> list[int]:
-    return [int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()]
+    return procs.children(os.getpid())
 
 
 def collectors_left() -> list[threading.Thread]:
@@ -60,14 +57,9 @@ def test_the_collector_runs_niced_and_frozen_while_the_workers_and_the_caller_ke
     frozen: list[int] = []
 
     def on_progress(snapshot) -> None:
-        here = f"/proc/self/task/{threading.get_native_id()}/stat"
-        others = []
-        for pid in set(children()) - before:
-            try:
-                others.append(niceness(f"/proc/{pid}/stat"))
-            except OSError:
-                pass  # a worker that has just exited
-        seen.append((threading.current_thread() is threading.main_thread(), niceness(here), others))
+        others = [n for n in (niceness(pid) for pid in set(children()) - before) if n is not None]  # (None: just exited)
+        here = niceness(f"self/task/{threading.get_native_id()}")
+        seen.append((threading.current_thread() is threading.main_thread(), here, others))
         frozen.append(gc.get_freeze_count())
 
     for _ in range(2):  # the second run's workers are forked after the first run's collector was lowered

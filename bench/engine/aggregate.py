@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import compress
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
