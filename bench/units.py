@@ -1,8 +1,10 @@
 """Parse the human units that profiles use: durations ("250ms", "30s", "2m") and rates ("500/s").
 
 Shared by the engine and the mock server, so it imports nothing from either.
-A bare number is taken in the field's base unit (seconds for durations,
-per second for rates); the caller decides what that base unit is.
+A duration always carries its unit: a bare number other than 0 is refused,
+because "10" reads as seconds to one person and as milliseconds to another
+(bench once took it as seconds in ``load`` and milliseconds in ``sla``). A
+bare rate is per second, a bare size is bytes: those have one reading.
 """
 
 from __future__ import annotations
@@ -28,27 +30,33 @@ class UnitError(ValueError):
     """A value that is not a duration or rate; the message says what is accepted."""
 
 
-def parse_duration(value: object, *, bare_unit_s: float = 1.0) -> float:
-    """Return a duration in seconds from "250ms", "30s", "2m", "1h" or a bare number.
+def parse_duration(value: object) -> float:
+    """Return a duration in seconds from "250ms", "30s", "2m", "1h", or 0.
 
-    A bare number (int, float or numeric string) is multiplied by ``bare_unit_s``:
-    1.0 reads it as seconds, 1e-3 as milliseconds (SLA thresholds).
+    A bare number other than 0 (int, float or numeric string) is refused with a
+    message that shows how to write it with a unit.
     """
     if isinstance(value, bool):
         raise UnitError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
     if isinstance(value, (int, float)):
         if isinstance(value, int) and abs(value) > 2**63:
             raise UnitError(f"a duration must be a finite number >= 0, got a {len(str(abs(value)))}-digit number")
-        seconds = float(value) * bare_unit_s
+        number, unit = float(value), None
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
             raise UnitError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
-        number, unit = match.groups()
-        seconds = float(number) * (_SECONDS_PER_UNIT[unit] if unit else bare_unit_s)
+        text, unit = match.groups()
+        number = float(text)
     else:
         raise UnitError(f"expected a duration such as 250ms, 30s or 2m, got {value!r}")
-    if not math.isfinite(seconds) or seconds < 0:
+    if not math.isfinite(number) or number < 0:
+        raise UnitError(f"a duration must be a finite number >= 0, got {value!r}")
+    if unit is None and number != 0:
+        shown = f"{number:g}"
+        raise UnitError(f"a duration needs a unit: write {shown}s or {shown}ms (or 250ms, 2m, 1h), got {value!r}")
+    seconds = number * _SECONDS_PER_UNIT[unit] if unit else 0.0
+    if not math.isfinite(seconds):
         raise UnitError(f"a duration must be a finite number >= 0, got {value!r}")
     return seconds
 

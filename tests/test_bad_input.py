@@ -274,7 +274,7 @@ def expect_profiles_or_error(call, source: str) -> list[Profile] | None:
         result = call()
     except ProfileError as exc:
         assert exc.path == source, (exc.path, source)
-        assert str(exc).startswith(source), str(exc)
+        assert str(exc).startswith(exc.flag or source), str(exc)  # a flag's problem names the flag
         return None
     profiles = result if isinstance(result, list) else [result]
     assert profiles and all(isinstance(p, Profile) for p in profiles), result

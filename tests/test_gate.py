@@ -105,6 +105,7 @@ def test_every_check_is_reported_even_after_a_failure():
         "passed": False,
         "label": "p95 <=",
         "window_s": None,
+        "default": False,
         "samples": 1000,
         "status": "fail",
         "note": "",

@@ -47,7 +47,7 @@ def test_full_example() -> None:
     [
         ({"model": "none"}, LatencyConfig()),
         ({"model": "fixed", "delay": "10ms"}, LatencyConfig("fixed", delay=0.01)),
-        ({"model": "fixed", "delay": 0.5}, LatencyConfig("fixed", delay=0.5)),  # bare number: seconds
+        ({"model": "fixed", "delay": 0}, LatencyConfig("fixed", delay=0.0)),  # zero needs no unit
         ({"model": "uniform", "min": "1ms", "max": "3ms"}, LatencyConfig("uniform", min=0.001, max=0.003)),
         ({"model": "normal", "mean": "20ms", "stddev": "5ms"}, LatencyConfig("normal", mean=0.02, stddev=0.005)),
         ({"model": "exponential", "mean": "30ms"}, LatencyConfig("exponential", mean=0.03)),
@@ -95,6 +95,7 @@ def test_error_str_format() -> None:
         ({"latency": {"model": "fixed"}}, "latency.delay", "required"),
         ({"latency": {"model": "uniform", "min": "3ms", "max": "1ms"}}, "latency.max", "must be >="),
         ({"latency": {"model": "exponential", "mean": 0}}, "latency.mean", "greater than 0"),
+        ({"latency": {"model": "fixed", "delay": 0.5}}, "latency.delay", "needs a unit: write 0.5s or 0.5ms"),
         ({"latency": {"model": "lognormal", "median": "500ms", "p95": "200ms"}}, "latency.p95", "greater than"),
         ({"latency": {"model": "lognormal", "median": "500ms"}}, "latency.p95", "required"),
         ({"latency": {"model": "lognormal", "mu": 0, "sigma": -1}}, "latency.sigma", "greater than 0"),

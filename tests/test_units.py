@@ -24,27 +24,21 @@ from bench.units import UnitError, parse_duration, parse_rate
         (" 10 s ", 10.0),  # whitespace around and between number and unit
         ("0s", 0.0),  # zero is a valid duration (e.g. an instant ramp step)
         ("1e3ms", 1.0),  # exponent notation
-        ("7", 7.0),  # bare numeric string: seconds
-        (7, 7.0),  # bare int: seconds
-        (0.5, 0.5),  # bare float: seconds
+        (0, 0.0),  # zero needs no unit
+        ("0", 0.0),
     ],
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds, rel=1e-12, abs=0)
 
 
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        (250, 0.25),  # bare int read as milliseconds
-        ("250", 0.25),  # bare string read as milliseconds
-        (1.5, 0.0015),
-        ("2s", 2.0),  # an explicit unit wins over the bare unit
-        ("800ms", 0.8),
-    ],
-)
-def test_parse_duration_bare_unit_ms(value, seconds):
-    assert parse_duration(value, bare_unit_s=1e-3) == pytest.approx(seconds, rel=1e-12, abs=0)
+@pytest.mark.parametrize("value", [250, "250", 1.5, "7", 7, 0.5, " 30 "])
+def test_a_bare_duration_is_refused_with_both_readings_offered(value):
+    # "10" is seconds to one reader and milliseconds to another: bench asks for the unit.
+    with pytest.raises(UnitError) as info:
+        parse_duration(value)
+    number = f"{float(value):g}"
+    assert f"{number}s or {number}ms" in str(info.value) and repr(value) in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -126,8 +120,8 @@ def test_parse_rate_rejects(value):
 def test_bare_number_scaling_is_linear():
     # Many values: a bare number times the bare unit, no hidden offsets or rounding.
     for n in (1, 3, 17, 250, 999, 12345):
-        assert math.isclose(parse_duration(n, bare_unit_s=1e-3), n / 1000, rel_tol=1e-12)
         assert math.isclose(parse_duration(f"{n}ms"), n / 1000, rel_tol=1e-12)
+        assert math.isclose(parse_duration(f"{n}s"), n, rel_tol=1e-12)
         assert math.isclose(parse_rate(f"{n}/m"), n / 60, rel_tol=1e-12)
 
 

@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from bench.engine.errors import BenchError, ProfileError, RunError
 from bench.engine.exports import markdown_summary
+from bench.engine.gate import failure_alarm
 from bench.engine.profile import load_profile, load_scenarios
 from bench.engine.report import json_safe, latency_meaning
 from bench.engine.runner import ABORTED, CRASHED, INTERRUPTED, UNMEASURABLE, RunResult, run as run_profile
@@ -202,8 +203,12 @@ def _print_result(result: RunResult, quiet: bool) -> None:
     console.print(render.generator_table(summary))
     if result.verdict.checks:
         console.print(render.sla_table(result.verdict))
+    alarm = failure_alarm(result.summary)
     for message in result.messages:
-        err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
+        if message != alarm:
+            err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
+    if alarm is not None:
+        err_console.print(f"[bold red]✗ {escape(alarm)}[/]", highlight=False)
     trust = result.summary["trust"]
     if not trust["trusted"]:
         consequence = "strict: true, so the run fails with exit code 3" if result.profile.strict else "set strict: true to fail the run on this"

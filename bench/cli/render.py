@@ -222,7 +222,7 @@ def generator_table(summary: dict[str, Any]) -> Table:
 
 def compare_table(labels: list[str], table: dict[str, list[Any]], *, title: str) -> Table:
     """Each run's value per metric, and for the others the change against the first: green better, red worse."""
-    from bench.engine.compare import METRICS
+    from bench.engine.compare import METRICS, show_change
 
     out = Table(title=title)
     out.add_column("metric")
@@ -236,10 +236,7 @@ def compare_table(labels: list[str], table: dict[str, list[Any]], *, title: str)
             text = _compare_value(side, unit)
             if base is not None and side.value is not None:
                 delta = side.value - base
-                if unit == "ratio":
-                    change = f"{delta * 100:+.2f} pp"
-                else:
-                    change = f"{delta:+,.2f}" + (f" ({delta / base * 100:+.1f} %)" if base else "")
+                change = show_change(delta, base, unit)
                 better = (delta < 0) if lower_better else (delta > 0)
                 style = "dim" if abs(delta) <= abs(base) * 1e-9 else ("green" if better else "red")
                 cells.append(Text(f"{text}  {change}", style=style))

@@ -201,11 +201,14 @@ def compare(sides: Sequence[Sequence[Run]]) -> dict[str, list[SideValue]]:
     return table
 
 
-_BOUND = re.compile(r"^\s*([a-z0-9_.]+)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pp|ms|/s)?\s*$")
+_BOUND = re.compile(r"^\s*([a-z0-9_.]+)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pp|ms|s|/s)?\s*$")
 
 
 def parse_bounds(text: str) -> list[Bound]:
-    """Parse ``p95=10%,error_rate=0.5pp,p99=20ms,rps=5%``; raise CompareError on anything else."""
+    """Parse ``p95=10%,error_rate=0.5pp,p99=20ms,rps=5%``; raise CompareError on anything else.
+
+    Every amount carries its unit: ``p95=10`` could mean 10 % or 10 ms, so it is refused.
+    """
     bounds = []
     for part in (p for p in text.split(",") if p.strip()):
         match = _BOUND.match(part)
@@ -214,12 +217,19 @@ def parse_bounds(text: str) -> list[Bound]:
         metric, amount, unit = match.groups()
         if metric not in METRICS:
             raise CompareError(f"--fail-on-regression: unknown metric {metric!r}; known: {', '.join(METRICS)}")
-        kind = {"%": "%", "pp": "pp", None: "%"}.get(unit, "abs")
+        metric_unit = METRICS[metric][0]
+        if unit is None:
+            absolute = {"ms": f"{amount}ms", "ratio": f"{amount}pp"}.get(metric_unit, f"{amount}/s")
+            raise CompareError(
+                f"--fail-on-regression: {part.strip()!r} needs a unit: {metric}={amount}% (relative to the baseline) or {metric}={absolute} (absolute)"
+            )
+        kind = {"%": "%", "pp": "pp"}.get(unit, "abs")
         if kind == "pp" and metric != "error_rate":
             raise CompareError(f"--fail-on-regression: {part.strip()!r}: pp (percentage points) applies to error_rate only")
-        if kind == "abs" and not (METRICS[metric][0] == "ms" if unit == "ms" else METRICS[metric][0].endswith("/s")):
-            raise CompareError(f"--fail-on-regression: {part.strip()!r}: {unit} does not fit {metric} ({METRICS[metric][0]})")
-        bounds.append(Bound(metric, float(amount), kind, part.strip()))
+        if kind == "abs" and not (metric_unit == "ms" if unit in ("ms", "s") else metric_unit.endswith("/s")):
+            raise CompareError(f"--fail-on-regression: {part.strip()!r}: {unit} does not fit {metric} ({metric_unit})")
+        value = float(amount) * (1000.0 if unit == "s" else 1.0)
+        bounds.append(Bound(metric, value, kind, part.strip()))
     return bounds
 
 
@@ -251,3 +261,10 @@ def _show(value: float, unit: str) -> str:
     if unit == "ratio":
         return f"{value * 100:.2f} %"
     return f"{value:,.2f} {unit}"
+
+
+def show_change(delta: float, base: float | None, unit: str) -> str:
+    """A change with its unit: ``+12.30 ms (+5.1 %)``, ``-40.0 req/s (-3.2 %)``, ``+0.50 pp``."""
+    if unit == "ratio":
+        return f"{delta * 100:+.2f} pp"
+    return f"{delta:+,.2f} {unit}" + (f" ({delta / base * 100:+.1f} %)" if base else "")

@@ -14,15 +14,20 @@ class ProfileError(BenchError):
     message tells the user exactly what to change before any process starts.
     """
 
-    def __init__(self, path: str, field: str, message: str, *, line: int | None = None, column: int | None = None):
+    def __init__(
+        self, path: str, field: str, message: str, *, line: int | None = None, column: int | None = None, flag: str | None = None
+    ):
         self.path = path
         self.field = field
         self.message = message
         self.line = line
         self.column = column
+        self.flag = flag  # the command-line flag that set the field, e.g. --rate: the message names it, not the file
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        if self.flag is not None:
+            return f"{self.flag}: {self.message}"
         where = self.path
         if self.line is not None:
             where += f":{self.line}"

@@ -48,6 +48,7 @@ class Check:
             "threshold": self.rule.threshold,
             "unit": self.rule.unit,
             "window_s": self.rule.window_s,
+            "default": self.rule.default,
             "measured": _json_number(self.measured),
             "samples": self.samples,
             "status": self.status,
@@ -64,6 +65,22 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
+
+
+#: Above this share of failed requests a run says so loudly, whatever its SLA (or with none).
+MOSTLY_FAILED = 0.5
+
+
+def failure_alarm(summary: Mapping[str, Any]) -> str | None:
+    """A loud line when most completed requests failed, naming what they failed with; None otherwise."""
+    rate = summary.get("error_rate")
+    completed = summary["requests"]["completed"]
+    if rate is None or rate <= MOSTLY_FAILED:
+        return None
+    causes = [(f"status {code}", n) for code, n in summary.get("status_codes", {}).items() if int(code) >= 400]
+    causes += list(summary.get("errors", {}).items())
+    top = ", ".join(f"{name}: {n:,}" for name, n in sorted(causes, key=lambda c: -c[1])[:3])
+    return f"most requests failed: {round(rate * completed):,} of {completed:,} ({rate * 100:.1f} %)" + (f"; {top}" if top else "")
 
 
 def _json_number(value: float | None) -> float | str | None:

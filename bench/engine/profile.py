@@ -8,6 +8,7 @@ silently passing SLA gate). Nothing here opens sockets or starts processes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import difflib
@@ -17,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import orjson
@@ -69,6 +70,13 @@ SLA_METRICS: dict[str, tuple[str, str, str]] = {
 }
 #: Metrics a window criterion can use (computed per second from latency histograms and counters).
 WINDOW_METRICS = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean", "error_rate", "min_rps")
+#: The error criterion a gate gets when its profile has latency or throughput criteria but none on errors:
+#: a service that fails every request must never pass a gate by default (k6 users write http_req_failed rate<0.01).
+DEFAULT_ERROR_RATE = 0.01
+#: Criteria that judge failed requests themselves (goodput never counts a failed request as good).
+ERROR_CRITERIA = ("error_rate", "min_goodput")
+#: What switches the default error criterion off, explicitly: ``error_rate: off`` (YAML reads a bare off as false).
+SWITCHED_OFF = ("off", "none")
 #: Settings in the sla section that are not criteria.
 SLA_OPTIONS = ("error_aware", "min_samples", "windows")
 
@@ -142,10 +150,13 @@ class SlaRule:
     window_s: float | None = None
     abort_on_fail: bool = False
     grace_s: float = 0.0
+    default: bool = False  # added by bench (the default error criterion), not written in the profile
 
     @property
     def label(self) -> str:
-        """How the criterion reads in tables: ``p95 <=`` or ``p95 <= (any 10 s window)``."""
+        """How the criterion reads in tables: ``p95 <=``, ``p95 <= (any 10 s window)``, ``error_rate <= (default)``."""
+        if self.default:
+            return f"{self.name} {self.op} (default)"
         if self.window_s is None:
             return f"{self.name} {self.op}"
         return f"{self.name} {self.op} (any {self.window_s:g} s window)"
@@ -285,7 +296,8 @@ def load_scenarios(
         if only is not None:
             raise ProfileError(source, "scenarios", f"the profile has no scenarios, so there is no {only!r} to pick")
         merged = _apply_overrides(data, overrides or {}, source)
-        return [parse_profile(merged, source=source, default_name=Path(path).stem)]
+        with _blame_flags(overrides):
+            return [parse_profile(merged, source=source, default_name=Path(path).stem)]
     if not isinstance(scenarios, dict) or not scenarios:
         raise ProfileError(source, "scenarios", f"expected a mapping of scenario name to settings, got {scenarios!r}")
     if only is not None and only not in scenarios:
@@ -311,8 +323,11 @@ def load_scenarios(
         merged = _substitute_scenario(merged, name)
         merged = _apply_overrides(merged, overrides or {}, source)
         try:
-            profile = parse_profile(merged, source=source, default_name=name)
+            with _blame_flags(overrides):
+                profile = parse_profile(merged, source=source, default_name=name)
         except ProfileError as exc:
+            if exc.flag is not None:
+                raise
             raise ProfileError(source, exc.field, f"in scenario {name!r}: {exc.message}") from None
         for out in (profile.output.json_path, profile.output.csv_path, *profile.output.extra_paths()):
             if out is not None:
@@ -324,6 +339,26 @@ def load_scenarios(
                 written[key] = name
         profiles.append(profile)
     return profiles
+
+
+def flag_name(override: str) -> str:
+    """The command-line flag behind an override: ``rate`` -> ``--rate``, ``ray_address`` -> ``--ray-address``."""
+    return "--" + override.replace("_", "-")
+
+
+@contextlib.contextmanager
+def _blame_flags(overrides: Mapping[str, Any] | None) -> Iterator[None]:
+    """A problem in a field that a flag set is reported against the flag, not the profile file."""
+    try:
+        yield
+    except ProfileError as exc:
+        for name, value in (overrides or {}).items():
+            field_name = OVERRIDE_FIELDS.get(name)
+            if value is None or field_name is None:
+                continue
+            if exc.field == field_name or exc.field.startswith((field_name + ".", field_name + "[")):
+                raise ProfileError(exc.path, exc.field, exc.message, flag=flag_name(name)) from None
+        raise
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -824,7 +859,7 @@ def _parse_goodput(f: _Fields) -> tuple[tuple[str, float], ...]:
         if value is None:
             continue
         try:
-            objectives.append((key, round(parse_duration(value, bare_unit_s=1e-3) * 1e3, 6)))
+            objectives.append((key, round(parse_duration(value) * 1e3, 6)))
         except UnitError as exc:
             raise f.error(key, str(exc)) from None
     return tuple(objectives)
@@ -992,11 +1027,30 @@ def _parse_client(f: _Fields) -> Client:
 
 
 def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
-    """Whole-run criteria (``p95: 800ms``) and, under ``windows``, criteria on every sliding window."""
-    rules = [_sla_rule(f, name, value) for name, value in f.data.items() if name in SLA_METRICS]
+    """Whole-run criteria (``p95: 800ms``), under ``windows`` criteria on every sliding window, and the default error criterion.
+
+    A gate with criteria but none on errors gets ``error_rate <= 1%`` (marked
+    default), unless the profile says ``error_rate: off``: otherwise a service
+    answering 404 to everything would pass ``p95: 500ms``.
+    """
+    errors_off = _error_rate_switched_off(f)
+    rules = [_sla_rule(f, name, value) for name, value in f.data.items() if name in SLA_METRICS and not (errors_off and name == "error_rate")]
+    rules.extend(_parse_windows(f))
+    if rules and not errors_off and not any(r.name in ERROR_CRITERIA for r in rules):
+        rules.append(SlaRule("error_rate", "error_rate", "<=", DEFAULT_ERROR_RATE, "ratio", default=True))
+    return tuple(rules)
+
+
+def _error_rate_switched_off(f: _Fields) -> bool:
+    value = f.data.get("error_rate")
+    return value is False or (isinstance(value, str) and value.strip().lower() in SWITCHED_OFF)
+
+
+def _parse_windows(f: _Fields) -> list[SlaRule]:
+    rules: list[SlaRule] = []
     windows = f.raw("windows")
     if windows is None:
-        return tuple(rules)
+        return rules
     if not isinstance(windows, list):
         raise f.error("windows", f"expected a list such as [{{p95: 800ms, window: 10s}}], got {windows!r}")
     for i, item in enumerate(windows):
@@ -1020,7 +1074,7 @@ def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
                 grace_s=w.duration("grace", 0.0) or 0.0,
             )
         )
-    return tuple(rules)
+    return rules
 
 
 def _sla_rule(f: _Fields, name: str, value: Any) -> SlaRule:
@@ -1029,7 +1083,7 @@ def _sla_rule(f: _Fields, name: str, value: Any) -> SlaRule:
         raise f.error(name, "expected a threshold, got nothing")
     try:
         if unit == "ms":
-            threshold = round(parse_duration(value, bare_unit_s=1e-3) * 1e3, 6)
+            threshold = round(parse_duration(value) * 1e3, 6)
         elif unit == "ratio":
             threshold = _parse_ratio(value)
         elif unit == "tok/s":
@@ -1136,6 +1190,7 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
                 "window_s": r.window_s,
                 "abort_on_fail": r.abort_on_fail,
                 "grace_s": r.grace_s,
+                "default": r.default,
             }
             for r in sla
         ],

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from bench.engine.aggregate import Aggregator, Snapshot
 from bench.engine.errors import ProfileError, RunError
-from bench.engine.gate import Verdict, compare, evaluate, window_key, window_specs
+from bench.engine.gate import Verdict, compare, evaluate, failure_alarm, window_key, window_specs
 from bench.engine.profile import Profile
 from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
 from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
@@ -239,6 +239,9 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     summary["generator"]["parent_cpu"] = parent_cpu  # the aggregator and live view, not sending
     summary["trust"] = assess(load.model, summary)
     verdict = evaluate(summary, profile.sla, profile.sla_options)
+    alarm = failure_alarm(summary)
+    if alarm is not None:
+        messages.append(alarm)
     messages.extend(getattr(engine, "notes", []))
     workers = engine.describe()
     report = build_report(
