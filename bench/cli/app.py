@@ -9,6 +9,7 @@ what was measured is still written.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from enum import IntEnum
@@ -23,9 +24,10 @@ from rich.markup import escape
 from bench.engine.errors import BenchError, ProfileError, RunError
 from bench.engine.exports import markdown_summary
 from bench.engine.gate import failure_alarm
-from bench.engine.profile import load_profile, load_scenarios
+from bench.engine.profile import Profile, load_profile, load_scenarios, profile_from_url
 from bench.engine.report import json_safe, latency_meaning
 from bench.engine.runner import ABORTED, CRASHED, INTERRUPTED, UNMEASURABLE, RunResult, run as run_profile
+from bench import __version__
 from bench.cli import render
 
 
@@ -69,15 +71,43 @@ def _fail_usage(message: str) -> typer.Exit:
     return typer.Exit(ExitCode.USAGE)
 
 
-@app.command()
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"bench {__version__}", highlight=False)
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Load-test HTTP and inference APIs; gate CI on latency SLAs."""
+
+
+RUN_EXAMPLES = """Examples:
+
+  bench run profiles/sla.yaml
+
+  bench run http://127.0.0.1:8000/v1/x --concurrency 20 --requests 400 --sla p95=800ms,error_rate=1%
+
+  bench run https://api.example.com/v1/chat -m POST -H 'Authorization: Bearer $TOKEN' --body @req.json --rate 50/s --duration 30s
+"""
+
+
+@app.command(epilog=RUN_EXAMPLES)
 def run(
-    profile: Path = typer.Argument(..., help="YAML load profile."),
+    target: str = typer.Argument(..., metavar="PROFILE|URL", help="A YAML load profile, or a URL to load-test with the flags alone."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: CPU count)."),
     concurrency: Optional[int] = typer.Option(None, help="Closed loop: total requests in flight."),
     rate: Optional[str] = typer.Option(None, help="Open loop: total arrivals per second, e.g. 500/s."),
     requests: Optional[int] = typer.Option(None, help="Measured requests to send."),
     duration: Optional[str] = typer.Option(None, help="Measured duration, e.g. 30s."),
     url: Optional[str] = typer.Option(None, help="Target URL (instead of the bundled mock server)."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="HTTP method (default GET)."),
+    header: Optional[list[str]] = typer.Option(None, "--header", "-H", help="A request header, 'Name: value' (repeatable)."),
+    body: Optional[str] = typer.Option(None, "--body", "-d", help="Request body: a string, or @file (JSON gets a JSON Content-Type)."),
+    timeout: Optional[str] = typer.Option(None, help="Per-request timeout, e.g. 10s (default 30s)."),
+    sla: Optional[str] = typer.Option(None, help="The SLA gate, e.g. p95=800ms,error_rate=1% (replaces the profile's)."),
     json_path: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here."),
     csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV row per request here."),
     hlog_path: Optional[str] = typer.Option(None, "--hlog", help="Write the HdrHistogram interval log (.hlog) here."),
@@ -87,8 +117,12 @@ def run(
     ray_address: Optional[str] = typer.Option(None, help="With --engine ray: auto, HOST:PORT, or local (start a local Ray)."),
     on_worker_failure: Optional[str] = typer.Option(None, help="stop (default: exit 3, report incomplete) or continue (record the gap)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    details: bool = typer.Option(False, "--details", help="The full tables at the end (every percentile, status, error kind, the self-check)."),
 ) -> None:
-    """Run a load profile (each of its scenarios in turn), show progress and results, exit by the SLA verdict.
+    """Run a load profile (each of its scenarios in turn), or load-test a URL; show progress and results; exit by the SLA verdict.
+
+    Given a URL instead of a profile, the flags are the profile: without load flags
+    it sends 200 requests from 50 users (as hey and oha do).
 
     Exit codes: 0 SLA met; 1 SLA not met (or aborted by abort_on_fail); 2 invalid profile or
     flags; 3 run could not be measured (target unreachable for every request, a worker
@@ -102,6 +136,11 @@ def run(
         "requests": requests,
         "duration": duration,
         "url": url,
+        "method": method,
+        "header": header or None,
+        "body": body,
+        "timeout": timeout,
+        "sla": sla,
         "json": json_path,
         "csv": csv_path,
         "hlog": hlog_path,
@@ -111,7 +150,7 @@ def run(
         "on_worker_failure": on_worker_failure,
     }
     try:
-        profiles = load_scenarios(profile, overrides, only=scenario)
+        profiles = _load(target, overrides, scenario)
     except ProfileError as exc:
         raise _fail_usage(str(exc)) from None
     results: list[RunResult] = []
@@ -119,6 +158,8 @@ def run(
     for prof in profiles:
         if len(profiles) > 1:
             console.rule(f"scenario {prof.name}", style="cyan")
+        if not quiet:
+            console.print(render.run_header(prof, __version__), highlight=False)
         try:
             result = _run_with_progress(prof, quiet)
         except ProfileError as exc:
@@ -131,15 +172,43 @@ def run(
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             codes.append(ExitCode.RUN_ERROR)
             break
-        _print_result(result, quiet)
+        _print_result(result, details, alone=len(profiles) == 1)
         _append_step_summary(result)
         results.append(result)
         codes.append(exit_code_for(result))
         if codes[-1] == ExitCode.INTERRUPTED:
             break
-    if len(results) > 1:
-        codes.append(_compare_scenarios(results))
-    raise typer.Exit(max(codes, key=_severity) if codes else ExitCode.OK)
+    regression = _compare_scenarios(results) if len(results) > 1 else ExitCode.OK
+    final = max([*codes, regression], key=_severity) if codes else ExitCode.OK
+    if len(profiles) > 1:
+        _print_overall(results, codes, regression, final, len(profiles))
+    raise typer.Exit(final)
+
+
+def _load(target: str, overrides: dict, scenario: str | None) -> list[Profile]:
+    """A URL is a profile made of the flags; anything else is a profile file."""
+    if "://" in target:
+        if scenario is not None:
+            raise ProfileError("command line", "scenarios", "--scenario picks a scenario of a profile file, not of a URL", flag="--scenario")
+        return [profile_from_url(target, overrides)]
+    path = Path(target)
+    if not path.exists() and not target.endswith((".yaml", ".yml")) and re.match(r"^[\w.-]+:\d+(/|$)", target):
+        raise ProfileError(target, "", f"no such profile file; to load-test a URL, give its scheme: http://{target}")
+    return load_scenarios(path, overrides, only=scenario)
+
+
+def _print_overall(results: list[RunResult], codes: list[ExitCode], regression: ExitCode, final: ExitCode, planned: int) -> None:
+    """One line for a run of several scenarios, matching the exit code: which scenario decided it."""
+    words = {ExitCode.OK: "✓ SLA met", ExitCode.SLA_FAILED: "✗ SLA not met", ExitCode.RUN_ERROR: "✗ not measured", ExitCode.INTERRUPTED: "interrupted"}
+    each = [f"{r.profile.name} {words.get(c, c.name)}" for r, c in zip(results, codes)]
+    if len(codes) > len(results):
+        each.append("run failed")
+    if len(each) < planned:
+        each.append(f"{planned - len(each)} not run")
+    if regression != ExitCode.OK:
+        each.append("✗ a regression beyond compare.fail_on_regression")
+    style = "bold green" if final == ExitCode.OK else ("bold yellow" if final == ExitCode.INTERRUPTED else "bold red")
+    console.print(f"[{style}]overall:[/] {escape(', '.join(each))} - exit code {int(final)}", highlight=False)
 
 
 def _severity(code: ExitCode) -> int:
@@ -193,28 +262,33 @@ def _run_with_progress(prof, quiet: bool) -> RunResult:
     return run_profile(prof, on_progress=log)
 
 
-def _print_result(result: RunResult, quiet: bool) -> None:
+def _print_result(result: RunResult, details: bool, *, alone: bool = True) -> None:
+    """The verdict and the numbers that matter (all tables with --details), then notes, warnings, files and the verdict line."""
     summary = dict(result.summary, load_model=result.profile.load.model)
-    console.print(render.latency_table(summary, latency_meaning(result.profile)))
-    console.print(render.requests_table(summary))
-    inference = render.inference_table(summary)
-    if inference is not None:
-        console.print(inference)
-    console.print(render.generator_table(summary))
-    if result.verdict.checks:
-        console.print(render.sla_table(result.verdict))
+    meaning = latency_meaning(result.profile)
+    if details:
+        console.print(render.latency_table(summary, meaning))
+        console.print(render.requests_table(summary))
+        inference = render.inference_table(summary)
+        if inference is not None:
+            console.print(inference)
+        console.print(render.generator_table(summary))
+        if result.verdict.checks:
+            console.print(render.sla_table(result.verdict))
+    else:
+        console.print(render.summary_screen(summary, result.verdict))
     alarm = failure_alarm(result.summary)
     for message in result.messages:
         if message != alarm:
             err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
-    if alarm is not None:
-        err_console.print(f"[bold red]✗ {escape(alarm)}[/]", highlight=False)
     trust = result.summary["trust"]
     if not trust["trusted"]:
         consequence = "strict: true, so the run fails with exit code 3" if result.profile.strict else "set strict: true to fail the run on this"
         err_console.print(f"[bold yellow]warning: these results may not be trustworthy ({consequence}):[/]", highlight=False)
         for reason in trust["reasons"]:
             err_console.print(f"  - {escape(reason)}", highlight=False)
+    if alarm is not None:
+        err_console.print(f"[bold red]✗ {escape(alarm)}[/]", highlight=False)
     for path in result.written:
         console.print(f"wrote {escape(str(path))}", highlight=False)
     code = exit_code_for(result)
@@ -228,7 +302,8 @@ def _print_result(result: RunResult, quiet: bool) -> None:
         ),
         ExitCode.INTERRUPTED: "[bold yellow]interrupted[/]: partial results",
     }
-    console.print(f"{verdicts[code]} - exit code {int(code)}")
+    # With several scenarios the exit code is the overall line's, printed after the last one.
+    console.print(f"{verdicts[code]} - exit code {int(code)}" if alone else f"scenario {escape(result.profile.name)}: {verdicts[code]}", highlight=False)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from bench.engine.aggregate import Snapshot
 from bench.engine.gate import Verdict
-from bench.engine.profile import Profile
+from bench.engine.profile import Profile, SlaRule, redact_url
 from bench.engine.schedule import rate_ramp
 
 
@@ -26,6 +26,15 @@ def _ms(value: float | None) -> str:
     if value >= 1000:
         return f"{value / 1000:.3f} s"
     return f"{value:.2f} ms"
+
+
+def _ms3(value: float | None) -> str:
+    """Three significant digits, for the short summary: ``0.32 ms``, ``27.4 ms``, ``208 ms``, ``1.20 s``."""
+    if value is None or value == float("inf"):
+        return _ms(value)
+    if value >= 1000:
+        return f"{value / 1000:.3g} s" if value < 100_000 else f"{value / 1000:,.0f} s"
+    return f"{value:.3g} ms" if value >= 1 else f"{value:.2f} ms"
 
 
 def _sla_threshold(profile: Profile, metric: str) -> float | None:
@@ -165,23 +174,123 @@ def requests_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _in_unit(unit: str, value: float | None, *, short: bool = False) -> str:
+    """A criterion's threshold or measured value as its unit reads: ms, %, req/s, tok/s."""
+    if unit == "ms" or value is None:
+        return _ms3(value) if short else _ms(value)
+    if unit == "ratio":
+        return f"{value * 100:.3g} %" if short else f"{value * 100:.2f} %"
+    return f"{value:,.1f} {unit}"
+
+
+def _criterion(rule: SlaRule) -> str:
+    """``p95 <= 800 ms``, ``error_rate <= 1 % (default)``, ``p95 <= 800 ms (any 10 s window)``."""
+    where = " (default)" if rule.default else (f" (any {rule.window_s:g} s window)" if rule.window_s is not None else "")
+    return f"{rule.name} {rule.op} {_in_unit(rule.unit, rule.threshold, short=True)}{where}"
+
+
+def _load_words(profile: Profile) -> str:
+    """``closed loop, 20 users, 400 requests + 20 warm-up`` or ``open loop, ramp 50 -> 300 -> 100/s (poisson), 30 s``."""
+    load = profile.load
+    if load.model == "open":
+        if load.stages:
+            what = "ramp " + " -> ".join(f"{v:g}" for v in [load.rate_per_s or 0, *(s.target for s in load.stages)]) + "/s"
+        else:
+            what = f"{load.rate_per_s:g}/s"
+        what = f"open loop, {what} ({load.arrival})"
+    else:
+        users = " -> ".join(str(int(v)) for v in [load.concurrency or 0, *(s.target for s in load.stages)])
+        what = f"closed loop, {users} users"
+    if load.requests is not None:
+        what += f", {load.requests:,} requests"
+    if load.duration_s is not None:
+        what += f"{' or' if load.requests is not None else ','} {load.duration_s:g} s"
+    elif load.stages and load.requests is None:
+        what += f", {sum(s.duration_s for s in load.stages):g} s"
+    if load.warmup_requests:
+        what += f" + {load.warmup_requests:,} warm-up"
+    elif load.warmup_s:
+        what += f" + {load.warmup_s:g} s warm-up"
+    return what
+
+
+def run_header(profile: Profile, version: str) -> Text:
+    """What is about to run, before it starts: target, load, workers and transport, SLA criteria."""
+    kinds = profile.kinds
+    method = profile.target.method if len(kinds) <= 1 else f"{len(kinds)} request kinds"
+    where = redact_url(profile.target.url) if profile.target.url else "bundled mock server"
+    workers = f"{profile.load.workers} worker{'s' if profile.load.workers != 1 else ''}"
+    lines = [
+        Text.assemble((f"bench {version}", "bold"), "  ", (profile.name, "bold cyan")),
+        Text(f"  target  {method} {where}"),
+        Text(f"  load    {_load_words(profile)}; {workers}, {profile.client.transport}"),
+        Text("  SLA     " + (", ".join(_criterion(r) for r in profile.sla) or "none: the run passes whatever it measures")),
+    ]
+    return Text("\n").join(lines)
+
+
+def summary_screen(summary: dict[str, Any], verdict: Verdict) -> Group:
+    """The few numbers that matter and one line per SLA criterion (k6's summary): fits a 35-row, 80-column terminal."""
+    req = summary["requests"]
+    lat = summary["latency"]
+    rows = Table(box=None, show_header=False, pad_edge=False, show_edge=False)
+    rows.add_column(style="bold", no_wrap=True)
+    rows.add_column()
+    rps = summary.get("rps")
+    rows.add_row(
+        "requests",
+        f"{req['sent']:,} sent in {summary['duration_s']:.2f} s, " + ("-" if rps is None else f"{rps:,.1f} req/s"),
+    )
+    rate = summary.get("error_rate")
+    outcome = Text(f"{req['ok']:,} ok, {req['http_errors'] + req['client_errors'] + req.get('check_failures', 0):,} failed")
+    outcome.append(" (error rate " + ("-" if rate is None else f"{rate * 100:.2f} %") + ")", style="red" if rate else "")
+    rows.add_row("", outcome)
+    causes = [f"status {code}: {n:,}" for code, n in summary["status_codes"].items() if int(code) >= 400]
+    causes += [f"{kind}: {n:,}" for kind, n in summary["errors"].items()]
+    if causes:
+        rows.add_row("errors", Text(", ".join(causes[:6]) + (f", +{len(causes) - 6} more" if len(causes) > 6 else ""), style="red"))
+    stats = "  ".join(f"{key} {_ms3(lat.get(key))}" for key in ("p50", "p90", "p95", "p99", "max"))
+    rows.add_row("latency", stats)
+    meaning = "service time, from the actual send (closed loop)" if summary.get("load_model") == "closed" else "from the intended send (open loop: coordinated-omission safe)"
+    rows.add_row("", Text(meaning, style="grey62"))
+    inference = summary.get("inference")
+    if inference:
+        for family in ("ttft", "tpot", "itl"):
+            fam = inference.get(family) or {}
+            if fam.get("count"):
+                rows.add_row(family.upper(), "  ".join(f"{key} {_ms3(fam.get(key))}" for key in ("p50", "p90", "p95", "p99", "max")))
+        tokens = inference.get("output_tokens_per_s")
+        goodput = summary.get("goodput") or {}
+        line = f"{inference['output_tokens']:,} output tokens" + ("" if tokens is None else f", {tokens:,.1f} tok/s")
+        if goodput.get("ratio") is not None:
+            line += f", goodput {goodput['ratio'] * 100:.1f} %"
+        rows.add_row("tokens", line)
+    trust = summary.get("trust", {})
+    if not trust.get("trusted", True):
+        rows.add_row("generator", Text("NOT trustworthy (see the warning below)", style="bold yellow"))
+    parts: list[Any] = [Text("Results", style="bold underline"), rows]
+    if verdict.checks:
+        gate = Table(box=None, show_header=False, pad_edge=False, show_edge=False)
+        gate.add_column(no_wrap=True)
+        gate.add_column()
+        gate.add_column(justify="right")
+        for check in verdict.checks:
+            mark = Text("✓", style="bold green") if check.passed else Text("✗", style="bold red")
+            measured = _in_unit(check.rule.unit, check.measured, short=True)
+            if check.status == "not measurable":
+                measured += " (not measurable)"
+            gate.add_row(mark, _criterion(check.rule), Text(measured, style="green" if check.passed else "red"))
+        parts += [Text("SLA", style="bold underline"), gate]
+    return Group(*parts)
+
+
 def sla_table(verdict: Verdict) -> Table:
     table = Table(title="SLA")
     for name, justify in (("criterion", "left"), ("threshold", "right"), ("measured", "right"), ("result", "center")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for check in verdict.checks:
         rule = check.rule
-        if rule.unit == "ms":
-            threshold, measured = _ms(rule.threshold), _ms(check.measured)
-        elif rule.unit == "tok/s":
-            threshold = f"{rule.threshold:,.1f} tok/s"
-            measured = "-" if check.measured is None else f"{check.measured:,.1f} tok/s"
-        elif rule.unit == "ratio":
-            threshold = f"{rule.threshold * 100:.2f} %"
-            measured = "-" if check.measured is None else f"{check.measured * 100:.2f} %"
-        else:
-            threshold = f"{rule.threshold:,.1f} req/s"
-            measured = "-" if check.measured is None else f"{check.measured:,.1f} req/s"
+        threshold, measured = _in_unit(rule.unit, rule.threshold), _in_unit(rule.unit, check.measured)
         if check.passed:
             result = Text("PASS", style="bold green")
         elif check.status == "not measurable":

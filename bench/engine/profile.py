@@ -248,6 +248,11 @@ OVERRIDE_FIELDS = {
     "requests": "load.requests",
     "duration": "load.duration",
     "url": "target.url",
+    "method": "target.method",
+    "header": "target.headers",  # a list of "Name: value", merged over the profile's headers
+    "body": "target.body",  # a string, or @file
+    "timeout": "target.timeout",
+    "sla": "sla.",  # "p95=800ms,error_rate=1%": replaces the whole sla section
     "json": "output.json",
     "csv": "output.csv",
     "hlog": "output.hlog",
@@ -352,12 +357,16 @@ def _blame_flags(overrides: Mapping[str, Any] | None) -> Iterator[None]:
     try:
         yield
     except ProfileError as exc:
+        if exc.flag is not None:
+            raise
         for name, value in (overrides or {}).items():
-            field_name = OVERRIDE_FIELDS.get(name)
-            if value is None or field_name is None:
+            field_name = OVERRIDE_FIELDS.get(name, "").rstrip(".")
+            if value is None or not field_name:
                 continue
             if exc.field == field_name or exc.field.startswith((field_name + ".", field_name + "[")):
-                raise ProfileError(exc.path, exc.field, exc.message, flag=flag_name(name)) from None
+                part = exc.field[len(field_name) :].lstrip(".")  # --sla p95: ..., --header X-Key: ...
+                flag = f"{flag_name(name)} {part}" if part else flag_name(name)
+                raise ProfileError(exc.path, exc.field, exc.message, flag=flag) from None
         raise
 
 
@@ -451,11 +460,18 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source:
         if name not in OVERRIDE_FIELDS:
             raise ProfileError(source, name, "unknown override")
         section, key = OVERRIDE_FIELDS[name].split(".")
+        if name == "sla":
+            data["sla"] = sla_from_flag(value, source)
+            continue
         current = data.get(section)
         if current is None:
             current = {}
         if not isinstance(current, dict):
             raise ProfileError(source, section, f"expected a mapping, got {current!r}")
+        if name == "header":
+            value = {**(current.get("headers") or {}), **headers_from_flags(value, source)}
+        elif name == "body":
+            value = body_from_flag(value, current, source)
         current[key] = value
         if name == "rate":
             current.pop("concurrency", None)
@@ -467,6 +483,80 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source:
             data.pop("mock", None)
         data[section] = current
     return data
+
+
+def sla_from_flag(text: str, source: str = "command line") -> dict[str, str]:
+    """``--sla p95=800ms,error_rate=1%`` -> ``{"p95": "800ms", "error_rate": "1%"}``, validated later like a profile's."""
+    section: dict[str, str] = {}
+    for part in (p.strip() for p in str(text).split(",")):
+        name, sep, value = part.partition("=")
+        if not part or not sep or not name.strip() or not value.strip():
+            raise ProfileError(source, "sla", f"cannot read {part!r}; write e.g. p95=800ms,error_rate=1%", flag="--sla")
+        section[name.strip()] = value.strip()
+    return section
+
+
+def headers_from_flags(values: list[str] | tuple[str, ...], source: str = "command line") -> dict[str, str]:
+    """``--header 'Name: value'`` (repeatable), as curl and hey take it."""
+    headers: dict[str, str] = {}
+    for item in values:
+        name, sep, value = str(item).partition(":")
+        if not sep or not name.strip():
+            raise ProfileError(source, "target.headers", f"expected 'Name: value', got {item!r}", flag="--header")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def body_from_flag(value: str, target: dict[str, Any], source: str = "command line") -> str:
+    """``--body TEXT`` or ``--body @file`` (curl's convention); JSON text gets a JSON Content-Type unless one is set."""
+    text = str(value)
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError(source, "target.body", f"cannot read {text[1:]!r}: {getattr(exc, 'strerror', None) or exc}", flag="--body") from None
+    headers = target.get("headers") or {}
+    if isinstance(headers, dict) and not any(str(k).lower() == "content-type" for k in headers):
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, (dict, list)):
+            target["headers"] = {**headers, "Content-Type": "application/json"}
+    return text
+
+
+#: Load when a URL is given with no load flags: hey's and oha's defaults.
+URL_DEFAULT_CONCURRENCY = 50
+URL_DEFAULT_REQUESTS = 200
+
+
+def profile_from_url(url: str, overrides: Mapping[str, Any] | None = None) -> Profile:
+    """A profile from the command line alone (``bench run URL --rate 100/s --duration 30s``), validated like a file.
+
+    Without load flags it sends 200 requests from 50 users, as hey and oha do.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "url" in overrides:
+        raise ProfileError("command line", "target.url", "the URL is already the first argument; drop --url", flag="--url")
+    load: dict[str, Any] = {}
+    if "rate" not in overrides and "concurrency" not in overrides:
+        load["concurrency"] = URL_DEFAULT_CONCURRENCY
+    if "requests" not in overrides and "duration" not in overrides:
+        load["requests"] = URL_DEFAULT_REQUESTS
+    data = {"target": {"url": url}, "load": load}
+    parts = urlsplit(url) if "://" in url else None
+    host = parts.hostname if parts is not None else None
+    where = f"{host}:{parts.port}" if host and parts.port else host  # type: ignore[union-attr]
+    name = f"{where}{parts.path}".rstrip("/") if where else "url"  # type: ignore[union-attr]
+    merged = _apply_overrides(data, overrides, "command line")
+    try:
+        with _blame_flags(overrides):
+            return parse_profile(merged, source="command line", default_name=name)
+    except ProfileError as exc:
+        if exc.field == "target.url":
+            raise ProfileError("command line", exc.field, exc.message, flag="URL") from None
+        raise
 
 
 class _Fields:
@@ -1141,6 +1231,14 @@ _SECRET_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|pass
 REDACTED = "<redacted>"
 
 
+def redact_url(url: str) -> str:
+    """The URL with the password of any ``user:password@`` hidden: reports, logs and headers never carry it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)).geturl()
+
+
 def redact_header(name: str, value: str, secret_names: frozenset[str] = frozenset()) -> str:
     """Header values that carry credentials (by name, or listed in target.secret_headers) never reach a report."""
     return REDACTED if _SECRET_HEADER.search(name) or name.lower() in secret_names else value
@@ -1151,7 +1249,7 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
     return {
         "name": name,
         "target": {
-            "url": target.url,
+            "url": redact_url(target.url) if target.url else None,
             "method": target.method,
             "headers": {name: redact_header(name, value, secret_names) for name, value in target.headers},
             "body_bytes": len(target.body) if target.body is not None else 0,

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from bench.engine.aggregate import Aggregator, Snapshot
 from bench.engine.errors import ProfileError, RunError
 from bench.engine.gate import Verdict, compare, evaluate, failure_alarm, window_key, window_specs
-from bench.engine.profile import Profile
+from bench.engine.profile import Profile, redact_url
 from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
 from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
 from bench.engine.selfcheck import assess
@@ -235,7 +235,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     if status == COMPLETED and summary["requests"]["ok"] + summary["requests"]["http_errors"] == 0:
         status = UNMEASURABLE
         kinds = ", ".join(f"{k}: {n}" for k, n in summary["errors"].items()) or "no requests were sent"
-        messages.append(f"no request got an HTTP response from {url} ({kinds})")
+        messages.append(f"no request got an HTTP response from {redact_url(url)} ({kinds})")
     summary["generator"]["parent_cpu"] = parent_cpu  # the aggregator and live view, not sending
     summary["trust"] = assess(load.model, summary)
     verdict = evaluate(summary, profile.sla, profile.sla_options)
@@ -251,7 +251,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         started_at=started_at,
         load_started_at=_iso(engine.start_wall_s),
         ended_at=ended_at,
-        target_url=url,
+        target_url=redact_url(url),
         summary=summary,
         verdict=verdict,
         worker_pids=[w["pid"] for w in workers],
