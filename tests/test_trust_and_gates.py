@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import bench
+from bench.engine.selfcheck import assess
 from procs import ctrl_c_at
 
 pytestmark = pytest.mark.slow
@@ -38,28 +39,79 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_an_overloaded_generator_is_flagged_and_strict_fails_the_run(tmp_path: Path) -> None:
-    # One worker asked for 12,000 requests/s: a single Python process sends
-    # well under that (see benchmarks/engine_throughput.py), so it falls behind.
+    # One worker asked for 100,000,000 requests/s: 2,000 requests due within
+    # 20 µs, one every 10 ns, a few dozen clock cycles. No CPU sends a request
+    # through CPython that fast (a worker reads the clock for every send; the
+    # whole send path takes microseconds), so the generator falls behind on
+    # any machine, by a factor of hundreds or more, not by a guess about how
+    # fast a core is. The in-flight cap equals the request count, so no request
+    # can ever wait for it: the generator is the only possible cause.
     profile = write(
         tmp_path,
         {
             "strict": True,
             "mock": {"latency": {"model": "none"}},
-            "load": {"rate": "12000/s", "duration": "1s", "workers": 1, "max_in_flight": 64},
+            "load": {"rate": "100000000/s", "requests": 2000, "workers": 1, "max_in_flight": 2000},
+            "client": {"pool_size": 16},
             "output": {"json": "report.json"},
         },
     )
     result = cli(["run", str(profile)], cwd=tmp_path)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "not be trustworthy" in result.stderr and "add workers" in result.stderr
+    assert "not be trustworthy" in result.stderr and "the generator could not keep up; add workers" in result.stderr
+    assert "max_in_flight" not in result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["trusted"] is False
-    generator = report["generator"]
-    assert generator["rate_ratio"] < 0.95
-    assert any("achieved send rate" in r for r in report["trust"]["reasons"])
-    # Nothing was dropped: every scheduled request was sent late instead.
-    assert report["requests"]["sent"] == 12000
-    assert report["requests"]["ok"] == 12000
+    assert report["generator"]["requested_rps"] == pytest.approx(1e8, rel=1e-3)
+    assert report["generator"]["rate_ratio"] < 0.95
+    assert any("achieved send rate" in r and "add workers" in r for r in report["trust"]["reasons"])
+    # Nothing was dropped, and nothing waited for the cap: every scheduled request was sent late instead.
+    req = report["requests"]
+    assert req["sent"] == req["ok"] == 2000
+    assert req["waited_for_cap"] == 0 and req["due_but_not_sent"] == 0
+
+
+def test_a_run_held_back_by_the_in_flight_cap_names_the_cap_not_the_generator(tmp_path: Path) -> None:
+    # 100 requests due at 1,000/s, at most 2 in flight, each held by the server
+    # for 20 ms: the last can leave no earlier than 49 x 20 ms after the first,
+    # so the send rate is at most about a tenth of the schedule by
+    # construction, whatever the CPU. More workers would share the same cap.
+    profile = write(
+        tmp_path,
+        {
+            "strict": True,
+            "mock": {"latency": {"model": "fixed", "delay": "20ms"}},
+            "load": {"rate": "1000/s", "requests": 100, "workers": 1, "max_in_flight": 2},
+            "output": {"json": "report.json"},
+        },
+    )
+    result = cli(["run", str(profile)], cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "not be trustworthy" in result.stderr and "add workers" not in result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["trusted"] is False
+    assert report["generator"]["rate_ratio"] < 0.2
+    assert report["schedule_lag"]["p99"] > 500
+    reasons = report["trust"]["reasons"]
+    assert len(reasons) == 2 and all("waited for a free slot" in r and "raise load.max_in_flight" in r for r in reasons), reasons
+    req = report["requests"]
+    assert req["sent"] == req["ok"] == 100 and req["waited_for_cap"] > 0
+
+
+def test_a_saturated_worker_is_named_beside_the_cap() -> None:
+    summary = {
+        "requests": {"waited_for_cap": 7},
+        "generator": {"requested_rps": 1000.0, "achieved_rps": 500.0, "rate_ratio": 0.5, "worker_cpu": {"0": 0.5, "1": 0.99}},
+        "schedule_lag": {"p99": 3.0},
+    }
+    (reason,) = assess("open", summary)["reasons"]
+    assert "7 requests waited for a free slot" in reason and "99 % of a CPU core: the generator could not keep up; add workers" in reason
+    summary["generator"]["worker_cpu"]["1"] = 0.9
+    (reason,) = assess("open", summary)["reasons"]
+    assert "raise load.max_in_flight" in reason and "add workers" not in reason
+    summary["requests"]["waited_for_cap"] = 0
+    (reason,) = assess("open", summary)["reasons"]
+    assert reason.endswith("the generator could not keep up; add workers or lower the rate")
 
 
 def test_a_generator_that_keeps_up_is_trusted(tmp_path: Path) -> None:

@@ -16,6 +16,13 @@ marks the run as not trustworthy, naming the cause and the remedy, when:
 * closed loop only (an open loop shows the same trouble as lag): a worker's
   CPU use is above ``MAX_WORKER_CPU`` (95 % of a core): its event loop is
   saturated, so its timings include its own backlog.
+
+In an open loop a low send rate or a high lag has two possible causes: the
+generator itself, or requests waiting for a free slot under
+``load.max_in_flight`` because the target answered slower than the cap
+allows. Workers share the cap, so adding workers does not help the second; a
+run where requests waited for the cap names the cap (and the generator too
+when a worker was also above ``MAX_WORKER_CPU``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,27 @@ MAX_LAG_P99_MS = 10.0
 MAX_WORKER_CPU = 0.95
 
 
+def _cause(summary: Mapping[str, Any], generator_cause: str, cap_also: str = "") -> str:
+    """What held an open loop's sends back, with the remedy.
+
+    Requests that had to wait for a free slot under ``load.max_in_flight``
+    were held back by the cap, which more workers would not raise (they share
+    it), so the cap is named; the generator is named when nothing waited for
+    the cap, and also when a worker was saturated.
+    """
+    capped = summary.get("requests", {}).get("waited_for_cap", 0)
+    if not capped:
+        return generator_cause
+    cause = (
+        f"{capped} requests waited for a free slot under load.max_in_flight (the target was slower "
+        f"than the cap allows); raise load.max_in_flight{cap_also}"
+    )
+    busiest = max(summary.get("generator", {}).get("worker_cpu", {}).values(), default=0.0)
+    if busiest > MAX_WORKER_CPU:
+        cause += f". A worker also used {busiest * 100:.0f} % of a CPU core: {generator_cause}"
+    return cause
+
+
 def assess(model: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``{"trusted": bool, "reasons": [...]}``; each reason says what was seen and what to do."""
     reasons: list[str] = []
@@ -34,21 +62,14 @@ def assess(model: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     if model == "open":
         ratio = generator.get("rate_ratio")
         if ratio is not None and ratio < MIN_RATE_RATIO:
+            cause = _cause(summary, "the generator could not keep up; add workers or lower the rate")
             reasons.append(
                 f"achieved send rate {generator['achieved_rps']:.1f}/s is {ratio * 100:.1f} % of the scheduled "
-                f"{generator['requested_rps']:.1f}/s (below {MIN_RATE_RATIO * 100:.0f} %): "
-                "the generator could not keep up; add workers or lower the rate"
+                f"{generator['requested_rps']:.1f}/s (below {MIN_RATE_RATIO * 100:.0f} %): {cause}"
             )
         lag_p99 = summary.get("schedule_lag", {}).get("p99")
         if lag_p99 is not None and lag_p99 > MAX_LAG_P99_MS:
-            capped = summary.get("requests", {}).get("waited_for_cap", 0)
-            if capped:
-                cause = (
-                    f"{capped} requests waited for a free slot under load.max_in_flight (the target was slower "
-                    "than the cap allows); raise load.max_in_flight, or read the latency as what users queued for"
-                )
-            else:
-                cause = "the generator itself was late; add workers or lower the rate"
+            cause = _cause(summary, "the generator itself was late; add workers or lower the rate", ", or read the latency as what users queued for")
             reasons.append(f"schedule lag p99 is {lag_p99:.1f} ms (above {MAX_LAG_P99_MS:.0f} ms), so the target saw bunched arrivals: {cause}")
     for worker, cpu in sorted(generator.get("worker_cpu", {}).items()):
         # In an open loop a saturated worker shows up directly as lag or a low send
