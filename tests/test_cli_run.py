@@ -135,7 +135,8 @@ def test_unreachable_target_exits_3_and_still_writes_the_report(tmp_path: Path) 
 
 def test_open_loop_run_holds_the_rate(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    result = bench("run", str(PROFILES / "open-loop.yaml"), "--duration", "3s", "--json", str(out), cwd=tmp_path)
+    # The gate is errors only: the shipped p99 <= 250 ms is a claim about a quiet machine, not about holding the rate.
+    result = bench("run", str(PROFILES / "open-loop.yaml"), "--duration", "3s", "--sla", "error_rate=0.5%", "--json", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     report = load_json(out)
     assert report["load_model"] == "open"
