@@ -65,6 +65,7 @@ def test_an_overloaded_generator_is_flagged_and_strict_fails_the_run(tmp_path: P
     assert report["generator"]["requested_rps"] == pytest.approx(1e8, rel=1e-3)
     assert report["generator"]["rate_ratio"] < 0.95
     assert any("achieved send rate" in r and "add workers" in r for r in report["trust"]["reasons"])
+    assert report["trust"]["generator_limited"] is True
     # Nothing was dropped, and nothing waited for the cap: every scheduled request was sent late instead.
     req = report["requests"]
     assert req["sent"] == req["ok"] == 2000
@@ -94,6 +95,7 @@ def test_a_run_held_back_by_the_in_flight_cap_names_the_cap_not_the_generator(tm
     assert report["schedule_lag"]["p99"] > 500
     reasons = report["trust"]["reasons"]
     assert len(reasons) == 2 and all("waited for a free slot" in r and "raise load.max_in_flight" in r for r in reasons), reasons
+    assert report["trust"]["generator_limited"] is False  # the target was slow, not bench
     req = report["requests"]
     assert req["sent"] == req["ok"] == 100 and req["waited_for_cap"] > 0
 
@@ -104,8 +106,10 @@ def test_a_saturated_worker_is_named_beside_the_cap() -> None:
         "generator": {"requested_rps": 1000.0, "achieved_rps": 500.0, "rate_ratio": 0.5, "worker_cpu": {"0": 0.5, "1": 0.99}},
         "schedule_lag": {"p99": 3.0},
     }
-    (reason,) = assess("open", summary)["reasons"]
+    verdict = assess("open", summary)
+    (reason,) = verdict["reasons"]
     assert "7 requests waited for a free slot" in reason and "99 % of a CPU core: the generator could not keep up; add workers" in reason
+    assert verdict["generator_limited"] is True
     summary["generator"]["worker_cpu"]["1"] = 0.9
     (reason,) = assess("open", summary)["reasons"]
     assert "raise load.max_in_flight" in reason and "add workers" not in reason
@@ -134,7 +138,9 @@ def test_error_aware_latency_fails_a_service_that_is_fast_because_it_fails(tmp_p
         "sla": {"p95": "800ms"},
     }
     plain = run_profile(tmp_path, data)
-    assert plain.verdict.passed
+    latency_check, default_errors = plain.verdict.checks
+    assert latency_check.passed  # fast, because it fails
+    assert default_errors.rule.default and not default_errors.passed  # the default error criterion catches it
     assert 50 < plain.summary["requests"]["http_errors"] < 150
     data["sla"]["error_aware"] = True
     aware = run_profile(tmp_path, data)
@@ -194,7 +200,7 @@ def test_window_criterion_passes_when_every_window_passes(tmp_path: Path) -> Non
         {
             "mock": {"latency": {"model": "fixed", "delay": "5ms"}},
             "load": {"rate": "100/s", "duration": "3s", "workers": 1},
-            "sla": {"windows": [{"p95": "500ms", "window": "1s"}, {"min_rps": "80/s", "window": "1s"}]},
+            "sla": {"windows": [{"p95": "500ms", "window": "1s"}, {"min_rps": "50/s", "window": "1s"}]},
         },
     )
     assert result.status == "completed"

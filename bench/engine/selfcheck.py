@@ -55,6 +55,14 @@ def _cause(summary: Mapping[str, Any], generator_cause: str, cap_also: str = "")
     return cause
 
 
+def _generator_named(model: str, summary: Mapping[str, Any]) -> bool:
+    """Whether the reasons name the generator: a saturated worker, or an open loop held back with nothing waiting for the cap."""
+    busiest = max(summary.get("generator", {}).get("worker_cpu", {}).values(), default=0.0)
+    if busiest > MAX_WORKER_CPU:
+        return True
+    return model == "open" and not summary.get("requests", {}).get("waited_for_cap", 0)
+
+
 def assess(model: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``{"trusted": bool, "reasons": [...]}``; each reason says what was seen and what to do."""
     reasons: list[str] = []
@@ -83,5 +91,8 @@ def assess(model: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "trusted": not reasons,
         "reasons": reasons,
+        # The generator itself (not a slow target holding requests under max_in_flight) held the load back:
+        # a capacity search stops here instead of blaming the target.
+        "generator_limited": bool(reasons) and _generator_named(model, summary),
         "thresholds": {"min_rate_ratio": MIN_RATE_RATIO, "max_lag_p99_ms": MAX_LAG_P99_MS, "max_worker_cpu": MAX_WORKER_CPU},
     }
