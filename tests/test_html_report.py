@@ -176,7 +176,6 @@ class PageParser(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> str:
-    pytest.importorskip("plotly", reason="the report extra: pip install 'bench-loadtest[report]'")
     folder = tmp_path_factory.mktemp("page")
     runs = [
         load_run(write(folder / "a.json", fake_report(XSS_NAME))),
