@@ -585,18 +585,6 @@ def report_data(real_report) -> dict:
     return json.loads(real_report.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def quick_pages():
-    """The report page inlines 4.6 MB of plotly.js that no input touches; a stub keeps rendering fast."""
-    pytest.importorskip("plotly")
-    import plotly.offline
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(plotly.offline, "get_plotlyjs", lambda: "/* plotly.js */")
-    yield
-    patch.undo()
-
-
 BOUNDS = parse_bounds("p95=10%,error_rate=0.5pp,rps=5%,p99=20ms")
 
 
@@ -644,7 +632,7 @@ def write_json(content: str | bytes, name: str = "fuzzed.json") -> Path:
     return path
 
 
-def test_truncated_reports_are_refused(real_report, quick_pages):
+def test_truncated_reports_are_refused(real_report):
     """Every cut of a real report (every 97 bytes, and the last few) is an error naming the file."""
     raw = real_report.read_bytes()
     end = len(raw.rstrip())
@@ -682,7 +670,7 @@ def test_foreign_json_is_refused_by_compare(content):
 
 @fuzz(120)
 @given(FOREIGN_FILES)
-def test_foreign_json_is_refused_by_report(quick_pages, content):
+def test_foreign_json_is_refused_by_report(content):
     expect_report_or_error(write_json(content))
 
 
@@ -749,14 +737,14 @@ def test_mutated_reports_are_refused_by_compare_or_compared(report_data, data):
 
 @fuzz(30)
 @given(st.data())
-def test_mutated_reports_are_refused_by_report_or_rendered(report_data, quick_pages, data):
+def test_mutated_reports_are_refused_by_report_or_rendered(report_data, data):
     report = data.draw(mutated_reports(report_data))
     expect_report_or_error(write_json(json.dumps(report, allow_nan=False)))
 
 
 @fuzz(100)
 @given(st.data())
-def test_corrupt_histograms_are_refused(report_data, quick_pages, data):
+def test_corrupt_histograms_are_refused(report_data, data):
     report = copy.deepcopy(report_data)
     for key in data.draw(st.lists(st.sampled_from(["latency", "service"]), min_size=1, max_size=2, unique=True)):
         report["histograms"][key] = data.draw(corrupt_histograms(report_data["histograms"][key]))
@@ -771,7 +759,7 @@ def test_corrupt_histograms_are_refused(report_data, quick_pages, data):
 
 @fuzz(20)
 @given(st.data())
-def test_compare_and_report_commands_exit_0_or_2(real_report, quick_pages, data):
+def test_compare_and_report_commands_exit_0_or_2(real_report, data):
     """The same through the commands in process: exit 0 (compared, written) or 2, one line naming the file."""
     report = data.draw(mutated_reports(json.loads(real_report.read_text())))
     assume(_no_markup(report) and all(_mapping_or_absent(report, *k) for k in (("profile",), ("profile", "load"), ("profile", "target"))))
@@ -1041,7 +1029,7 @@ def test_bug_rich_markup_in_a_valid_profile(work):
     assert code == 0 and "[/x]" in out
 
 
-def test_bug_report_long_output_name(real_report, quick_pages):
+def test_bug_report_long_output_name(real_report):
     code, out, err = invoke("report", str(real_report), "-o", "a" * 300 + ".html")
     assert code == 2
 
@@ -1064,13 +1052,13 @@ def _with_number(report: dict, where: tuple, number: str) -> str:
 
 
 @pytest.mark.parametrize("where", [("latency", "p50"), ("sla", "checks", 0, "threshold"), ("rps",), ("duration_s",), ("error_rate",)], ids=str)
-def test_bug_report_integer_past_float_range(report_data, quick_pages, where):
+def test_bug_report_integer_past_float_range(report_data, where):
     path = write_json(_with_number(report_data, where, BIG), "bug.json")
     with pytest.raises(html_report.ReportInputError):
         html_report.build([path])
 
 
-def test_bug_report_infinite_number(report_data, quick_pages):
+def test_bug_report_infinite_number(report_data):
     path = write_json(_with_number(report_data, ("profile", "target", "timeout_s"), "1e999"), "bug.json")
     with pytest.raises(html_report.ReportInputError):
         html_report.build([path])

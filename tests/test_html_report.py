@@ -1,16 +1,20 @@
 """`bench report`: the self-contained HTML page.
 
-Unit tests: escaping (JSON in a script element, HTML text, plotly labels), the
-percentile-distribution data of a known histogram, the page's structure (no
-external resource, scripts allowed by hash), and bad inputs through the real
-command (`python -m bench report`, exit 2, one line, no traceback).
+Unit tests: escaping, the percentile-distribution data of a known histogram,
+the page's structure (no script, no external resource), the charts' content
+(the partial last second left out, a far SLA threshold named at the edge
+instead of stretching the axis, the warm-up shaded, the target line, the
+inference section, the method and URL), and bad or not comparable inputs
+through the real command (`python -m bench report`, exit 2, one line, no
+traceback).
 
 Slow tests: two real runs against the bundled mock (one closed loop named
-``<script>alert(1)</script>``, one open loop), rendered and opened in headless
-Chromium: every chart drawn, no script error, no blocked fetch, the injected
-name shown as text, and a screenshot that is not a blank page. Skipped with
-the reason when no Chromium is installed (Debian: apt-get install chromium).
-Wall time: about 20 s on 2 cores, most of it the two runs and one Chromium start.
+``<script>alert(1)</script>``, one open loop), overlaid with --force, and a
+streamed inference run written by `bench run --html`, opened in headless
+Chromium: every chart drawn, nothing refused by the page's security policy,
+the injected name shown as text, the partial last second not plotted, and a
+screenshot that is not a blank page. Skipped with the reason when no Chromium
+is installed (Debian: apt-get install chromium).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import yaml
 from hdrh.histogram import HdrHistogram
 
 from bench.cli import html_report
-from bench.cli.html_report import ReportInputError, load_run, percentile_distribution, percentile_ticks, safe_json
+from bench.cli.html_report import ReportInputError, load_run, percentile_distribution, percentile_ticks
 
 XSS_NAME = "<script>alert(1)</script>"
 XSS_HEADER = "</script><script>alert(3)</script>"
@@ -103,27 +107,8 @@ def write(path: Path, report: dict) -> Path:
 # --------------------------------------------------------------------------- escaping
 
 
-def test_safe_json_cannot_end_a_script_element_and_round_trips() -> None:
-    value = {"name": "</script><script>alert(1)</script>", "c": "<!-- x --> & \u2028\u2029 é", "n": [1, 2.5, None]}
-    text = safe_json(value)
-    for raw in ("<", ">", "&", "\u2028", "\u2029", "é"):
-        assert raw not in text
-    assert "\\u003c/script\\u003e" in text and "\\u003c!--" in text and "\\u2028" in text
-    assert json.loads(text) == value
-    with pytest.raises(ValueError):
-        safe_json({"x": float("nan")})
-
-
-def test_html_and_plotly_text_escaping() -> None:
+def test_html_escaping() -> None:
     assert html_report.esc('<a href="x">&') == "&lt;a href=&quot;x&quot;&gt;&amp;"
-    # plotly reads <b>, <a href=...> and entities in labels: escaped, it shows them as text.
-    assert html_report.plotly_text("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
-
-
-def test_inline_script_text_cannot_close_its_element() -> None:
-    js = 'var a = "</SCRIPT><!--";\r\n'
-    out = html_report._inline_script(js)
-    assert "</script" not in out.lower() and "<!--" not in out and "\r" not in out
 
 
 # --------------------------------------------------------------------------- percentile distribution
@@ -191,7 +176,6 @@ class PageParser(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> str:
-    pytest.importorskip("plotly", reason="the report extra: pip install 'bench-loadtest[report]'")
     folder = tmp_path_factory.mktemp("page")
     runs = [
         load_run(write(folder / "a.json", fake_report(XSS_NAME))),
@@ -219,38 +203,130 @@ def test_page_shows_every_input_string_as_text(page: str) -> None:
             assert re.fullmatch(r"#run-\d+", attrs["href"] or ""), attrs
 
 
-def test_page_scripts_are_exactly_the_hashed_ones(page: str) -> None:
-    parsed = PageParser()
-    parsed.feed(page)
-    kinds = [attrs.get("type") for attrs, _ in parsed.scripts]
-    assert kinds == [None, "application/json", None, None]  # error trap, chart data, plotly.js (once), drawing code
-    assert page.count("* plotly.js v") == 1 and sum(len(text) > 1_000_000 for _, text in parsed.scripts) == 1  # plotly.js, once
-    csp = next(attrs["content"] for tag, attrs in parsed.tags if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy")
-    assert "default-src 'none'" in csp and "connect-src 'none'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
-    for attrs, text in parsed.scripts:
-        if attrs.get("type") is None:
-            digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
-            assert f"'sha256-{digest}'" in csp
-    data = json.loads(parsed.scripts[1][1])
-    ids = [c["id"] for c in data["charts"]]
-    assert ids == ["chart-distribution", "chart-1-latency", "chart-1-throughput", "chart-2-latency", "chart-2-throughput"]
-    assert f'data-charts-expected="{len(ids)}"' in page
-    for chart_id in ids:
-        assert f'id="{chart_id}"' in page
-    # Labels handed to plotly are escaped for its pseudo-HTML as well.
-    names = [t.get("name") for t in data["charts"][0]["figure"]["data"]]
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in names and "open" in names and "open (service time)" in names
-    # The latency chart has a threshold line per request-latency criterion (p95 40 ms, p99 80 ms; not ttft.p95).
-    shapes = data["charts"][1]["figure"]["layout"]["shapes"]
-    assert sorted(s["y0"] for s in shapes) == [40.0, 80.0]
-
-
 def test_an_unmeasured_run_still_renders(tmp_path: Path) -> None:
-    pytest.importorskip("plotly")
     empty = {"unit": "us", "latency": "", "service": "", "schedule_lag": ""}
     report = fake_report("nothing", status="unmeasurable", series=[], histograms=empty, latency={"count": 0, "p50": None, "max": None})
     page = html_report.render_html([load_run(write(tmp_path / "r.json", report))])
     assert "no latency was measured" in page and "no measured seconds" in page
+
+
+def svg_of(page: str, chart_id: str) -> str:
+    """The <svg> element of one chart."""
+    start = page.index(f'id="{chart_id}"')
+    return page[start : page.index("</svg>", start)]
+
+
+def test_page_has_no_script_and_every_chart(page: str) -> None:
+    parsed = PageParser()
+    parsed.feed(page)
+    assert parsed.scripts == [] and "<script" not in page.lower()
+    csp = next(attrs["content"] for tag, attrs in parsed.tags if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy")
+    assert "default-src 'none'" in csp and "script-src" not in csp  # so no script may run, and nothing is fetched
+    ids = [attrs["id"] for tag, attrs in parsed.tags if tag == "svg"]
+    per_run = ("latency", "throughput", "outcomes", "inflight")
+    assert ids == ["chart-distribution", *(f"chart-{i}-{c}" for i in (1, 2) for c in per_run)]
+    assert page.count('data-charts="9"') == 1
+    assert len(page.encode()) < 200_000
+    # The injected name is escaped in the distribution chart's legend and point titles too.
+    distribution = svg_of(page, "chart-distribution")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in distribution and "open (service time)" in distribution
+    # The latency chart: a threshold line per request-latency criterion (p95 40 ms, p99 80 ms; not ttft.p95) ...
+    latency = svg_of(page, "chart-1-latency")
+    assert latency.count('class="threshold"') == 2 and "SLA p95 40.00 ms: FAIL" in latency and "ttft" not in latency
+    # ... and both fit (data up to 50 ms), so nothing is named at the top edge.
+    assert "threshold-above" not in latency
+
+
+def points_of(svg: str, series: str) -> list[int]:
+    """The seconds a line has a point at (from the points' hover titles)."""
+    return [int(n) for n in re.findall(rf"<title>second (\d+): {re.escape(series)} ", svg)]
+
+
+def test_partial_last_second_is_not_plotted(tmp_path: Path) -> None:
+    series = [
+        {"second": s, "sent": 100, "completed": 100, "ok": 100, "errors": 0, "p50_ms": 20.0, "p95_ms": 30.0, "p99_ms": 40.0, "max_ms": 41.0}
+        for s in range(4)
+    ]
+    series[-1].update(sent=0, completed=9)
+    ended_inside = load_run(write(tmp_path / "a.json", fake_report(series=series, series_end_s=3.3)))
+    page = html_report.render_html([ended_inside])
+    assert points_of(svg_of(page, "chart-1-throughput"), "completed/s") == [0, 1, 2]
+    assert points_of(svg_of(page, "chart-1-latency"), "latency p95") == [0, 1, 2]
+    assert "Second 3 is partial (0.30 s long) and is not plotted: its 9 completed and 0 sent requests count in the totals." in page
+    # A run that ended at the end of its last second keeps it; an older report without series_end_s drops the last.
+    whole = html_report.render_html([load_run(write(tmp_path / "b.json", fake_report(series=series, series_end_s=3.98)))])
+    assert points_of(svg_of(whole, "chart-1-throughput"), "completed/s") == [0, 1, 2, 3] and "is partial" not in whole
+    old = html_report.render_html([load_run(write(tmp_path / "c.json", fake_report(series=series)))])
+    assert points_of(svg_of(old, "chart-1-throughput"), "completed/s") == [0, 1, 2] and "the run ended inside it" in old
+
+
+def test_a_far_threshold_does_not_stretch_the_axis(tmp_path: Path) -> None:
+    report = fake_report()
+    far = {"criterion": "p95", "label": "p95 <=", "unit": "ms", "threshold": 800.0, "measured": 48.5, "status": "pass"}
+    report["sla"] = {"passed": True, "checks": [far]}
+    page = html_report.render_html([load_run(write(tmp_path / "r.json", report))])
+    latency = svg_of(page, "chart-1-latency")
+    ticks = [float(t.replace(",", "")) for t in re.findall(r'text-anchor="end" font-size="11" fill="#5b6472">([\d.,]+)</text>', latency)]
+    assert ticks and max(ticks) <= 60, ticks  # the data's 50 ms, not 800 ms
+    assert 'class="threshold"' not in latency
+    assert re.search(r'class="threshold-above"[^>]*>SLA p95 800.00 ms: PASS &#8593;', latency)
+    # On the distribution chart the SLA cross is named at its percentile, at the edge, too.
+    assert "threshold-above" in svg_of(page, "chart-distribution")
+
+
+def test_warmup_shade_target_rate_and_in_flight(tmp_path: Path) -> None:
+    series = [
+        {
+            "second": s, "sent": 50 + 25 * s, "completed": 50 + 25 * s, "ok": 50 + 25 * s, "errors": 0, "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0,
+            "max_ms": 13.0, "in_flight": 3 + s, "status_codes": {"200": 48 + 25 * s, "503": 2}, "error_kinds": {"timeout": 1},
+        }
+        for s in range(2, 6)
+    ]  # fmt: skip
+    load = {"rate_per_s": 50.0, "warmup_s": 2.0, "max_in_flight": 1000, "stages": [{"duration_s": 4.0, "target": 150.0}, {"duration_s": 2.0, "target": 150.0}]}
+    profile = {"name": "ramp", "target": {"url": None, "method": "GET"}, "load": load}
+    report = fake_report("ramp", load_model="open", series=series, series_end_s=6.0, profile=profile)
+    page = html_report.render_html([load_run(write(tmp_path / "r.json", report))])
+    throughput = svg_of(page, "chart-1-throughput")
+    shade = re.search(r'<rect class="shade" x="([\d.]+)" y="\d+" width="([\d.]+)"', throughput)
+    assert shade and "warm-up" in throughput
+    x0, x1 = 70.0, 1160 - 20.0  # the plot area spans 0 .. 6 s
+    assert float(shade.group(1)) == pytest.approx(x0) and float(shade.group(2)) == pytest.approx((x1 - x0) * 2 / 6, abs=0.2)
+    target = re.search(r'<path class="line" d="([^"]+)"[^>]*stroke="#111827"[^>]*><title>target rate</title>', throughput)
+    assert target, "no target rate line"
+    corners = [tuple(map(float, xy.split(","))) for xy in re.split("[ML]", target.group(1)) if xy]
+    assert [round((x - x0) / (x1 - x0) * 6, 2) for x, _ in corners] == [0.0, 4.0, 6.0]  # 50/s at 0, 150/s at 4 s, held to 6 s
+    assert points_of(svg_of(page, "chart-1-inflight"), "in flight") == [2, 3, 4, 5]
+    assert "in-flight cap 1,000" in svg_of(page, "chart-1-inflight") and "threshold-above" in svg_of(page, "chart-1-inflight")
+    outcomes = svg_of(page, "chart-1-outcomes")
+    assert points_of(outcomes, "HTTP 503") == [2, 3, 4, 5] and points_of(outcomes, "error: timeout") == [2, 3, 4, 5]
+    assert "GET / on the bundled mock server" in page
+
+
+def test_inference_section_and_endpoint(tmp_path: Path) -> None:
+    ttft = histogram_of(list(range(100_000, 400_000, 997)))
+    tpot = histogram_of(list(range(20_000, 25_000, 17)))
+    series = [
+        {
+            "second": s, "sent": 8, "completed": 8, "ok": 8, "errors": 0, "p50_ms": 900.0, "p95_ms": 1200.0, "p99_ms": 1300.0, "max_ms": 1300.0,
+            "output_tokens": 300 + s, "ttft_p50_ms": 200.0, "ttft_p95_ms": 350.0, "ttft_p99_ms": 390.0, "tpot_p50_ms": 22.0, "tpot_p95_ms": 24.0,
+            "tpot_p99_ms": 24.5, "itl_p50_ms": None, "itl_p95_ms": None, "itl_p99_ms": None,
+        }
+        for s in range(3)
+    ]  # fmt: skip
+    kind = {"name": "default", "method": "POST", "path": None, "url": None, "api": "openai-chat", "stream": True}
+    profile = {"name": "chat", "target": {"url": "https://llm.example/", "method": "GET"}, "request_kinds": [kind]}
+    report = fake_report("chat", series=series, series_end_s=3.0, profile=profile, target_url="https://llm.example/")
+    report["histograms"].update(ttft=ttft.encode().decode(), tpot=tpot.encode().decode())
+    report["inference"] = {"ttft": {"count": ttft.get_total_count(), "p50": 250.0}, "output_tokens": 903, "output_tokens_per_s": 301.0}
+    page = html_report.render_html([load_run(write(tmp_path / "r.json", report))])
+    for chart_id in ("chart-distribution-ttft", "chart-distribution-tpot", "chart-1-ttft", "chart-1-tpot", "chart-1-itl", "chart-1-tokens"):
+        assert f'id="{chart_id}"' in page, chart_id
+    assert "chart-distribution-itl" not in page  # no ITL histogram in this report
+    assert points_of(svg_of(page, "chart-1-tokens"), "output tokens/s") == [0, 1, 2]
+    # The ttft.p95 criterion (500 ms) is drawn on the TTFT chart, and only there.
+    assert "SLA ttft.p95 500.00 ms: PASS" in svg_of(page, "chart-1-ttft") and "ttft" not in svg_of(page, "chart-1-latency")
+    assert "POST https://llm.example/v1/chat/completions (openai-chat, streamed)" in page
+
 
 
 # --------------------------------------------------------------------------- bad inputs, through the command
@@ -321,17 +397,25 @@ def test_output_in_a_missing_directory_fails_before_reading_anything(tmp_path: P
     assert result.returncode == 2 and "is a directory" in result.stderr
 
 
-def test_without_plotly_the_command_says_what_to_install(tmp_path: Path) -> None:
-    good = write(tmp_path / "good.json", fake_report())
-    code = (
-        "import sys; sys.modules['plotly'] = None\n"  # makes `import plotly` raise ImportError
-        "from bench.cli.app import main\n"
-        f"sys.argv = ['bench', 'report', {str(good)!r}, '-o', {str(tmp_path / 'r.html')!r}]\n"
-        "main()\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-    assert result.returncode == 2, result.stderr
-    assert "pip install 'bench-loadtest[report]'" in result.stderr and "Traceback" not in result.stderr
+def test_runs_that_offered_different_load_are_refused_unless_forced(tmp_path: Path) -> None:
+    closed = write(tmp_path / "closed.json", fake_report("a"))
+    opened = write(tmp_path / "open.json", fake_report("b", load_model="open"))
+    out = tmp_path / "out.html"
+    result = bench_cli("report", str(closed), str(opened), "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 2 and not out.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not comparable" in lines[0] and "load model: 'closed' vs 'open'" in lines[0] and "--force" in lines[0], result.stderr
+    # The same runs as bench compare sees them: refused there too.
+    assert bench_cli("compare", str(closed), str(opened), cwd=tmp_path).returncode == 2
+    forced = bench_cli("report", str(closed), str(opened), "-o", str(out), "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    page = out.read_text()
+    assert 'id="not-comparable"' in page and "load model: &#x27;closed&#x27; vs &#x27;open&#x27;" in page
+    # Comparable runs need no flag and get no warning.
+    again = write(tmp_path / "again.json", fake_report("a again"))
+    assert bench_cli("report", str(closed), str(again), "-o", str(out), cwd=tmp_path).returncode == 0
+    assert 'id="not-comparable"' not in out.read_text()
+
 
 
 # --------------------------------------------------------------------------- real runs in a real browser
@@ -381,32 +465,27 @@ def real_reports(tmp_path_factory) -> list[Path]:
     return [run_profile(folder, "closed", closed), run_profile(folder, "open", opened)]
 
 
-@pytest.mark.slow
-def test_real_reports_render_in_headless_chromium(real_reports: list[Path], tmp_path: Path) -> None:
+def open_in_chromium(page: Path, folder: Path, height: int) -> tuple[str, str, Path]:
+    """(DOM after loading, browser log, screenshot) of a page in headless Chromium; skips when there is none."""
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no Chromium to open the page in (Debian: apt-get install chromium)")
-    page = tmp_path / "report.html"
-    result = bench_cli("report", *map(str, real_reports), "-o", str(page), cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "wrote" in result.stdout and page.stat().st_size > 1_000_000  # plotly.js inlined
-    assert page.read_text().count("Plotly") > 0 and page.read_text().count("<script") == 4
-
-    shot = tmp_path / "shot.png"
+    shot = folder / f"{page.stem}.png"
     browser = subprocess.run(
         [
             chromium,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-quic",
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
             "--hide-scrollbars",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--window-size=1400,3000",
+            "--enable-logging=stderr",
+            f"--user-data-dir={folder / 'profile'}",
+            f"--window-size=1400,{height}",
             f"--screenshot={shot}",
             "--dump-dom",
             page.as_uri(),
@@ -415,23 +494,79 @@ def test_real_reports_render_in_headless_chromium(real_reports: list[Path], tmp_
         text=True,
         timeout=90,
     )
-    dom = browser.stdout
-    assert browser.returncode == 0 and "</html>" in dom, browser.stderr[-2000:]
-    # All five charts drawn (the comparison, then latency and throughput of each run) ...
-    assert 'data-charts-ready="5"' in dom, "the charts did not all finish drawing"
-    for chart_id in ("chart-distribution", "chart-1-latency", "chart-1-throughput", "chart-2-latency", "chart-2-throughput"):
-        chart = dom.split(f'id="{chart_id}"', 1)[1].split('class="chart"', 1)[0]
-        assert 'class="main-svg"' in chart, chart_id
-        assert re.search(r'class="js-line" d="M[\d.]+,[\d.]+[LHV][\d.]', chart), f"{chart_id}: no data line drawn"
-    # ... with no script error, no blocked fetch and no dialog: the trap box stayed empty.
-    errors = re.search(r'<pre id="bench-errors"[^>]*>(.*?)</pre>', dom, re.S)
-    assert errors is not None and errors.group(1) == "", errors and errors.group(1)
-    # The injected name is text (in the heading and in plotly's legend), never an element.
+    assert browser.returncode == 0 and "</html>" in browser.stdout, browser.stderr[-2000:]
+    assert png_size(shot) == (1400, height)
+    return browser.stdout, browser.stderr, shot
+
+
+def assert_charts_drawn(dom: str, log: str, chart_ids: list[str]) -> None:
+    for chart_id in chart_ids:
+        svg = dom.split(f'id="{chart_id}"', 1)[1].split("</svg>", 1)[0]
+        assert re.search(r'class="line" d="M[\d.]+,[\d.]+L[\d.]', svg), f"{chart_id}: no data line drawn"
+    # Nothing refused by the page's security policy, nothing fetched, no script anywhere.
+    assert "Refused to" not in log and "Content Security Policy" not in log, log[-2000:]
+    assert "<script" not in dom
+
+
+def last_second_hidden(report: dict, dom: str, chart_id: str, series: str, key: str = "p50_ms") -> None:
+    """The latency chart has a point for every whole second and none for a partial last one."""
+    svg = dom.split(f'id="{chart_id}"', 1)[1].split("</svg>", 1)[0]
+    plotted = [int(n) for n in re.findall(rf"<title>second (\d+): {re.escape(series)} ", svg)]
+    last = report["series"][-1]
+    partial = report["series_end_s"] < last["second"] + html_report.FULL_SECOND
+    whole = [p["second"] for p in report["series"][:-1] if p[key] is not None] + ([] if partial or last[key] is None else [last["second"]])
+    assert plotted == whole, (plotted, whole, report["series_end_s"])
+    assert (f"Second {last['second']} is partial" in dom) == partial
+
+
+@pytest.mark.slow
+def test_real_reports_render_in_headless_chromium(real_reports: list[Path], tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    refused = bench_cli("report", *map(str, real_reports), "-o", str(page), cwd=tmp_path)
+    assert refused.returncode == 2 and "not comparable" in refused.stderr and not page.exists()  # closed vs open loop
+    result = bench_cli("report", *map(str, real_reports), "-o", str(page), "--force", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "wrote" in result.stdout and 20_000 < page.stat().st_size < 300_000
+
+    dom, log, shot = open_in_chromium(page, tmp_path, 3000)
+    ids = ["chart-distribution"] + [f"chart-{i}-{c}" for i in (1, 2) for c in ("latency", "throughput", "outcomes", "inflight")]
+    assert_charts_drawn(dom, log, ids)
+    assert 'id="not-comparable"' in dom
+    # The injected name is text (in the heading and in the chart legend), never an element.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert XSS_NAME not in dom and "alert(3)</script>" not in dom
-    assert dom.count("<script") == 4
-
-    width, height = png_size(shot)
-    assert (width, height) == (1400, 3000)
+    for index, path in enumerate(real_reports, start=1):
+        last_second_hidden(json.loads(path.read_text()), dom, f"chart-{index}-latency", "latency p50")
     # A blank page of this size is ~20 kB; charts, tables and text make it many times that.
     assert shot.stat().st_size > 150_000, shot.stat().st_size
+
+
+@pytest.mark.slow
+def test_bench_run_html_writes_the_inference_report(tmp_path: Path) -> None:
+    profile = {
+        "name": "chat",
+        "target": {"api": "openai-chat", "model": "m", "stream": True, "timeout": "10s"},
+        "data": {"synthetic": {"count": 8, "prompt_tokens": 8, "max_tokens": 16}},
+        "mock": {"seed": 3, "openai": {"ttft": {"model": "fixed", "delay": "40ms"}, "inter_token": {"model": "fixed", "delay": "5ms"}, "output_tokens": {"min": 8, "max": 16}}},
+        "load": {"concurrency": 4, "duration": "2s", "warmup": "500ms", "workers": 1},
+        "sla": {"ttft.p95": "2s", "tpot.p95": "50ms"},
+        "output": {"html": "from-profile.html"},
+    }
+    (tmp_path / "chat.yaml").write_text(yaml.safe_dump(profile))
+    result = bench_cli("run", "chat.yaml", "--json", "chat.json", "--html", "chat.html", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = tmp_path / "chat.html"
+    assert "wrote chat.html" in result.stdout and page.stat().st_size > 20_000
+    assert not (tmp_path / "from-profile.html").exists()  # --html replaced output.html
+    report = json.loads((tmp_path / "chat.json").read_text())
+    text = page.read_text()
+    assert "POST /v1/chat/completions on the bundled mock server (openai-chat, streamed)" in text
+    dom, log, _ = open_in_chromium(page, tmp_path, 2400)
+    ids = ["chart-distribution", "chart-distribution-ttft", "chart-distribution-tpot", "chart-distribution-itl"]
+    ids += [f"chart-1-{c}" for c in ("latency", "throughput", "inflight", "ttft", "tpot", "itl", "tokens")]
+    assert_charts_drawn(dom, log, ids)
+    assert "warm-up" in dom.split('id="chart-1-ttft"', 1)[1].split("</svg>", 1)[0]
+    last_second_hidden(report, dom, "chart-1-ttft", "TTFT p50", "ttft_p50_ms")
+    # The profile's output.html is written when no flag says otherwise.
+    again = bench_cli("run", "chat.yaml", "-q", cwd=tmp_path)
+    assert again.returncode == 0 and "wrote from-profile.html" in again.stdout and (tmp_path / "from-profile.html").stat().st_size > 20_000

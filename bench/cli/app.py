@@ -112,6 +112,7 @@ def run(
     csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV row per request here."),
     hlog_path: Optional[str] = typer.Option(None, "--hlog", help="Write the HdrHistogram interval log (.hlog) here."),
     junit_path: Optional[str] = typer.Option(None, "--junit", help="Write the SLA verdict as JUnit XML here."),
+    html_path: Optional[str] = typer.Option(None, "--html", help="Write the HTML report (as `bench report` does) here, after the JSON."),
     scenario: Optional[str] = typer.Option(None, help="Run only this scenario of a profile with scenarios."),
     engine: Optional[str] = typer.Option(None, help="Where workers run: local (default) or ray (pip install 'bench-loadtest[ray]')."),
     ray_address: Optional[str] = typer.Option(None, help="With --engine ray: auto, HOST:PORT, or local (start a local Ray)."),
@@ -145,6 +146,7 @@ def run(
         "csv": csv_path,
         "hlog": hlog_path,
         "junit": junit_path,
+        "html": html_path,
         "engine": engine,
         "ray_address": ray_address,
         "on_worker_failure": on_worker_failure,
@@ -172,6 +174,7 @@ def run(
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             codes.append(ExitCode.RUN_ERROR)
             break
+        _write_html(result)
         _print_result(result, details, alone=len(profiles) == 1)
         _append_step_summary(result)
         results.append(result)
@@ -209,6 +212,22 @@ def _print_overall(results: list[RunResult], codes: list[ExitCode], regression: 
         each.append("✗ a regression beyond compare.fail_on_regression")
     style = "bold green" if final == ExitCode.OK else ("bold yellow" if final == ExitCode.INTERRUPTED else "bold red")
     console.print(f"[{style}]overall:[/] {escape(', '.join(each))} - exit code {int(final)}", highlight=False)
+
+
+def _write_html(result: RunResult) -> None:
+    """The run's HTML report, when asked for (--html or output.html); a failure to write it is a note, the run stands."""
+    path = result.profile.output.html_path
+    if path is None:
+        return
+    from bench.cli import html_report  # not on the start-up path
+
+    try:
+        json_path = result.profile.output.json_path
+        html_report.write_report(path, [result.report], sources=[str(json_path) if json_path else f"{result.profile.name} (this run)"])
+    except (OSError, html_report.ReportInputError) as exc:
+        err_console.print(f"[yellow]note:[/] could not write the HTML report {escape(str(path))}: {escape(str(exc))}", highlight=False)
+        return
+    result.written.append(path)
 
 
 def _severity(code: ExitCode) -> int:
@@ -437,11 +456,13 @@ def report(
     runs: list[Path] = typer.Argument(..., metavar="RUN.json", help="JSON reports written by `bench run --json` (several are overlaid for comparison)."),
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
     title: Optional[str] = typer.Option(None, help="Page title (default: from the run names)."),
+    force: bool = typer.Option(False, help="Overlay runs that offered different load or hit different targets (the page says so at the top)."),
 ) -> None:
     """Write one self-contained HTML report of one or more runs: SLA tables, charts over time, percentile distributions.
 
-    Needs plotly, the "report" extra of bench-loadtest. The page opens offline.
-    Exit codes: 0 written; 2 a bad input file, an unwritable output path or the extra missing.
+    The page opens offline (HTML and SVG, no script). Runs that are not comparable,
+    as `bench compare` judges them, are refused unless --force.
+    Exit codes: 0 written; 2 a bad input file, runs not comparable, or an unwritable output path.
     """
     import os
 
@@ -455,14 +476,10 @@ def report(
         raise _fail_usage(f"--output {str(output)[:80]}: unusable path: {exc.strerror or exc}") from None
     if not os.access(folder, os.W_OK):
         raise _fail_usage(f"--output {output}: directory {folder} is not writable")
-    try:
-        import plotly  # noqa: F401 - the optional extra, imported only here
-    except ImportError:
-        raise _fail_usage("bench report needs plotly: pip install 'bench-loadtest[report]'") from None
     from bench.cli import html_report
 
     try:
-        page, count = html_report.build(runs, title=title)
+        page, count = html_report.build(runs, title=title, force=force)
     except html_report.ReportInputError as exc:
         raise _fail_usage(str(exc)) from None
     data = page.encode("utf-8")
@@ -473,4 +490,4 @@ def report(
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise _fail_usage(f"--output {output}: cannot write: {exc.strerror or exc}") from None
-    console.print(f"wrote {escape(str(output))} ({count} run{'s' if count != 1 else ''}, {len(data) / 1e6:.1f} MB)", highlight=False)
+    console.print(f"wrote {escape(str(output))} ({count} run{'s' if count != 1 else ''}, {len(data) / 1e3:,.0f} kB)", highlight=False)

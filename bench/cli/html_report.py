@@ -1,34 +1,40 @@
 """``bench report``: one self-contained HTML page from one or more JSON reports.
 
-The page opens offline: plotly.js is inlined once, the chart data sits in one
-``<script type="application/json">`` block, and a Content-Security-Policy
-allows exactly the page's own three inline scripts (by hash) and no fetch of
-any kind. Everything taken from a report (names, URLs, messages, header
-values: any string) is HTML-escaped in the page, escaped again for plotly's
-pseudo-HTML in chart labels, and embedded as JSON with ``<``, ``>``, ``&``,
-U+2028 and U+2029 written as ``\\uXXXX``, so no input can close a tag or start
-a script. The charts use plotly (``bench-loadtest[report]``), imported only
-when a page is rendered; the loading, checking and percentile code here needs
-only the standard library and hdrh.
+The page is HTML and inline SVG drawn here, with no script at all: it opens
+offline, and a Content-Security-Policy allows no script and no fetch of any
+kind. Every string taken from a report (names, URLs, messages, header
+values, labels) goes through ``esc`` into HTML text, attributes or SVG
+text, so no input can become markup. Hovering a point shows its value (an
+SVG ``<title>``). Only the standard library and hdrh are needed.
 
 Charts: per run, latency p50/p95/p99 per second with the latency SLA
-thresholds, and completed/sent/errors per second; across runs, the latency
-percentile distribution in HdrHistogram's classic form (x = 1/(1-p) on a log
-axis labelled 50 %, 90 %, 99 %, ...), decoded from the report's histograms.
+thresholds; completed/sent/errors per second with the schedule's target
+rate; responses per second by status code and client errors by kind;
+requests in flight with the target users; for inference runs TTFT, TPOT and
+ITL per second and output tokens per second. Across runs, the percentile
+distribution of latency (and TTFT, TPOT, ITL) in HdrHistogram's classic form
+(x = 1/(1-p) on a log axis labelled 50 %, 90 %, 99 %, ...), decoded from the
+reports' histograms. The warm-up is shaded; a last second the run ended
+inside is left out (its counts would read as a dip) and said so under the
+charts. A threshold far above the data is not drawn at its height (it would
+flatten the data) but named at the chart's top edge with an arrow.
+
+Runs that offered different load or hit different targets are refused, as
+``bench compare`` refuses them, unless forced; then the page says so at the top.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json
 import math
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+from urllib.parse import urljoin, urlsplit
 
 from hdrh.histogram import HdrHistogram
 
@@ -54,6 +60,10 @@ SECRET_HEADER = re.compile(r"auth|cookie|token|secret|passw|api[-_]?key|session"
 #: Criteria on the request latency (drawn on its charts); ttft.p95 and the like are in ms too but measure something else.
 PERCENTILE_CRITERIA = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
 LATENCY_CRITERIA = (*PERCENTILE_CRITERIA, "max", "mean")
+#: The inference histograms a report may hold, with their names on the page.
+INFERENCE_HISTOGRAMS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL"}
+#: Per-second inference keys of the series (as the aggregator writes them).
+INFERENCE_SERIES_KEYS = tuple(f"{m}_{p}_ms" for m in INFERENCE_HISTOGRAMS for p in ("p50", "p95", "p99"))
 
 
 class ReportInputError(Exception):
@@ -68,6 +78,8 @@ class Run:
     data: dict[str, Any]
     latency: HdrHistogram | None
     service: HdrHistogram | None
+    #: The inference histograms a run has (ttft, tpot, itl), decoded.
+    inference: dict[str, HdrHistogram] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -77,35 +89,9 @@ class Run:
 # --------------------------------------------------------------------------- escaping
 
 
-def safe_json(value: Any) -> str:
-    """JSON that is safe inside an HTML ``<script>`` element (and in JS source).
-
-    ``<``, ``>`` and ``&`` become ``\\u003c``, ``\\u003e``, ``\\u0026`` so no
-    string can write ``</script>`` or ``<!--``; everything non-ASCII (U+2028 and
-    U+2029 included) is ``\\uXXXX``. NaN and infinities are refused: JSON has none.
-    """
-    text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def esc(value: Any) -> str:
     """Any value as HTML text (quotes included, so also safe in an attribute)."""
     return html.escape(str(value), quote=True)
-
-
-def plotly_text(value: Any) -> str:
-    """A string for a plotly label: plotly reads ``<b>``, ``<a href>`` etc. in labels and decodes entities, so escape."""
-    return html.escape(str(value), quote=False)
-
-
-def _inline_script(js: str) -> str:
-    """JS text that cannot end its ``<script>`` element early; CR normalised as the HTML parser would (hashes match)."""
-    js = js.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
-    return re.sub(r"</(script)", r"<\\/\1", js, flags=re.IGNORECASE).replace("<!--", "<\\!--")
-
-
-def _csp_hash(js: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
 # --------------------------------------------------------------------------- loading and checking
@@ -140,6 +126,11 @@ def load_run(path: Path) -> Run:
         raise ReportInputError(f"{path}: {what} (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
     except (ValueError, RecursionError) as exc:
         raise ReportInputError(f"{path}: invalid JSON ({exc})") from None
+    return run_from_data(data, path)
+
+
+def run_from_data(data: Any, path: Path) -> Run:
+    """Check and decode one report already parsed (from a file, or ``bench run``'s in memory); ``path`` names it."""
     try:
         check_report(data)
     except _ShapeError as exc:
@@ -152,7 +143,8 @@ def load_run(path: Path) -> Run:
         held = histogram.get_total_count() if histogram is not None else 0
         if isinstance(count, int) and not isinstance(count, bool) and count != held:
             raise ReportInputError(f"{path}: histograms.{key} holds {held} values but {key}.count is {count}: the report was altered or is corrupt")
-    return Run(path, data, latency, service)
+    inference = {key: h for key in INFERENCE_HISTOGRAMS if (h := _decode(path, data, key)) is not None}
+    return Run(path, data, latency, service, inference)
 
 
 class _ShapeError(Exception):
@@ -215,8 +207,17 @@ def check_report(data: Any) -> None:
             _expect(point, key, (int,), where)
         for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
             _expect(point, key, _OPT_NUMBER, where)
+        _expect(point, "in_flight", _OPT_NUMBER, where, required=False)
+        _expect(point, "output_tokens", (int,), where, required=False)
+        for key in INFERENCE_SERIES_KEYS:
+            _expect(point, key, _OPT_NUMBER, where, required=False)
+        for key in ("status_codes", "error_kinds"):
+            counts = _expect(point, key, (dict,), where, required=False) or {}
+            for name, n in counts.items():
+                if not isinstance(n, int) or isinstance(n, bool):
+                    raise _ShapeError(f"{where}{key}.{name[:40]} is not a whole number")
     histograms = data["histograms"]
-    for key in ("latency", "service", "schedule_lag"):
+    for key in ("latency", "service", "schedule_lag", *INFERENCE_HISTOGRAMS):
         _expect(histograms, key, (str,), "histograms.", required=key == "latency")
     unit = histograms.get("unit", "us")
     if unit != "us":
@@ -393,160 +394,404 @@ def _run_labels(runs: Sequence[Run]) -> list[str]:
     return labels
 
 
-# --------------------------------------------------------------------------- charts (plotly figures as JSON)
+# --------------------------------------------------------------------------- SVG charts, drawn here
 
 
-def _figure_json(fig: Any) -> dict[str, Any]:
-    return json.loads(fig.to_json(engine="json"))
+@dataclass
+class Line:
+    """One line of a chart: points (x, y), y None for a gap."""
+
+    name: str
+    color: str
+    points: list[tuple[float, float | None]]
+    unit: str = "ms"
+    dash: str = ""
+    width: float = 2.0
+    markers: bool = True
 
 
-def _base_layout(go: Any, **extra: Any) -> Any:
-    settings: dict[str, Any] = {
-        "template": "plotly_white",
-        "height": 360,
-        "margin": {"l": 70, "r": 30, "t": 30, "b": 50},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
-        "hovermode": "x unified",
-    }
-    settings.update(extra)
-    return go.Layout(**settings)
+@dataclass
+class Threshold:
+    """A horizontal line (an SLA threshold, a target) or, on a percentile chart, a cross at (x, value)."""
+
+    value: float
+    label: str
+    color: str = "#555555"
+    x: float | None = None
 
 
-def _seconds_axis(seconds: list[int]) -> dict[str, Any]:
-    """The x axis of the per-second charts: whole seconds (a short run would otherwise get 0.5 s ticks)."""
-    axis: dict[str, Any] = {"title": {"text": "seconds since start"}, "tickformat": ",d"}
-    if seconds and max(seconds) - min(seconds) <= 12:
-        axis.update(tick0=0, dtick=1)
-    return axis
+@dataclass
+class Chart:
+    id: str
+    lines: list[Line]
+    x_title: str
+    y_title: str
+    x_range: tuple[float, float]
+    x_ticks: list[tuple[float, str]] | None = None  # default: whole seconds
+    x_log: bool = False
+    hover_x: str = "second {s}"  # {x}: the point's x; {s}: its whole second
+    shades: list[tuple[float, float, str]] = field(default_factory=list)
+    thresholds: list[Threshold] = field(default_factory=list)
+    empty_text: str = "no measured seconds"
+    height: int = 300
 
 
-def latency_over_time(go: Any, run: Run) -> dict[str, Any]:
-    series = run.data["series"]
-    seconds = [p["second"] for p in series]
-    fig = go.Figure(layout=_base_layout(go, xaxis=_seconds_axis(seconds), yaxis={"title": {"text": "latency (ms)"}, "rangemode": "tozero"}))
-    for key, label, color in (("p50_ms", "p50", "#2ca02c"), ("p95_ms", "p95", "#ff7f0e"), ("p99_ms", "p99", "#d62728")):
-        fig.add_trace(
-            go.Scatter(
-                x=seconds,
-                y=[p[key] for p in series],
-                name=label,
-                mode="lines+markers",
-                line={"color": color, "width": 2},
-                marker={"size": 5},
-                hovertemplate="%{y:.2f} ms",
+#: Drawing area of every chart, in SVG user units (the SVG scales to the page's width).
+CHART_WIDTH = 1160
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 70, 20, 26, 44
+#: A threshold is drawn inside the plot when at most this many times the data's maximum, else marked at the top edge.
+THRESHOLD_FIT = 1.6
+#: Above this many points a line has no per-point markers (hover targets).
+MAX_MARKERS = 400
+
+
+def nice_ticks(top: float, count: int = 5) -> list[float]:
+    """0 and round steps (1, 2, 2.5 or 5 times a power of ten) up to at least ``top``."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    ticks = [0.0]
+    while ticks[-1] < top * (1 - 1e-9):
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def _tick_text(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:g}"
+
+
+def _value_text(value: float, unit: str) -> str:
+    if unit == "ms":
+        return fmt_ms(value)
+    if unit in ("/s", ""):
+        return f"{value:,.1f}{unit}" if value != int(value) else f"{int(value):,}{unit}"
+    return f"{value:,.4g} {unit}"
+
+
+def svg_chart(chart: Chart) -> str:
+    """The chart as inline SVG plus an HTML legend; every label escaped. Hover a point: its value (an SVG <title>)."""
+    width, height = CHART_WIDTH, chart.height
+    left, right, top, bottom = MARGIN_LEFT, width - MARGIN_RIGHT, MARGIN_TOP, height - MARGIN_BOTTOM
+    values = [y for line in chart.lines for _, y in line.points if y is not None]
+    data_max = max(values, default=0.0)
+    inside = [t for t in chart.thresholds if not values or t.value <= data_max * THRESHOLD_FIT]
+    above = [t for t in chart.thresholds if t not in inside]
+    y_top_value = max([data_max, *(t.value for t in inside)], default=0.0) * 1.05
+    ticks = nice_ticks(y_top_value if y_top_value > 0 else 1.0)
+    y_max = ticks[-1]
+    x0, x1 = chart.x_range
+    if x1 <= x0:
+        x1 = x0 + 1
+
+    def sx(x: float) -> float:
+        if chart.x_log:
+            x, lo, hi = math.log10(max(x, 1.0)), math.log10(max(x0, 1.0)), math.log10(x1)
+            return left + (x - lo) / (hi - lo) * (right - left)
+        return left + (x - x0) / (x1 - x0) * (right - left)
+
+    def sy(y: float) -> float:
+        return bottom - y / y_max * (bottom - top)
+
+    parts = [
+        f'<svg class="chart" id="{esc(chart.id)}" viewBox="0 0 {width} {height}" role="img" preserveAspectRatio="xMidYMid meet" '
+        f'aria-label="{esc(chart.y_title)} by {esc(chart.x_title)}">'
+    ]
+    for a, b, label in chart.shades:
+        a, b = max(a, x0), min(b, x1)
+        if b > a:
+            parts.append(
+                f'<rect class="shade" x="{sx(a):.1f}" y="{top}" width="{max(1.0, sx(b) - sx(a)):.1f}" height="{bottom - top}" fill="#e5e7eb">'
+                f"<title>{esc(label)}</title></rect>"
+                f'<text class="shade-label" x="{sx(a) + 3:.1f}" y="{top + 12}" font-size="11" fill="#4b5563">{esc(label)}</text>'
             )
+    for tick in ticks:
+        y = sy(tick)
+        parts.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#5b6472">{esc(_tick_text(tick))}</text>')
+    if chart.x_ticks is not None:
+        x_ticks = chart.x_ticks
+    else:
+        step = nice_ticks(x1 - x0, 10)
+        step_size = max(1.0, step[1] - step[0]) if len(step) > 1 else 1.0
+        x_ticks = []
+        t = math.ceil(x0 / step_size) * step_size
+        while t <= x1 + 1e-9:
+            x_ticks.append((t, _tick_text(t)))
+            t += step_size
+    for value, label in x_ticks:
+        x = sx(value)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}" stroke="#f0f1f3"/>')
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle" font-size="11" fill="#5b6472">{esc(label)}</text>')
+    parts.append(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#9ca3af"/>')
+    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" stroke="#9ca3af"/>')
+    parts.append(f'<text x="{(left + right) / 2:.0f}" y="{height - 6}" text-anchor="middle" font-size="12" fill="#5b6472">{esc(chart.x_title)}</text>')
+    parts.append(
+        f'<text x="14" y="{(top + bottom) / 2:.0f}" text-anchor="middle" font-size="12" fill="#5b6472" '
+        f'transform="rotate(-90 14 {(top + bottom) / 2:.0f})">{esc(chart.y_title)}</text>'
+    )
+    for t in inside:
+        y = sy(t.value)
+        if t.x is None:
+            parts.append(
+                f'<line class="threshold" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{t.color}" stroke-width="1.5" stroke-dasharray="6 4">'
+                f"<title>{esc(t.label)}</title></line>"
+                f'<text x="{right - 4}" y="{y - 4:.1f}" text-anchor="end" font-size="11" fill="{t.color}">{esc(t.label)}</text>'
+            )
+        else:
+            x = sx(t.x)
+            parts.append(
+                f'<path class="threshold" d="M{x - 6:.1f},{y - 6:.1f}L{x + 6:.1f},{y + 6:.1f}M{x - 6:.1f},{y + 6:.1f}L{x + 6:.1f},{y - 6:.1f}" '
+                f'stroke="{t.color}" stroke-width="2.5"><title>{esc(t.label)}</title></path>'
+            )
+    for line in chart.lines:
+        segments: list[list[tuple[float, float]]] = [[]]
+        for x, y in line.points:
+            if y is None:
+                segments.append([])
+            else:
+                segments[-1].append((sx(x), sy(y)))
+        path = "".join("M" + "L".join(f"{px:.1f},{py:.1f}" for px, py in seg) for seg in segments if seg)
+        if path:
+            dash = f' stroke-dasharray="{line.dash}"' if line.dash else ""
+            parts.append(
+                f'<path class="line" d="{path}" fill="none" stroke="{line.color}" stroke-width="{line.width}"{dash} stroke-linejoin="round">'
+                f"<title>{esc(line.name)}</title></path>"
+            )
+        drawn = [(x, y) for x, y in line.points if y is not None]
+        if line.markers and len(drawn) <= MAX_MARKERS:
+            for x, y in drawn:
+                where = chart.hover_x.format(x=x, s=math.floor(x))
+                parts.append(
+                    f'<circle class="point" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if len(drawn) > 60 else 3.5}" fill="{line.color}">'
+                    f"<title>{esc(where)}: {esc(line.name)} {esc(_value_text(y, line.unit))}</title></circle>"
+                )
+    for i, t in enumerate(above):
+        x = right - 4 if t.x is None else sx(t.x)
+        anchor = "end" if t.x is None else "middle"
+        parts.append(
+            f'<text class="threshold-above" x="{x:.1f}" y="{top - 8 - 13 * i if t.x is None else top - 8}" text-anchor="{anchor}" font-size="11" '
+            f'fill="{t.color}">{esc(t.label)} &#8593;<title>above this chart\'s range</title></text>'
         )
-    for check in run.data["sla"]["checks"]:
-        if check["unit"] != "ms" or check["criterion"] not in LATENCY_CRITERIA:
-            continue
-        label = f"{check['label']} {fmt_value(check['threshold'], 'ms')}: {STATUS_TEXT.get(check['status'], check['status'])}"
-        fig.add_hline(
-            y=check["threshold"],
-            line={"color": "#b00020" if check["status"] != "pass" else "#555555", "dash": "dash", "width": 1.5},
-            annotation={"text": plotly_text(label), "xanchor": "right", "x": 1, "yanchor": "bottom", "font": {"size": 11}},
-        )
-    if not series:
-        fig.add_annotation(text="no measured seconds", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    return _figure_json(fig)
+    if not values:
+        parts.append(f'<text x="{(left + right) / 2:.0f}" y="{(top + bottom) / 2:.0f}" text-anchor="middle" font-size="14" fill="#5b6472">{esc(chart.empty_text)}</text>')
+    parts.append("</svg>")
+    legend = "".join(
+        f'<span class="key"><i style="border-top:{2 if not line.dash else 2}px {"dashed" if line.dash else "solid"} {line.color}"></i>{esc(line.name)}</span>'
+        for line in chart.lines
+    )
+    legend += "".join(
+        f'<span class="key"><i style="border-top:2px dashed {t.color}"></i>{esc(t.label)}</span>' for t in chart.thresholds if t.x is None
+    )
+    return f'<figure class="chart-box"><div class="legend">{legend}</div>{"".join(parts)}</figure>'
 
 
-def throughput_over_time(go: Any, run: Run) -> dict[str, Any]:
-    series = run.data["series"]
-    seconds = [p["second"] for p in series]
-    fig = go.Figure(layout=_base_layout(go, xaxis=_seconds_axis(seconds), yaxis={"title": {"text": "requests per second"}, "rangemode": "tozero"}))
-    fig.add_trace(go.Scatter(x=seconds, y=[p["completed"] for p in series], name="completed/s", mode="lines+markers", line={"color": "#1f77b4", "width": 2}))
-    fig.add_trace(go.Scatter(x=seconds, y=[p["sent"] for p in series], name="sent/s", mode="lines", line={"color": "#7f7f7f", "width": 1, "dash": "dot"}))
-    fig.add_trace(go.Scatter(x=seconds, y=[p["errors"] for p in series], name="errors/s", mode="lines+markers", line={"color": "#d62728", "width": 2}))
-    if not series:
-        fig.add_annotation(text="no measured seconds", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    return _figure_json(fig)
+# --------------------------------------------------------------------------- what the per-second charts show
 
 
-def distribution_chart(go: Any, runs: Sequence[Run]) -> dict[str, Any]:
-    """Every run's latency percentile distribution in one chart (service time too, hidden, for open-loop runs).
+#: A last second the run covered less of than this (in seconds) is partial: left out of the per-second charts.
+FULL_SECOND = 0.95
 
-    Percentile SLA criteria are marked where they sit: ``p95 <= 800 ms`` is a
-    cross at (95 %, 800 ms), so a curve passing under the cross meets it.
+
+@dataclass(frozen=True)
+class Seconds:
+    """A run's per-second series as the charts draw it: whole seconds only, the partial last one set aside."""
+
+    points: list[dict[str, Any]]
+    partial: dict[str, Any] | None
+    partial_length_s: float | None
+    x_range: tuple[float, float]
+    warmup: tuple[float, float] | None
+
+
+def seconds_of(data: dict[str, Any]) -> Seconds:
+    """The plotted seconds: every series point but a last one the run ended inside (its counts would read as a dip).
+
+    ``series_end_s`` says where the run ended; a report without it is taken to
+    end inside its last second, as runs almost always do.
     """
+    series = list(data["series"])
+    end = data.get("series_end_s")
+    partial = length = None
+    if series:
+        last = series[-1]
+        if not isinstance(end, (int, float)):
+            partial = last
+        elif end < last["second"] + FULL_SECOND:
+            partial, length = last, max(0.0, end - last["second"])
+        if partial is not None:
+            series = series[:-1]
+    load = _load(data)
+    warm = data.get("warmup") if isinstance(data.get("warmup"), dict) else {}
+    warm_end = warm.get("end_s") if isinstance(warm.get("end_s"), (int, float)) else None
+    warm_s = load.get("warmup_s") if isinstance(load.get("warmup_s"), (int, float)) else 0.0
+    warm_end = max(warm_end or 0.0, warm_s or 0.0)
+    last_second = max([p["second"] + 1 for p in series] + [1])
+    start = min([p["second"] for p in series] + [0])
+    return Seconds(series, partial, length, (float(start), float(last_second)), (0.0, warm_end) if warm_end > 0 else None)
+
+
+def _load(data: dict[str, Any]) -> dict[str, Any]:
+    profile = data.get("profile") if isinstance(data.get("profile"), dict) else {}
+    return profile.get("load") if isinstance(profile.get("load"), dict) else {}
+
+
+def target_line(data: dict[str, Any], end_s: float) -> list[tuple[float, float | None]] | None:
+    """The schedule's target (rate per second in an open loop, users in a closed one) over time, from the resolved profile.
+
+    Stages ramp linearly from the previous target (k6's ramping executors), warm-up included.
+    """
+    load = _load(data)
+    start = load.get("rate_per_s") if data["load_model"] == "open" else load.get("concurrency")
+    if not isinstance(start, (int, float)) or isinstance(start, bool):
+        return None
+    points: list[tuple[float, float | None]] = [(0.0, float(start))]
+    t = 0.0
+    for stage in load.get("stages") or []:
+        if not isinstance(stage, dict) or not isinstance(stage.get("duration_s"), (int, float)) or not isinstance(stage.get("target"), (int, float)):
+            return None
+        t += stage["duration_s"]
+        points.append((t, float(stage["target"])))
+    if points[-1][0] < end_s:
+        points.append((end_s, points[-1][1]))
+    return points
+
+
+def _sla_thresholds(data: dict[str, Any], prefix: str = "") -> list[Threshold]:
+    """Threshold lines of the ms criteria on one metric (request latency, or ttft./tpot./itl.), whole-run ones and windows alike."""
+    found = []
+    for check in data["sla"]["checks"]:
+        criterion = check["criterion"]
+        if check["unit"] != "ms" or not criterion.startswith(prefix) or criterion[len(prefix):] not in LATENCY_CRITERIA:
+            continue
+        if not prefix and "." in criterion:
+            continue
+        window = f" over {check['window_s']:g} s" if isinstance(check.get("window_s"), (int, float)) else ""
+        status = STATUS_TEXT.get(check["status"], check["status"])
+        found.append(Threshold(check["threshold"], f"SLA {criterion} {fmt_value(check['threshold'], 'ms')}{window}: {status}", "#b00020" if check["status"] != "pass" else "#555555"))
+    return found
+
+
+PERCENTILE_COLORS = (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728"))
+
+
+def _per_second(seconds: Seconds, key: str, default: Any = None) -> list[tuple[float, float | None]]:
+    """A per-second value at the middle of its second (second 3 covers 3 s to 4 s), so it lines up with the warm-up and the target."""
+    return [(p["second"] + 0.5, p.get(key, default)) for p in seconds.points]
+
+
+def _rate(seconds: Seconds, key: str) -> list[tuple[float, float | None]]:
+    return _per_second(seconds, key, 0)
+
+
+def _seconds_chart(chart_id: str, seconds: Seconds, lines: list[Line], y_title: str, **extra: Any) -> Chart:
+    shades = [(*seconds.warmup, "warm-up")] if seconds.warmup else []
+    return Chart(chart_id, lines, "seconds since start", y_title, seconds.x_range, shades=shades, **extra)
+
+
+def latency_chart(chart_id: str, data: dict[str, Any], seconds: Seconds, metric: str = "") -> Chart:
+    """p50/p95/p99 per second of the request latency (metric "") or of ttft/tpot/itl, with that metric's SLA thresholds."""
+    key = f"{metric}_{{}}_ms" if metric else "{}_ms"
+    name = INFERENCE_HISTOGRAMS.get(metric, "latency")
+    lines = [Line(f"{name} {p}", color, _per_second(seconds, key.format(p))) for p, color in PERCENTILE_COLORS]
+    return _seconds_chart(chart_id, seconds, lines, f"{name} (ms)", thresholds=_sla_thresholds(data, f"{metric}." if metric else ""))
+
+
+def throughput_chart(chart_id: str, data: dict[str, Any], seconds: Seconds) -> Chart:
+    lines = [
+        Line("completed/s", "#1f77b4", _rate(seconds, "completed"), unit="/s"),
+        Line("sent/s", "#7f7f7f", _rate(seconds, "sent"), unit="/s", dash="3 3", width=1.5),
+        Line("errors/s", "#d62728", _rate(seconds, "errors"), unit="/s"),
+    ]
+    if data["load_model"] == "open":
+        target = target_line(data, seconds.x_range[1])
+        if target:
+            lines.append(Line("target rate", "#111827", target, unit="/s", dash="8 4", width=1.2, markers=False))
+    return _seconds_chart(chart_id, seconds, lines, "requests per second")
+
+
+def outcomes_chart(chart_id: str, seconds: Seconds) -> Chart:
+    """Responses per second by status code, and client errors per second by kind (dashed)."""
+    codes = sorted({c for p in seconds.points for c in p.get("status_codes") or {}})
+    kinds = sorted({k for p in seconds.points for k in p.get("error_kinds") or {}})
+    palette = ("#2ca02c", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+    lines = []
+    for i, code in enumerate(codes):
+        color = "#2ca02c" if code.startswith(("2", "3")) else palette[1 + i % (len(palette) - 1)]
+        lines.append(Line(f"HTTP {code}", color, [(p["second"] + 0.5, (p.get("status_codes") or {}).get(code, 0)) for p in seconds.points], unit="/s"))
+    for i, kind in enumerate(kinds):
+        lines.append(Line(f"error: {kind}", palette[(2 + i) % len(palette)], [(p["second"] + 0.5, (p.get("error_kinds") or {}).get(kind, 0)) for p in seconds.points], unit="/s", dash="5 3"))
+    empty = "no status codes per second in this report (written by an older bench)" if seconds.points else "no measured seconds"
+    return _seconds_chart(chart_id, seconds, lines, "responses per second", empty_text=empty)
+
+
+def in_flight_chart(chart_id: str, data: dict[str, Any], seconds: Seconds) -> Chart:
+    closed = data["load_model"] != "open"
+    lines = [Line("in flight" + (" (active users)" if closed else ""), "#9467bd", _per_second(seconds, "in_flight"), unit="")]
+    thresholds = []
+    if closed:
+        target = target_line(data, seconds.x_range[1])
+        if target:
+            lines.append(Line("target users", "#111827", target, unit="", dash="8 4", width=1.2, markers=False))
+    else:
+        cap = _load(data).get("max_in_flight")
+        if isinstance(cap, int) and not isinstance(cap, bool):
+            thresholds.append(Threshold(cap, f"in-flight cap {cap:,}", "#6b7280"))
+    empty = "no in-flight counts in this report (written by an older bench)" if seconds.points else "no measured seconds"
+    return _seconds_chart(chart_id, seconds, lines, "requests in flight", thresholds=thresholds, empty_text=empty)
+
+
+def tokens_chart(chart_id: str, seconds: Seconds) -> Chart:
+    return _seconds_chart(chart_id, seconds, [Line("output tokens/s", "#17becf", _rate(seconds, "output_tokens"), unit=" tok/s")], "output tokens per second")
+
+
+def distribution_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str], metric: str = "latency") -> Chart:
+    """Every run's percentile distribution of one metric (HdrHistogram's classic plot: x = 1/(1-p), log).
+
+    Percentile SLA criteria are crosses where they sit: ``p95 <= 800 ms`` is
+    a cross at (95 %, 800 ms), so a curve passing under the cross meets it.
+    """
+    lines: list[Line] = []
+    thresholds: list[Threshold] = []
     max_x = 100.0
-    curves_drawn = 0
-    fig = go.Figure(layout=_base_layout(go, hovermode="closest", height=460))
-    for index, (run, label) in enumerate(zip(runs, _run_labels(runs))):
+    name = INFERENCE_HISTOGRAMS.get(metric, "latency")
+    for index, (run, label) in enumerate(zip(runs, labels)):
         color = RUN_COLORS[index % len(RUN_COLORS)]
-        group = f"run{index}"
-        curves = [(run.latency, plotly_text(label), "solid", True)]
-        if run.data["load_model"] == "open" and run.service is not None:
-            curves.append((run.service, plotly_text(f"{label} (service time)"), "dot", "legendonly"))
-        for histogram, name, dash, visible in curves:
-            if histogram is None:
-                continue
-            points = percentile_distribution(histogram)
+        curves = [(run.latency, label, "")] if metric == "latency" else [(run.inference.get(metric), label, "")]
+        if metric == "latency" and run.data["load_model"] == "open" and run.service is not None:
+            curves.append((run.service, f"{label} (service time)", "2 3"))
+        for histogram, curve_name, dash in curves:
+            points = percentile_distribution(histogram) if histogram is not None else []
             if not points:
                 continue
             max_x = max(max_x, points[-1][1])
-            curves_drawn += 1
-            fig.add_trace(
-                go.Scatter(
-                    x=[p[1] for p in points],
-                    y=[p[2] for p in points],
-                    customdata=[f"{p[0]:.5g}" for p in points],
-                    name=name,
-                    legendgroup=group,
-                    visible=visible,
-                    mode="lines",
-                    line={"color": color, "width": 2, "dash": dash},
-                    hovertemplate="p%{customdata}: %{y:.2f} ms",
-                )
-            )
-        sla_points = [
-            (c, PERCENTILE_CRITERIA[c["criterion"]])
-            for c in run.data["sla"]["checks"]
-            if c["criterion"] in PERCENTILE_CRITERIA and c["unit"] == "ms" and c.get("window_s") is None
-        ]
-        if sla_points:
-            fig.add_trace(
-                go.Scatter(
-                    x=[1.0 / (1.0 - p / 100.0) for _, p in sla_points],
-                    y=[c["threshold"] for c, _ in sla_points],
-                    text=[plotly_text(f"{c['label']} {fmt_value(c['threshold'], 'ms')}") for c, _ in sla_points],
-                    name=plotly_text(f"SLA of {label}"),
-                    legendgroup=group,
-                    mode="markers",
-                    marker={"symbol": "x-thin-open", "size": 14, "line": {"width": 3, "color": color}, "color": color},
-                    hovertemplate="%{text}",
-                )
-            )
-    tickvals, ticktext = percentile_ticks(max_x)
-    fig.update_layout(
-        xaxis={
-            "type": "log",
-            "title": {"text": "percentile"},
-            "tickvals": tickvals,
-            "ticktext": ticktext,
-            "range": [0, math.log10(max_x * 1.5)],
-            "showgrid": True,
-        },
-        yaxis={"title": {"text": "latency (ms)"}, "rangemode": "tozero"},
-        updatemenus=[
-            {
-                "type": "buttons",
-                "direction": "right",
-                "x": 0,
-                "xanchor": "left",
-                "y": -0.18,
-                "yanchor": "top",
-                "showactive": True,
-                "buttons": [
-                    {"label": "linear latency axis", "method": "relayout", "args": [{"yaxis.type": "linear"}]},
-                    {"label": "log latency axis", "method": "relayout", "args": [{"yaxis.type": "log"}]},
-                ],
-            }
-        ],
+            lines.append(Line(curve_name, color, [(p[1], p[2]) for p in points], dash=dash))
+        prefix = "" if metric == "latency" else f"{metric}."
+        for check in run.data["sla"]["checks"]:
+            criterion = check["criterion"]
+            p = criterion[len(prefix):] if criterion.startswith(prefix) else None
+            if p in PERCENTILE_CRITERIA and (prefix or "." not in criterion) and check["unit"] == "ms" and check.get("window_s") is None:
+                x = 1.0 / (1.0 - PERCENTILE_CRITERIA[p] / 100.0)
+                thresholds.append(Threshold(check["threshold"], f"SLA of {label}: {criterion} {fmt_value(check['threshold'], 'ms')}", color, x=x))
+    ticks, texts = percentile_ticks(max_x)
+    return Chart(
+        chart_id,
+        lines,
+        "percentile",
+        f"{name} (ms)",
+        (1.0, ticks[-1]),
+        x_ticks=list(zip(ticks, texts)),
+        x_log=True,
+        hover_x="x = 1/(1-p) {x:.4g}",
+        thresholds=thresholds,
+        empty_text=f"no {name} was measured",
+        height=380,
     )
-    fig.update_layout(margin={"b": 90})
-    if not curves_drawn:
-        fig.add_annotation(text="no latency was measured", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    return _figure_json(fig)
 
 
 # --------------------------------------------------------------------------- the page
@@ -572,71 +817,69 @@ dl.facts dd { margin: 0; word-break: break-all; }
 .badge.pass { background: var(--pass); } .badge.fail { background: var(--fail); } .badge.unmeasurable { background: var(--warn); }
 .badge.neutral { background: #6b7280; } .badge.status-ok { background: #4b5563; } .badge.status-bad { background: var(--warn); }
 .result.pass { color: var(--pass); font-weight: 700; } .result.fail { color: var(--fail); font-weight: 700; } .result.unmeasurable { color: var(--warn); font-weight: 700; }
-.chart { width: 100%; min-height: 360px; }
+figure.chart-box { margin: 0; }
+svg.chart { width: 100%; height: auto; display: block; font-family: inherit; }
+svg.chart .point:hover { stroke: #111; stroke-width: 2; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 12px; color: var(--muted); margin: 2px 0 0 60px; }
+.legend .key i { display: inline-block; width: 22px; vertical-align: middle; margin-right: 5px; }
+.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 0 24px; }
+@media (max-width: 1000px) { .grid2 { grid-template-columns: 1fr; } }
 .notes { margin: 6px 0 0; padding-left: 20px; color: var(--warn); }
+.warning { border-color: var(--warn); background: #fff8ec; }
+.warning h2 { color: var(--warn); }
 .meaning { color: var(--muted); font-style: italic; }
 details { margin-top: 14px; } summary { cursor: pointer; color: var(--muted); }
 pre { background: #f6f8fa; border: 1px solid var(--line); padding: 10px; overflow: auto; font-size: 12px; max-height: 420px; }
-#bench-errors { color: var(--fail); background: #fff0f0; border-color: var(--fail); white-space: pre-wrap; margin: 0; }
-#bench-errors:empty { display: none; }
 nav a { margin-right: 12px; }
 """
 
-#: Runs first, in <body> right after the error box: records script errors, blocked fetches and dialogs there.
-TRAP_JS = """(function () {
-  "use strict";
-  var box = document.getElementById("bench-errors");
-  function report(message) { box.textContent += String(message) + "\\n"; }
-  window.benchReportError = report;
-  window.onerror = function (message, source, line, column) {
-    report("script error: " + message + (line ? " (line " + line + ":" + column + ")" : ""));
-    return false;
-  };
-  window.addEventListener("error", function (event) {
-    if (event.target && event.target !== window) { report("failed to load: " + (event.target.src || event.target.href || event.target.tagName)); }
-  }, true);
-  window.addEventListener("unhandledrejection", function (event) { report("unhandled rejection: " + (event.reason && event.reason.message || event.reason)); });
-  document.addEventListener("securitypolicyviolation", function (event) {
-    report("blocked by the page's security policy: " + event.violatedDirective + " " + (event.blockedURI || ""));
-  });
-  window.alert = window.confirm = window.prompt = function (message) { report("a script tried to open a dialog: " + message); };
-})();"""
 
-#: Runs last: draws every chart from the JSON block, then marks <body data-charts-ready="N">.
-MAIN_JS = """(function () {
-  "use strict";
-  var report = window.benchReportError;
-  try {
-    if (typeof Plotly === "undefined") { throw new Error("plotly.js did not load"); }
-    var spec = JSON.parse(document.getElementById("bench-charts").textContent);
-    var drawn = spec.charts.map(function (chart) {
-      return Plotly.newPlot(chart.id, chart.figure.data, chart.figure.layout, spec.config);
-    });
-    Promise.all(drawn).then(function () {
-      document.body.setAttribute("data-charts-ready", String(drawn.length));
-    }, function (error) { report("a chart failed to draw: " + (error && error.message || error)); });
-  } catch (error) {
-    report("charts failed: " + (error && error.message || error));
-  }
-})();"""
+def endpoints(data: dict[str, Any]) -> list[str]:
+    """What the run sent, method and URL, one line per request kind; the bundled mock server named as such."""
+    profile = data.get("profile") if isinstance(data.get("profile"), dict) else {}
+    target = profile.get("target") if isinstance(profile.get("target"), dict) else {}
+    mock = "url" in target and target.get("url") is None
+    base = data.get("target_url") or (target.get("url") if isinstance(target.get("url"), str) else "")
+    kinds = profile.get("request_kinds") if isinstance(profile.get("request_kinds"), list) else []
+    kinds = [k for k in kinds if isinstance(k, dict)] or [{"method": target.get("method"), "name": None}]
+    lines = []
+    for kind in kinds:
+        method = kind.get("method") if isinstance(kind.get("method"), str) else ""
+        path = None
+        if isinstance(kind.get("url"), str):
+            url = kind["url"]
+        else:
+            if isinstance(kind.get("path"), str):
+                path = kind["path"]
+            elif kind.get("api") in API_PATHS and urlsplit(base).path in ("", "/"):
+                path = API_PATHS[kind["api"]]
+            url = urljoin(base, path) if base and path else base
+        if mock and not isinstance(kind.get("url"), str):
+            shown = f"{method} {path or urlsplit(url).path or '/'} on the bundled mock server"
+        else:
+            shown = f"{method} {url or '–'}"
+        extra = []
+        if len(kinds) > 1 and kind.get("name"):
+            extra.append(f"kind {kind['name']}, weight {kind.get('weight', 1):g}" if isinstance(kind.get("weight", 1), (int, float)) else f"kind {kind['name']}")
+        if kind.get("api"):
+            extra.append(f"{kind['api']}{', streamed' if kind.get('stream') else ''}")
+        lines.append(shown.strip() + (f" ({'; '.join(extra)})" if extra else ""))
+    return lines
 
-PLOTLY_CONFIG = {"responsive": True, "displaylogo": False, "showLink": False, "showSendToCloud": False, "showEditInChartStudio": False}
+
+#: The request paths of the inference API presets (as requests.API_PRESETS).
+API_PATHS = {"openai-chat": "/v1/chat/completions", "openai-completions": "/v1/completions"}
 
 
 def _facts(run: Run) -> str:
     d = run.data
     req = d["requests"]
     lat = d["latency"]
-    profile = d.get("profile") if isinstance(d.get("profile"), dict) else {}
-    target_url = d.get("target_url") or "–"
-    target_cfg = profile.get("target") if isinstance(profile.get("target"), dict) else {}
-    method = target_cfg.get("method") if isinstance(target_cfg.get("method"), str) else ""
-    mock = " (the bundled mock server)" if "url" in target_cfg and target_cfg.get("url") is None else ""
     rows = [
         ("profile", esc(d.get("profile_path") or "–")),
         ("status", esc(d["status"]) + ("" if d.get("complete", True) else " (incomplete)")),
         ("load model", esc(_load_text(d))),
-        ("target", esc(f"{method} {target_url}".strip()) + esc(mock)),
+        ("requests sent", "<br>".join(esc(e) for e in endpoints(d))),
         ("started", esc(d["started_at"]) + (f" &nbsp;ended {esc(d['ended_at'])}" if d.get("ended_at") else "")),
         ("latency means", f'<span class="meaning">{esc(d["latency_meaning"])}</span>'),
         (
@@ -650,6 +893,21 @@ def _facts(run: Run) -> str:
             ", ".join(f"{k} {esc(fmt_ms(lat.get(k)))}" for k in ("p50", "p90", "p95", "p99", "p99.9", "max")) + f" ({_int(lat.get('count'))} requests)",
         ),
     ]
+    inference = d.get("inference") if isinstance(d.get("inference"), dict) else None
+    if inference:
+        for key, name in INFERENCE_HISTOGRAMS.items():
+            stats = inference.get(key) if isinstance(inference.get(key), dict) else {}
+            rows.append((name, ", ".join(f"{k} {esc(fmt_ms(stats.get(k)))}" for k in ("p50", "p95", "p99", "max")) + f" ({_int(stats.get('count'))} values)"))
+        rows.append(
+            (
+                "output tokens",
+                f"{_int(inference.get('output_tokens'))} ({esc(fmt_value(inference.get('output_tokens_per_s'), 'tok/s'))})",
+            )
+        )
+    errors = d.get("errors") if isinstance(d.get("errors"), dict) else {}
+    codes = d.get("status_codes") if isinstance(d.get("status_codes"), dict) else {}
+    if codes or errors:
+        rows.append(("outcomes", esc(", ".join([f"HTTP {c}: {n:,}" for c, n in codes.items() if isinstance(n, int)] + [f"{k}: {n:,}" for k, n in errors.items() if isinstance(n, int)]))))
     trust = d.get("trust") if isinstance(d.get("trust"), dict) else {}
     trusted = d.get("trusted", trust.get("trusted", True))
     reasons = trust.get("reasons") if isinstance(trust.get("reasons"), list) else []
@@ -698,49 +956,103 @@ def _overview(runs: Sequence[Run], labels: Sequence[str]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: str | None = None) -> str:
-    """The whole page as one string. Imports plotly (the ``report`` extra)."""
-    import plotly
-    import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
+def _partial_note(seconds: Seconds) -> str:
+    notes = ["Seconds count from the start of the run; the shaded band is the warm-up (excluded from the statistics)." if seconds.warmup else "Seconds count from the start of the run."]
+    p = seconds.partial
+    if p is not None:
+        length = f"{seconds.partial_length_s:.2f} s long" if seconds.partial_length_s is not None else "the run ended inside it"
+        notes.append(
+            f"Second {p['second']} is partial ({length}) and is not plotted: its {p['completed']:,} completed and {p['sent']:,} sent requests count in the totals."
+        )
+    return f'<p class="sub">{esc(" ".join(notes))}</p>'
 
+
+def comparability_problems(runs: Sequence[Run], labels: Sequence[str]) -> list[str]:
+    """How the runs differ in the load they offered or their target, as ``bench compare`` judges it; empty when comparable."""
+    from bench.engine.compare import Run as CompareRun, comparability
+
+    return comparability([CompareRun(label, run.data, {}) for run, label in zip(runs, labels)])
+
+
+def _run_section(index: int, run: Run, label: str) -> tuple[str, list[str]]:
+    """One run's section and the ids of its charts."""
+    d = run.data
+    seconds = seconds_of(d)
+    prefix = f"chart-{index}"
+    charts = [
+        ("Latency per second (p50 / p95 / p99; dashed: latency SLA thresholds)", latency_chart(f"{prefix}-latency", d, seconds)),
+        ("Throughput and errors per second" + (" (dashed black: the schedule's target rate)" if d["load_model"] == "open" else ""), throughput_chart(f"{prefix}-throughput", d, seconds)),
+        ("Status codes and client errors per second", outcomes_chart(f"{prefix}-outcomes", seconds)),
+        (
+            "Requests in flight" + (" (active users; dashed black: the target users)" if d["load_model"] != "open" else " (at each second's end)"),
+            in_flight_chart(f"{prefix}-inflight", d, seconds),
+        ),
+    ]
+    inference = ""
+    if run.inference or isinstance(d.get("inference"), dict):
+        inference_charts = [
+            ("TTFT per second (of requests completed in the second)", latency_chart(f"{prefix}-ttft", d, seconds, "ttft")),
+            ("TPOT per second", latency_chart(f"{prefix}-tpot", d, seconds, "tpot")),
+            ("ITL per second", latency_chart(f"{prefix}-itl", d, seconds, "itl")),
+            ("Output tokens per second", tokens_chart(f"{prefix}-tokens", seconds)),
+        ]
+        charts += inference_charts
+        inference = '<h3 class="inference">Inference</h3>' + "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in inference_charts)
+        charts_html = "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in charts[:4])
+    else:
+        charts_html = "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in charts)
+    verdict, cls = _verdict(d)
+    status_cls = "status-ok" if d["status"] == "completed" else "status-bad"
+    profile_json = json.dumps(_redacted_profile(d.get("profile")), indent=2, ensure_ascii=False, allow_nan=False)
+    html_text = (
+        f'<section class="run" id="run-{index}">'
+        f'<h2><span style="color:{RUN_COLORS[(index - 1) % len(RUN_COLORS)]}">&#9632;</span> <span class="run-name">{esc(label)}</span>'
+        f'<span class="badge {cls}">{esc(verdict)}</span><span class="badge {status_cls}">{esc(d["status"])}</span></h2>'
+        f'<p class="sub">{esc(run.path.name)}</p>'
+        f"{_facts(run)}"
+        f"<h3>SLA</h3>{_sla_table(run)}"
+        f"{charts_html}{inference}{_partial_note(seconds)}"
+        f"<details><summary>Resolved profile</summary><pre>{esc(profile_json)}</pre></details>"
+        "</section>"
+    )
+    return html_text, [c.id for _, c in charts]
+
+
+def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: str | None = None, problems: Sequence[str] = ()) -> str:
+    """The whole page as one string: HTML and inline SVG, no script.
+
+    ``problems``: how the runs are not comparable (from ``comparability_problems``),
+    shown in a warning at the top when the caller chose to overlay them anyway.
+    """
     if not runs:
         raise ValueError("no runs to report")
     labels = _run_labels(runs)
     generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
     title = title or ("bench report: " + labels[0] if len(runs) == 1 else f"bench report: {len(runs)} runs")
-    charts: list[dict[str, Any]] = [{"id": "chart-distribution", "figure": distribution_chart(go, runs)}]
+    chart_ids = ["chart-distribution"]
+    distributions = [
+        "<h3>Latency percentile distribution (HdrHistogram, from the stored histograms)</h3>"
+        '<p class="sub">x: percentile on a 1/(1&minus;p) log scale, so the tail gets the room; y: latency. One curve per run '
+        "(dotted: service time of open-loop runs); crosses mark percentile SLA thresholds.</p>"
+        + svg_chart(distribution_chart("chart-distribution", runs, labels))
+    ]
+    for metric, name in INFERENCE_HISTOGRAMS.items():
+        if any(metric in run.inference for run in runs):
+            chart_ids.append(f"chart-distribution-{metric}")
+            distributions.append(f"<h3>{esc(name)} percentile distribution</h3>" + svg_chart(distribution_chart(f"chart-distribution-{metric}", runs, labels, metric)))
     sections = []
     for index, (run, label) in enumerate(zip(runs, labels), start=1):
-        d = run.data
-        charts.append({"id": f"chart-{index}-latency", "figure": latency_over_time(go, run)})
-        charts.append({"id": f"chart-{index}-throughput", "figure": throughput_over_time(go, run)})
-        verdict, cls = _verdict(d)
-        status_cls = "status-ok" if d["status"] == "completed" else "status-bad"
-        profile_json = json.dumps(_redacted_profile(d.get("profile")), indent=2, ensure_ascii=False, allow_nan=False)
-        sections.append(
-            f'<section class="run" id="run-{index}">'
-            f'<h2><span style="color:{RUN_COLORS[(index - 1) % len(RUN_COLORS)]}">&#9632;</span> <span class="run-name">{esc(label)}</span>'
-            f'<span class="badge {cls}">{esc(verdict)}</span><span class="badge {status_cls}">{esc(d["status"])}</span></h2>'
-            f'<p class="sub">{esc(run.path.name)}</p>'
-            f"{_facts(run)}"
-            f"<h3>SLA</h3>{_sla_table(run)}"
-            f'<h3>Latency per second (p50 / p95 / p99; dashed: latency SLA thresholds)</h3><div class="chart" id="chart-{index}-latency"></div>'
-            f'<h3>Throughput and errors per second</h3><div class="chart" id="chart-{index}-throughput"></div>'
-            '<p class="sub">Seconds count from the start of the run, warm-up included; only measured seconds are shown, and the first and last may be partial.</p>'
-            f"<details><summary>Resolved profile</summary><pre>{esc(profile_json)}</pre></details>"
-            "</section>"
+        section, ids = _run_section(index, run, label)
+        sections.append(section)
+        chart_ids += ids
+    warning = ""
+    if problems:
+        warning = (
+            '<section class="warning" id="not-comparable"><h2>These runs are not comparable</h2>'
+            '<p class="sub">They offered different load or hit different targets; they are overlaid because the report was asked to (--force).</p>'
+            f'<ul class="notes">{"".join(f"<li>{esc(p)}</li>" for p in problems)}</ul></section>'
         )
-    payload = safe_json({"config": PLOTLY_CONFIG, "charts": charts})
-    trap_js = _inline_script(TRAP_JS)
-    main_js = _inline_script(MAIN_JS)
-    plotly_js = _inline_script(get_plotlyjs())
-    csp = (
-        "default-src 'none'; "
-        f"script-src {_csp_hash(trap_js)} {_csp_hash(plotly_js)} {_csp_hash(main_js)}; "
-        "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'none'; "
-        "base-uri 'none'; form-action 'none'"
-    )
+    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
     plural = "run" if len(runs) == 1 else "runs"
     nav = "".join(f'<a href="#run-{i}">{esc(label)}</a>' for i, label in enumerate(labels, start=1))
     return (
@@ -748,26 +1060,20 @@ def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: 
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="generator" content="bench {esc(_bench_version())}, plotly {esc(plotly.__version__)}">'
+        f'<meta name="generator" content="bench {esc(_bench_version())}">'
         f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n"
-        f'<body data-charts-expected="{len(charts)}">'
-        f'<pre id="bench-errors"></pre><script>{trap_js}</script>\n'
+        f'<body data-charts="{len(chart_ids)}">'
         "<main>"
         f"<header><h1>{esc(title)}</h1>"
         f'<p class="sub">{len(runs)} {plural}; generated {esc(generated_at)} by bench {esc(_bench_version())}. '
-        "Self-contained: opens offline, nothing is fetched.</p><nav>" + nav + "</nav></header>"
-        '<section id="overview"><h2>Overview</h2>'
+        "Self-contained: opens offline, nothing is fetched, no script runs. Hover a point for its value.</p><nav>" + nav + "</nav></header>"
+        + warning
+        + '<section id="overview"><h2>Overview</h2>'
         f"{_overview(runs, labels)}"
-        "<h3>Latency percentile distribution (HdrHistogram, from the stored histograms)</h3>"
-        '<p class="sub">x: percentile on a 1/(1&minus;p) log scale, so the tail gets the room; y: latency. One curve per run; '
-        "crosses mark percentile SLA thresholds. Open-loop runs also have a service-time curve (click its legend entry).</p>"
-        '<div class="chart" id="chart-distribution"></div></section>'
+        + "".join(distributions)
+        + "</section>"
         + "".join(sections)
-        + "</main>\n"
-        f'<script type="application/json" id="bench-charts">{payload}</script>\n'
-        f"<script>{plotly_js}</script>\n"
-        f"<script>{main_js}</script>\n"
-        "</body></html>\n"
+        + "</main>\n</body></html>\n"
     )
 
 
@@ -777,7 +1083,45 @@ def _bench_version() -> str:
     return bench.__version__
 
 
-def build(paths: Sequence[Path], *, title: str | None = None) -> tuple[str, int]:
+class NotComparableError(ReportInputError):
+    """Runs that offered different load or hit different targets, overlaid without ``force``."""
+
+
+def render_runs(runs: Sequence[Run], *, title: str | None = None, force: bool = False) -> str:
+    """The page for checked runs; NotComparableError (one line) when they are not comparable and not forced."""
+    problems = comparability_problems(runs, [str(run.path) for run in runs]) if len(runs) > 1 else []
+    if problems and not force:
+        raise NotComparableError(
+            f"not comparable: {'; '.join(problems)}; report like with like, or pass --force to overlay them under a warning"
+        )
+    return render_html(runs, title=title, problems=problems)
+
+
+def build(paths: Sequence[Path], *, title: str | None = None, force: bool = False) -> tuple[str, int]:
     """Load every report (ReportInputError on the first bad one) and render the page; returns (html, number of runs)."""
     runs = load_runs(paths)
-    return render_html(runs, title=title), len(runs)
+    return render_runs(runs, title=title, force=force), len(runs)
+
+
+def write_report(path: Path, reports: Sequence[dict[str, Any]], *, sources: Sequence[str] | None = None, title: str | None = None, force: bool = False) -> int:
+    """Write the page for in-memory reports (as ``bench run`` holds them) to ``path``, atomically; returns its size in bytes.
+
+    Each report goes through JSON first, exactly as if read from its file
+    (infinities become "inf"); ``sources`` name them (default: the run names).
+    """
+    from bench.engine.report import json_safe
+
+    runs = []
+    for i, report in enumerate(reports):
+        source = Path(sources[i] if sources else str(report.get("name", f"run {i + 1}")))
+        data = json.loads(json.dumps(json_safe(report), allow_nan=False, default=str), parse_constant=_reject_constant)
+        runs.append(run_from_data(data, source))
+    data_bytes = render_runs(runs, title=title, force=force).encode("utf-8")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(data_bytes)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+    return len(data_bytes)

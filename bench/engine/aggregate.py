@@ -141,6 +141,37 @@ class SeriesPoint:
     p95_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    in_flight: int | None = None  # summed over workers, each at its last report of the second
+    status: dict[int, int] | None = None  # status code -> responses completed in the second
+    error_kinds: dict[str, int] | None = None  # client error kind (and "check") -> count
+    output_tokens: int = 0
+    inference: tuple[float | None, ...] | None = None  # TTFT, TPOT, ITL p50/p95/p99 (ms) of requests completed in the second
+
+
+#: Per-second inference percentiles, in SeriesPoint.inference order.
+INFERENCE_SERIES_KEYS = tuple(f"{m}_{p}_ms" for m in ("ttft", "tpot", "itl") for p in ("p50", "p95", "p99"))
+
+
+def _counts_percentiles(counts: dict[int, int], like: HdrHistogram) -> tuple[float | None, float | None, float | None]:
+    """p50, p95, p99 (ms) of bucket floor (µs) -> count, as ``percentile_values`` gives them (``like`` has the same buckets).
+
+    A second of an inference run holds a few dozen distinct buckets: sorting
+    them is far cheaper than allocating and walking a histogram per second.
+    """
+    total = sum(counts.values())
+    if not total:
+        return None, None, None
+    result = []
+    running = 0
+    items = sorted(counts.items())
+    i = 0
+    for p in (50.0, 95.0, 99.0):
+        target = max(1, int(p / 100 * total + 0.5))
+        while running + items[i][1] < target:
+            running += items[i][1]
+            i += 1
+        result.append(like.get_highest_equivalent_value(items[i][0]) / 1000)
+    return result[0], result[1], result[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +236,10 @@ class Aggregator:
         self.series: deque[SeriesPoint] = deque(maxlen=MAX_SERIES_SECONDS)
         self.seconds_closed = 0
         self._elapsed_s = 0.0
+        # Per open second: each worker's in-flight count at its last report, and TTFT/TPOT/ITL bucket counts (inference only).
+        self._second_in_flight: dict[int, dict[int, int]] = {}
+        self._second_inference: dict[int, tuple[dict[int, int], dict[int, int], dict[int, int]]] = {}
+        self.warmup_end_s: float | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -222,8 +257,22 @@ class Aggregator:
             self.finished.add(report.worker)
         if report.warmup is not None:
             self.warmup.merge(report.warmup)
+            if report.warmup.sent:
+                self.warmup_end_s = (report.seq + 1) * self.interval_s
         if report.measured is not None:
             second = report.seq // self.reports_per_second
+            flight = self._second_in_flight.get(second)
+            if flight is None:
+                flight = self._second_in_flight[second] = {}
+            flight[report.worker] = report.in_flight
+            part = report.measured
+            if part.ttft or part.tpot or part.itl:
+                held = self._second_inference.get(second)
+                if held is None:
+                    held = self._second_inference[second] = ({}, {}, {})
+                for into, counts in zip(held, (part.ttft, part.tpot, part.itl)):
+                    for floor, n in counts.items():
+                        into[floor] = into.get(floor, 0) + n
             bucket = self._open_seconds.get(second)
             if bucket is None:  # (not setdefault: a SecondBucket allocates its histograms)
                 success = new_histogram() if self._second_success else None
@@ -251,9 +300,22 @@ class Aggregator:
                 peak: float | None = bucket.latency.get_max_value() / 1000
             else:
                 p50 = p95 = p99 = peak = None
+            flight = self._second_in_flight.pop(second, None)
+            held = self._second_inference.pop(second, None)
+            inference = None
+            if held is not None:
+                m = self.measured
+                inference = (
+                    *_counts_percentiles(held[0], m.ttft),
+                    *_counts_percentiles(held[1], m.tpot),
+                    *_counts_percentiles(held[2], m.itl),
+                )
             self.seconds_closed += 1
             self.series.append(
-                SeriesPoint(second, tally.sent, tally.completed, tally.ok, tally.failed, p50, p95, p99, peak)
+                SeriesPoint(
+                    second, tally.sent, tally.completed, tally.ok, tally.failed, p50, p95, p99, peak,
+                    sum(flight.values()) if flight else None, tally.status, tally.errors, tally.output_tokens, inference,
+                )
             )
             self.new_window_values.extend(self.windows.add(second, bucket, judge=not everything))
             if self.on_second is not None:
@@ -363,11 +425,33 @@ class Aggregator:
             "output_tokens_per_request": m.output_tokens / sum(m.token_sources.values()) if m.token_sources else None,
         }
 
+    @staticmethod
+    def _point(p: SeriesPoint, inference_run: bool) -> dict[str, Any]:
+        point: dict[str, Any] = {
+            "second": p.second,
+            "sent": p.sent,
+            "completed": p.completed,
+            "ok": p.ok,
+            "errors": p.errors,
+            "p50_ms": p.p50_ms,
+            "p95_ms": p.p95_ms,
+            "p99_ms": p.p99_ms,
+            "max_ms": p.max_ms,
+            "in_flight": p.in_flight,
+            "status_codes": {str(code): n for code, n in sorted((p.status or {}).items())},
+            "error_kinds": dict(sorted((p.error_kinds or {}).items())),
+        }
+        if inference_run:
+            point["output_tokens"] = p.output_tokens
+            point.update(zip(INFERENCE_SERIES_KEYS, p.inference or (None,) * len(INFERENCE_SERIES_KEYS)))
+        return point
+
     def summary(self) -> dict[str, Any]:
         """The run's numbers in plain JSON types (ms for latencies), for the gate and the report."""
         m = self.measured
         seconds = self.measured_seconds()
         errors = m.failed
+        inference_run = bool(m.token_sources or m.ttft.get_total_count())
         return {
             "requests": {
                 "sent": m.sent,
@@ -413,22 +497,13 @@ class Aggregator:
                 "client_errors": self.warmup.client_errors,
                 "errors": dict(sorted(self.warmup.errors.items())),
                 "latency": latency_stats(self.warmup.latency),
+                # Seconds from the common start by which the last warm-up request was sent (report granularity).
+                "end_s": self.warmup_end_s,
             },
             "series_seconds_dropped": self.seconds_closed - len(self.series),
-            "series": [
-                {
-                    "second": p.second,
-                    "sent": p.sent,
-                    "completed": p.completed,
-                    "ok": p.ok,
-                    "errors": p.errors,
-                    "p50_ms": p.p50_ms,
-                    "p95_ms": p.p95_ms,
-                    "p99_ms": p.p99_ms,
-                    "max_ms": p.max_ms,
-                }
-                for p in self.series
-            ],
+            # Seconds from the common start to the last worker report: the last series second is partial when this ends inside it.
+            "series_end_s": max(self.wall_s.values()) if self.wall_s else None,
+            "series": [self._point(p, inference_run) for p in self.series],
             "histograms": {
                 "unit": "us",
                 "latency": m.latency.encode().decode("ascii") if m.latency.get_total_count() else "",
@@ -436,5 +511,6 @@ class Aggregator:
                 "schedule_lag": m.lag.encode().decode("ascii") if m.lag.get_total_count() else "",
                 "ttft": m.ttft.encode().decode("ascii") if m.ttft.get_total_count() else "",
                 "tpot": m.tpot.encode().decode("ascii") if m.tpot.get_total_count() else "",
+                "itl": m.itl.encode().decode("ascii") if m.itl.get_total_count() else "",
             },
         }

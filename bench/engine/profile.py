@@ -183,9 +183,10 @@ class Output:
     hlog_path: Path | None = None
     series_csv_path: Path | None = None
     junit_path: Path | None = None
+    html_path: Path | None = None  # written by the cli (bench run --html), not by the engine
 
     def extra_paths(self) -> tuple[Path | None, ...]:
-        return (self.hlog_path, self.series_csv_path, self.junit_path)
+        return (self.hlog_path, self.series_csv_path, self.junit_path, self.html_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +258,7 @@ OVERRIDE_FIELDS = {
     "csv": "output.csv",
     "hlog": "output.hlog",
     "junit": "output.junit",
+    "html": "output.html",
     "engine": "engine.kind",
     "ray_address": "engine.address",
     "on_worker_failure": "engine.on_worker_failure",
@@ -1202,7 +1204,7 @@ def _parse_ratio(value: Any) -> float:
     return ratio
 
 
-OUTPUT_FIELDS = ("json", "csv", "hlog", "series_csv", "junit")
+OUTPUT_FIELDS = ("json", "csv", "hlog", "series_csv", "junit", "html")
 
 
 def _parse_output(f: _Fields) -> Output:
@@ -1224,7 +1226,7 @@ def _parse_output(f: _Fields) -> Output:
         if not os.access(parent, os.W_OK):
             raise f.error(key, f"directory {str(parent)!r} is not writable (for {value!r})")
         paths[key] = path
-    return Output(paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"])
+    return Output(paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"], paths["html"])
 
 
 _SECRET_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password|session|credential", re.IGNORECASE)
