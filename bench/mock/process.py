@@ -55,8 +55,13 @@ def _child_main(
     # The fork copied the parent's signal setup (possibly its event loop's wakeup fd,
     # which would forward our signals to the parent): start from the defaults.
     signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A terminal's Ctrl-C (or a kill of the whole group) reaches every process of the foreground
+    # group at once. The parent answers it by draining its workers against this server, so the
+    # server leaves the group and ignores SIGINT: it stops when the parent stops it (SIGTERM,
+    # by PID) after the drain, or when the parent dies (below, and the parent watch).
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if pdeathsig:
         _die_with_parent()
     if os.getppid() != parent_pid:
@@ -84,6 +89,7 @@ def _child_main(
                 on_ready=lambda bound: conn.send(("ready", bound)),
                 parent_pid=parent_pid,
                 ssl_context=ssl_context,
+                stop_signals=(signal.SIGTERM,),
             )
         )
     except BaseException:
@@ -102,7 +108,9 @@ class MockServerProcess:
 
     ``start()`` returns once the child listens (``port`` then holds the real port);
     ``stop()`` sends SIGTERM, then SIGKILL if the child has not exited within the
-    timeout. The child exits by itself if this process dies. ``ssl_context`` serves
+    timeout. The child runs in a process group of its own and ignores SIGINT, so
+    a Ctrl-C to the terminal's group leaves it serving until ``stop()``; it exits
+    by itself if this process dies. ``ssl_context`` serves
     TLS with ALPN (see ``start_server``); the child gets it through the fork.
     """
 

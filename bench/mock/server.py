@@ -482,11 +482,12 @@ async def _serve_until_signal(
     on_ready: Callable[[int], object] | None = None,
     parent_pid: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or, with ``parent_pid``, until that parent is gone)."""
+    """Serve until one of ``stop_signals`` (or, with ``parent_pid``, until that parent is gone)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = stop_signals
     handle_signals = threading.current_thread() is threading.main_thread()
     if handle_signals:
         for signum in signals:
