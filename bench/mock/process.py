@@ -75,13 +75,13 @@ def _child_main(
 
     import uvloop
 
-    from bench.mock.server import _serve_until_signal  # here, in the child: see the module docstring
+    from bench.mock.server import serve_until_signal  # here, in the child: see the module docstring
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(
-            _serve_until_signal(
+            serve_until_signal(
                 config,
                 host,
                 port,
@@ -112,6 +112,8 @@ class MockServerProcess:
     a Ctrl-C to the terminal's group leaves it serving until ``stop()``; it exits
     by itself if this process dies. ``ssl_context`` serves
     TLS with ALPN (see ``start_server``); the child gets it through the fork.
+    ``close_fds``: this process's descriptors the child closes first (e.g. a
+    listening socket it must not hold).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class MockServerProcess:
         *,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        close_fds: tuple[int, ...] = (),
     ) -> None:
         self.config = config if config is not None else MockConfig()
         self.ssl_context = ssl_context
@@ -130,7 +133,7 @@ class MockServerProcess:
         self.pid: int | None = None
         self._requested_port = port
         self._reuse_port = reuse_port
-        self._close_fds: tuple[int, ...] = ()
+        self._close_fds = close_fds
         self._process: Any = None
         self._conn: multiprocessing.connection.Connection | None = None
         self._ready = False
