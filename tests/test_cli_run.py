@@ -198,3 +198,19 @@ def test_ctrl_c_drains_writes_the_report_and_exits_130(tmp_path: Path) -> None:
     # Every worker process is gone.
     for pid in report["worker_pids"]:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_mock_on_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, processes: str) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = bench("mock", "--port", str(port), "--processes", processes, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use; pick another with --port (0: any free port)"
+    ], result.stderr

@@ -25,7 +25,8 @@ from bench.engine.profile import parse_profile
 from bench.engine.transports.h2 import H2Transport
 from bench.mock import MockConfig, MockServerProcess, start_server
 from bench.mock import h2 as mock_h2
-from bench.mock.server import MockServer, build_body, tls_context
+from bench.mock.connection import build_body
+from bench.mock.server import MockServer, tls_context
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

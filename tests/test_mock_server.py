@@ -23,7 +23,8 @@ import uvloop
 
 from bench.mock import MockConfig, MockServerProcess, start_server
 from bench.mock.behaviour import Behaviour
-from bench.mock.server import MockServer, build_body
+from bench.mock.connection import build_body
+from bench.mock.server import MockServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -319,9 +320,9 @@ def test_instant_answers_match_the_general_path_byte_for_byte(case: str) -> None
 
     async def body() -> list[bytes]:
         return [
-            await exchange({"latency": {"model": "none"}}, "_InstantConnection"),
-            await exchange({"latency": {"model": "fixed", "delay": "0ms"}}, "_Connection"),
-            await exchange({"latency": {"model": "fixed", "delay": "1ms"}}, "_Connection"),
+            await exchange({"latency": {"model": "none"}}, "InstantConnection"),
+            await exchange({"latency": {"model": "fixed", "delay": "0ms"}}, "Connection"),
+            await exchange({"latency": {"model": "fixed", "delay": "1ms"}}, "Connection"),
         ]
 
     instant, general, delayed = run(body())

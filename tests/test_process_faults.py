@@ -178,3 +178,40 @@ def test_an_unwritable_output_is_an_error_before_the_run(tmp_path, server):
     assert "cannot write /proc/bench-report.json" in done.stderr
     assert "Traceback" not in done.stderr
     assert time.monotonic() - t0 < 10
+
+
+def test_ctrl_c_to_the_process_group_leaves_the_bundled_mock_serving_the_drain(tmp_path, reaper):
+    # A terminal's Ctrl-C reaches the whole foreground group: bench, its workers and its own mock.
+    # The mock must outlive the drain, or the report fills with errors the target never made.
+    data = {
+        "mock": {"latency": {"model": "uniform", "min": "50ms", "max": "200ms"}},
+        "target": {"timeout": "10s"},
+        "load": {"concurrency": 40, "duration": "60s", "workers": 2},
+    }
+    proc = start_bench(tmp_path, data, start_new_session=True)
+    reaper.append(proc.pid)
+    kids: list[int] = []
+    try:
+        kids = wait_for_workers(proc, 3)  # two workers and the mock
+        time.sleep(0.5)  # requests in flight on every connection
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        all_gone = wait_until(lambda: not any(alive(pid) for pid in kids), 5)
+    finally:
+        for pid in kids:  # the mock has a process group of its own
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, stdout + stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["complete"] is False
+    req = report["requests"]
+    assert req["sent"] == req["ok"] + req["http_errors"] + req["client_errors"] + req["check_failures"], req
+    assert req["unfinished"] == 0 and req["ok"] > 0
+    # Only what the target did: a request in flight at the drain's deadline may be cancelled, nothing else.
+    assert set(report["errors"]) <= {"cancelled"}, report["errors"]
+    assert req["http_errors"] == 0
+    assert all_gone, "a worker or the mock outlived bench"

@@ -37,7 +37,7 @@ from bench.engine.profile import Profile, parse_profile
 from bench.engine.transports import Transport, make_transport
 from bench.mock import MockConfig, start_server
 from bench.mock.behaviour import Behaviour
-from bench.mock.server import build_body
+from bench.mock.connection import build_body
 
 TRANSPORTS = ("aiohttp", "fast", "h2")
 

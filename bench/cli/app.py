@@ -382,7 +382,14 @@ def mock(
     def ready(bound_port: int) -> None:
         console.print(f"mock server listening on {scheme}://{host}:{bound_port}/ (Ctrl-C to stop)", highlight=False)
 
-    run_server(config, host=host, port=port, processes=processes, on_ready=ready, ssl_context=ssl_context)
+    try:
+        run_server(config, host=host, port=port, processes=processes, on_ready=ready, ssl_context=ssl_context)
+    except OSError as exc:  # the bind: a usage problem, said in one line
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise _fail_usage(f"port {port} on {host} is already in use; pick another with --port (0: any free port)") from None
+        raise _fail_usage(f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}") from None
 
 
 GROUP_SEPARATOR = "::"

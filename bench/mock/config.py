@@ -166,7 +166,7 @@ class OpenAIConfig:
 class MockConfig:
     """Everything the mock server does per request; build it with ``from_mapping`` from YAML.
 
-    ``body_bytes`` is the exact size of every JSON body (see ``bench.mock.server.build_body``);
+    ``body_bytes`` is the exact size of every JSON body (see ``bench.mock.connection.build_body``);
     ``seed`` seeds the latency and error draws; ``openai`` (None: off) turns on the
     OpenAI-compatible endpoints, see ``OpenAIConfig``.
     """

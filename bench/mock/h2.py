@@ -1,6 +1,6 @@
 """The mock server's HTTP/2 side: one connection, many streams, each answered like an HTTP/1.1 request.
 
-``bench.mock.server`` accepts every connection as HTTP/1.1 and hands it over here
+``bench.mock.connection.Connection`` accepts every connection as HTTP/1.1 and hands it over here
 when its first bytes are the HTTP/2 client preface (h2c with prior knowledge) or
 when TLS negotiated ``h2`` through ALPN. Each stream gets exactly what an HTTP/1.1
 request gets from the shared ``Behaviour``: a delay (an event-loop timer, never
@@ -36,7 +36,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bench.mock.server import _Shared
+    from bench.mock.connection import Shared
 
 __all__ = ["H2_PREFACE", "MAX_CONCURRENT_STREAMS", "FrameSlicer", "H2ServerConnection"]
 
@@ -106,7 +106,7 @@ class FrameSlicer:
 @lru_cache(maxsize=64)
 def _prebuilt(status: int, body_bytes: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """(headers, body) for a status, built once per server configuration; HEAD gets the same headers."""
-    from bench.mock.server import build_body  # server imports this module lazily; no cycle at import time
+    from bench.mock.connection import build_body  # connection imports this module at its top: import back lazily
 
     common = [(b":status", b"%d" % status), (b"server", b"bench-mock"), (b"content-type", b"application/json")]
     if status in _NO_BODY_STATUSES or status < 200:
@@ -139,7 +139,7 @@ class H2ServerConnection:
         "_transport",
     )
 
-    def __init__(self, shared: "_Shared", transport: Any) -> None:
+    def __init__(self, shared: "Shared", transport: Any) -> None:
         self._shared = shared
         self._transport = transport
         self._body_bytes = shared.behaviour.config.body_bytes

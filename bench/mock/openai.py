@@ -1,7 +1,7 @@
 """The mock's OpenAI-compatible endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions``.
 
 With the ``openai:`` section set, ``bench.mock.server`` hands requests for these two
-paths to ``OpenAIConnection`` (a ``_Connection`` that also reads the URL and body);
+paths to ``OpenAIConnection`` (a ``bench.mock.connection.Connection`` that also reads the URL and body);
 every other path is served exactly as before. A request is answered like an
 inference server would: it waits for a generation slot (FIFO queue, 429 when the
 queue is full), its first token is ready ``ttft`` after it got the slot, each further
@@ -9,7 +9,7 @@ token ``inter_token`` after the previous one (both times ``slowdown_factor`` of 
 busy slots), and with ``stream: true`` each token's server-sent event is written
 when the token is ready; otherwise one JSON body goes out at the end.
 
-Every delay is a ``_Shared.call_later`` timer (never blocking, never early), each one
+Every delay is a ``Shared.call_later`` timer (never blocking, never early), each one
 counted from when the previous token was actually written, so every measured gap is
 at least the configured one. ``OpenAIBehaviour`` holds the truth tests compare
 against: the TTFT and inter-token distributions (exact quantiles), the slowdown
@@ -33,7 +33,7 @@ import orjson
 
 from bench.mock.behaviour import FixedLatency, LatencyModel, latency_model
 from bench.mock.config import OpenAIConfig
-from bench.mock.server import _Connection, _reason, _Shared
+from bench.mock.connection import Connection, Shared, reason
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -349,7 +349,7 @@ def _error_body(status: int, message: str, param: str | None = None) -> bytes:
 def _json_response(status: int, body: bytes, keep_alive: bool) -> bytes:
     return b"".join(
         (
-            b"HTTP/1.1 %d %s\r\n" % (status, _reason(status).encode("latin-1")),
+            b"HTTP/1.1 %d %s\r\n" % (status, reason(status).encode("latin-1")),
             b"Server: bench-mock\r\nContent-Type: application/json\r\n",
             b"Content-Length: %d\r\n" % len(body),
             b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n",
@@ -663,8 +663,8 @@ class _Exchange:
 # --- the connection --------------------------------------------------------------------
 
 
-class OpenAIConnection(_Connection):
-    """A mock connection that also serves ``OPENAI_PATHS`` (any other path: exactly as ``_Connection``).
+class OpenAIConnection(Connection):
+    """A mock connection that also serves ``OPENAI_PATHS`` (any other path: exactly as ``Connection``).
 
     Streaming responses are written in several parts; a part for a request that is
     not yet at the head of the pipeline waits in ``_oa_parts`` until every earlier
@@ -673,7 +673,7 @@ class OpenAIConnection(_Connection):
 
     __slots__ = ("_oa_body", "_oa_body_size", "_oa_exchanges", "_oa_kind", "_oa_parts", "_oa_url")
 
-    def __init__(self, shared: _Shared) -> None:
+    def __init__(self, shared: Shared) -> None:
         super().__init__(shared)
         self._oa_url = b""
         self._oa_kind: str | None = None
@@ -780,7 +780,7 @@ class OpenAIConnection(_Connection):
         self._close()
 
     def _deliver(self, seq: int, data: bytes) -> None:
-        # _Connection._deliver, plus: parts of later (streaming) responses go out as soon as they are next.
+        # Connection._deliver, plus: parts of later (streaming) responses go out as soon as they are next.
         transport = self._transport
         if transport is None:
             return

@@ -55,8 +55,13 @@ def _child_main(
     # The fork copied the parent's signal setup (possibly its event loop's wakeup fd,
     # which would forward our signals to the parent): start from the defaults.
     signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A terminal's Ctrl-C (or a kill of the whole group) reaches every process of the foreground
+    # group at once. The parent answers it by draining its workers against this server, so the
+    # server leaves the group and ignores SIGINT: it stops when the parent stops it (SIGTERM,
+    # by PID) after the drain, or when the parent dies (below, and the parent watch).
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if pdeathsig:
         _die_with_parent()
     if os.getppid() != parent_pid:
@@ -70,13 +75,13 @@ def _child_main(
 
     import uvloop
 
-    from bench.mock.server import _serve_until_signal  # here, in the child: see the module docstring
+    from bench.mock.server import serve_until_signal  # here, in the child: see the module docstring
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(
-            _serve_until_signal(
+            serve_until_signal(
                 config,
                 host,
                 port,
@@ -84,6 +89,7 @@ def _child_main(
                 on_ready=lambda bound: conn.send(("ready", bound)),
                 parent_pid=parent_pid,
                 ssl_context=ssl_context,
+                stop_signals=(signal.SIGTERM,),
             )
         )
     except BaseException:
@@ -102,8 +108,12 @@ class MockServerProcess:
 
     ``start()`` returns once the child listens (``port`` then holds the real port);
     ``stop()`` sends SIGTERM, then SIGKILL if the child has not exited within the
-    timeout. The child exits by itself if this process dies. ``ssl_context`` serves
+    timeout. The child runs in a process group of its own and ignores SIGINT, so
+    a Ctrl-C to the terminal's group leaves it serving until ``stop()``; it exits
+    by itself if this process dies. ``ssl_context`` serves
     TLS with ALPN (see ``start_server``); the child gets it through the fork.
+    ``close_fds``: this process's descriptors the child closes first (e.g. a
+    listening socket it must not hold).
     """
 
     def __init__(
@@ -114,6 +124,7 @@ class MockServerProcess:
         *,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        close_fds: tuple[int, ...] = (),
     ) -> None:
         self.config = config if config is not None else MockConfig()
         self.ssl_context = ssl_context
@@ -122,7 +133,7 @@ class MockServerProcess:
         self.pid: int | None = None
         self._requested_port = port
         self._reuse_port = reuse_port
-        self._close_fds: tuple[int, ...] = ()
+        self._close_fds = close_fds
         self._process: Any = None
         self._conn: multiprocessing.connection.Connection | None = None
         self._ready = False
