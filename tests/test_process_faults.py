@@ -72,8 +72,10 @@ def long_run(url: str, workers: int = 2) -> dict:
 
 def wait_for_workers(proc: subprocess.Popen, count: int) -> list[int]:
     assert wait_until(lambda: len(children(proc.pid)) >= count, 15), "workers did not start"
-    line = proc.stdout.readline()  # the first status line: the run has started
-    assert "[bench]" in line
+    lines = [proc.stdout.readline()]  # the run's header, then the first status line: the run has started
+    while "[bench]" not in lines[-1] and lines[-1] and len(lines) < 20:
+        lines.append(proc.stdout.readline())
+    assert "[bench]" in lines[-1], lines
     return children(proc.pid)
 
 

@@ -241,6 +241,11 @@ class Aggregator:
         self._second_inference: dict[int, tuple[dict[int, int], dict[int, int], dict[int, int]]] = {}
         self.warmup_end_s: float | None = None
 
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds of the run covered by the reports merged so far."""
+        return self._elapsed_s
+
     # ------------------------------------------------------------------ input
 
     def add(self, report: IntervalReport) -> None:

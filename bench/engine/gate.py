@@ -148,6 +148,50 @@ def evaluate(summary: Mapping[str, Any], rules: Sequence[SlaRule], options: SlaO
     return Verdict(tuple(checks))
 
 
+#: Whole-run criteria that can fail for certain before a run ends: a latency quantile, the max, the error rate.
+_QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
+
+
+def certain_failure(rules: Sequence[SlaRule], latency: Any, failed: int, planned: int) -> str | None:
+    """The first whole-run criterion that can no longer pass, however the rest of a run of ``planned`` requests goes.
+
+    ``latency`` is the measured-phase HdrHistogram (µs) so far and ``failed`` the
+    failed requests so far. ``p95 <= T`` fails for certain once more than 5 % of
+    ``planned`` responses took longer than T (a run completes at most
+    ``planned``, and none of those can get faster); ``error_rate <= r`` once
+    more than ``r * planned`` failed; ``max <= T`` once any response took
+    longer. Windows, error-aware latency and throughput are left to the end.
+    """
+    for rule in rules:
+        if rule.window_s is not None:
+            continue
+        if rule.metric == "error_rate":
+            if failed > rule.threshold * planned:
+                return f"{failed} of at most {planned} requests failed, so error_rate > {rule.threshold * 100:g} % whatever follows"
+            continue
+        quantile = _QUANTILES.get(rule.metric)
+        if quantile is None and rule.metric != "max":
+            continue
+        slower = count_above(latency, rule.threshold * 1000)
+        allowed = 0 if rule.metric == "max" else (1 - quantile) * planned  # type: ignore[operator]
+        if slower > allowed:
+            return (
+                f"{slower} of at most {planned} responses took longer than {rule.threshold:g} ms, "
+                f"so {rule.metric} > {rule.threshold:g} ms whatever follows"
+            )
+    return None
+
+
+def count_above(histogram: Any, threshold_us: float) -> int:
+    """Recorded values whose whole bucket lies above ``threshold_us`` (never more than are truly above it)."""
+    total = histogram.get_total_count()
+    if not total or histogram.get_max_value() <= threshold_us:
+        return 0
+    index = histogram.get_counts_array_index(int(threshold_us))
+    last = min(histogram.get_counts_array_index(histogram.get_max_value()), histogram.counts_len - 1)
+    return int(sum(histogram.counts[index + 1 : last + 1]))
+
+
 def _worst_window(summary: Mapping[str, Any], rule: SlaRule, min_samples: int) -> tuple[float | None, int, str]:
     """The worst judged window's value (windows under min_samples are not judged)."""
     values = summary.get("windows", {}).get(window_key(rule), [])

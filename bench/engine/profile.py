@@ -78,7 +78,7 @@ ERROR_CRITERIA = ("error_rate", "min_goodput")
 #: What switches the default error criterion off, explicitly: ``error_rate: off`` (YAML reads a bare off as false).
 SWITCHED_OFF = ("off", "none")
 #: Settings in the sla section that are not criteria.
-SLA_OPTIONS = ("error_aware", "min_samples", "windows")
+SLA_OPTIONS = ("error_aware", "min_samples", "windows", "fail_fast")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +168,12 @@ class SlaOptions:
 
     ``error_aware``: latency criteria count failed requests as infinitely slow.
     ``min_samples``: a criterion measured on fewer requests fails as not measurable.
+    ``fail_fast``: stop the run as soon as a whole-run criterion can no longer pass (see ``gate.certain_failure``).
     """
 
     error_aware: bool = False
     min_samples: int = 1
+    fail_fast: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -690,6 +692,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     sla_options = SlaOptions(
         error_aware=sla_fields.boolean("error_aware", False),
         min_samples=sla_fields.integer("min_samples", 1, minimum=1) or 1,
+        fail_fast=sla_fields.boolean("fail_fast", False),
     )
     output = _parse_output(_Fields(source, "output", top.raw("output", {}), OUTPUT_FIELDS))
     secret_raw = target_fields.raw("secret_headers", [])
@@ -697,7 +700,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         raise target_fields.error("secret_headers", f"expected a list of header names, got {secret_raw!r}")
     resolved = _resolved(name, target, load, client, sla, output, mock, frozenset(x.lower() for x in secret_raw))
     resolved["strict"] = strict
-    resolved["sla_options"] = {"error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples}
+    resolved["sla_options"] = {"error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples, "fail_fast": sla_options.fail_fast}
     resolved["compare"] = {"fail_on_regression": fail_on_regression}
     resolved["request_kinds"] = [
         {"name": k.name, "weight": k.weight, "method": k.method, "path": k.path, "url": k.url, "api": k.api, "stream": k.stream}

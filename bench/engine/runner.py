@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import math
 import os
 import resource
 import shutil
@@ -30,8 +31,8 @@ from typing import Any, Callable
 
 from bench.engine.aggregate import Aggregator, Snapshot
 from bench.engine.errors import ProfileError, RunError
-from bench.engine.gate import Verdict, compare, evaluate, failure_alarm, window_key, window_specs
-from bench.engine.profile import Profile, redact_url
+from bench.engine.gate import Verdict, certain_failure, compare, evaluate, failure_alarm, window_key, window_specs
+from bench.engine.profile import Load, Profile, redact_url
 from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
 from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
 from bench.engine.selfcheck import assess
@@ -287,15 +288,46 @@ def make_engine(name: str, specs: list[WorkerSpec]) -> Engine:
     return LocalEngine(specs)
 
 
+def planned_measured_requests(load: Load) -> int | None:
+    """An upper bound on the measured requests a run completes, when the plan gives one (for ``sla.fail_fast``).
+
+    A request count; or an open loop's constant rate times its duration (poisson:
+    the expected count plus six standard deviations). A closed loop run for a
+    duration has no such bound.
+    """
+    if load.requests is not None:
+        return load.requests
+    if load.model == "open" and not load.stages and load.duration_s is not None and load.rate_per_s:
+        expected = load.rate_per_s * load.duration_s
+        spread = 0.0 if load.arrival == "constant" else 6 * math.sqrt(expected)
+        return math.ceil(expected + spread) + load.workers  # each worker's share rounds up
+    return None
+
+
 class _AbortWatch:
-    """Watches window criteria marked ``abort_on_fail``: once one fails after its grace period, stop the run."""
+    """Stops the run early: a window criterion marked ``abort_on_fail`` failed after its grace period, or
+    (``sla.fail_fast``) a whole-run criterion can no longer pass."""
 
     def __init__(self, profile: Profile):
         self.rules = {window_key(r): r for r in profile.sla if r.window_s is not None and r.abort_on_fail}
         self.min_samples = profile.sla_options.min_samples
         self.reason: str | None = None
+        self.whole_run = [r for r in profile.sla if r.window_s is None and not (profile.sla_options.error_aware and r.unit == "ms")]
+        self.planned = planned_measured_requests(profile.load) if profile.sla_options.fail_fast and self.whole_run else None
+        self._judged_completed = -1
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rules) or self.planned is not None
 
     def check(self, aggregator: Aggregator) -> str | None:
+        if self.planned is not None and aggregator.measured.completed != self._judged_completed:
+            self._judged_completed = aggregator.measured.completed
+            measured = aggregator.measured
+            why = certain_failure(self.whole_run, measured.latency, measured.failed, self.planned)
+            if why is not None:
+                self.reason = f"stopped early (fail_fast) at {aggregator.elapsed_s:.1f} s: {why}"
+                return self.reason
         for spec, value in aggregator.take_window_values():
             rule = self.rules.get(spec.key)
             if rule is None or value.value is None or value.samples < self.min_samples:
@@ -340,7 +372,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
             else:
                 aggregator.add(event)
                 fresh = True
-        if status == COMPLETED and abort.rules and abort.check(aggregator):
+        if status == COMPLETED and abort.active and abort.check(aggregator):
             status = ABORTED
             messages.append(abort.reason)  # type: ignore[arg-type]
             engine.stop()

@@ -1,0 +1,69 @@
+"""sla.fail_fast: a run stops as soon as a whole-run criterion can no longer pass, and not a request sooner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import bench
+from bench.engine.gate import certain_failure
+from bench.engine.profile import SlaRule
+from bench.engine.samples import new_histogram
+
+
+def histogram(values_us: list[int]):
+    h = new_histogram()
+    for v in values_us:
+        h.record_value(v)
+    return h
+
+
+P95 = SlaRule("p95", "p95", "<=", 10.0, "ms")
+MAX = SlaRule("max", "max", "<=", 10.0, "ms")
+ERRORS = SlaRule("error_rate", "error_rate", "<=", 0.02, "ratio")
+
+
+@pytest.mark.parametrize(
+    ("rules", "slow", "failed", "planned", "fails"),
+    [
+        ([P95], 50, 0, 1000, False),  # exactly 5 % of the planned 1,000 slower: p95 can still pass
+        ([P95], 51, 0, 1000, True),  # one more, and no later answer can bring p95 back under 10 ms
+        ([P95], 51, 0, 1100, False),  # a longer plan leaves room
+        ([MAX], 1, 0, 10**6, True),
+        ([ERRORS], 0, 20, 1000, False),
+        ([ERRORS], 0, 21, 1000, True),
+        ([SlaRule("p95", "p95", "<=", 10.0, "ms", window_s=5.0)], 500, 0, 1000, False),  # windows are judged at the end
+    ],
+)
+def test_a_criterion_fails_for_certain_only_when_no_rest_of_the_run_can_save_it(rules, slow, failed, planned, fails) -> None:
+    latency = histogram([2_000] * 100 + [50_000] * slow)
+    assert (certain_failure(rules, latency, failed, planned) is not None) is fails
+
+
+def run(tmp_path: Path, sla: dict, requests: int) -> bench.RunResult:
+    path = tmp_path / "p.yaml"
+    data = {"mock": {"latency": {"model": "fixed", "delay": "40ms"}}, "load": {"concurrency": 4, "requests": requests, "workers": 1}, "sla": sla}
+    path.write_text(yaml.safe_dump(data))
+    return bench.run(bench.load_profile(path))
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_pass_stops_early_with_the_same_verdict(tmp_path: Path) -> None:
+    # 4 users against 40 ms answers: 100/s at most, so 2,000 requests would take 20 s; p95 <= 20 ms is lost at request 101.
+    result = run(tmp_path, {"p95": "20ms", "fail_fast": True}, 2000)
+    assert result.status == "aborted" and not result.passed
+    assert result.summary["requests"]["sent"] < 400
+    assert any(m.startswith("stopped early (fail_fast)") and "p95 > 20 ms whatever follows" in m for m in result.messages)
+    p95 = next(c for c in result.verdict.checks if c.rule.name == "p95")
+    assert not p95.passed and p95.measured > 20
+    req = result.summary["requests"]
+    assert req["sent"] == req["ok"] + req["http_errors"] + req["client_errors"]
+
+
+@pytest.mark.slow
+def test_a_run_that_passes_is_never_cut_short(tmp_path: Path) -> None:
+    result = run(tmp_path, {"p95": "500ms", "fail_fast": True}, 60)
+    assert result.status == "completed" and result.passed
+    assert result.summary["requests"]["sent"] == 60
