@@ -8,6 +8,7 @@ what was measured is still written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -22,6 +23,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from bench.engine.errors import BenchError, ProfileError, RunError
+from bench.units import UnitError, parse_duration
 from bench.engine.exports import markdown_summary
 from bench.engine.gate import failure_alarm
 from bench.engine.profile import Profile, load_profile, load_scenarios, profile_from_url
@@ -444,6 +446,110 @@ def compare(
     if bounds and not found:
         console.print(escape("no regression beyond " + ", ".join(b.text for b in bounds)), highlight=False)
     raise typer.Exit(ExitCode.SLA_FAILED if found else ExitCode.OK)
+
+
+@app.command()
+def search(
+    profile: Path = typer.Argument(..., help="YAML load profile with SLA criteria: each probe is judged by all of them."),
+    over: str = typer.Option(..., help="What to grow: concurrency (users, closed loop) or rate (requests per second, open loop)."),
+    min_level: str = typer.Option("1", "--min", help="The first level to probe (users, or e.g. 50/s)."),
+    max_level: Optional[str] = typer.Option(None, "--max", help="The highest level to probe (default 1024 users or 100000/s)."),
+    tolerance: str = typer.Option("10%", help="Stop bisecting when the gap is within this share of the answer (concurrency goes on to adjacent integers near it)."),
+    require: Optional[str] = typer.Option(None, help="Exit 1 unless the capacity found is at least this level."),
+    budget: Optional[str] = typer.Option(None, help="Stop probing after this long, e.g. 10m; the answer so far stands."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the search report (every probe's full report) here."),
+    scenario: Optional[str] = typer.Option(None, help="Search this scenario of a profile with scenarios."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: the profile's)."),
+    url: Optional[str] = typer.Option(None, help="Target URL (instead of the bundled mock server)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+) -> None:
+    """Find the most load that still meets the profile's SLA: grow until a probe fails, then bisect.
+
+    Exit codes: 0 the search found its answer (and it meets --require); 1 the capacity is below --require;
+    2 invalid input; 3 no answer about the target (the generator was the bottleneck, or no request got an answer);
+    130 interrupted (the report of what was measured is still written).
+    """
+    from bench.search import OVER, parse_level, search as run_search, search_report
+
+    if over not in OVER:
+        raise _fail_usage(f"--over: expected concurrency or rate, got {over!r}")
+    def level(flag: str, value: str | None, default: float | None) -> float | None:
+        try:
+            return parse_level(over, value) if value is not None else default
+        except ValueError as exc:
+            raise _fail_usage(f"{flag}: {exc}") from None
+
+    low = level("--min", min_level, None)
+    high = level("--max", max_level, 1024.0 if over == "concurrency" else 100_000.0)
+    needed = level("--require", require, None)
+    assert low is not None and high is not None
+    if high < low:
+        raise _fail_usage(f"--max {max_level} is below --min {min_level}")
+    try:
+        share = float(tolerance.strip().rstrip("%")) / (100 if tolerance.strip().endswith("%") else 1)
+    except ValueError:
+        raise _fail_usage(f"--tolerance: expected a share such as 10%, got {tolerance!r}") from None
+    if not 0 < share < 1:
+        raise _fail_usage(f"--tolerance: must be between 0% and 100%, got {tolerance!r}")
+    try:
+        budget_s = parse_duration(budget) if budget is not None else None
+    except UnitError as exc:
+        raise _fail_usage(f"--budget: {exc}") from None
+    if json_path is not None:
+        target = Path(json_path)
+        if not target.parent.is_dir() if str(target.parent) else False:
+            raise _fail_usage(f"--json: directory {target.parent} does not exist")
+    unit = "users" if over == "concurrency" else "/s"
+
+    probing: list[Profile] = []  # the probe now running, for the live view
+    live_view = not quiet and console.is_terminal
+
+    def on_probe(number: int, level: float, prof: Profile) -> None:
+        probing[:] = [prof]
+        if not quiet:
+            console.rule(f"probe {number}: {render.level_text(level, over)}", style="cyan")
+
+    def on_verdict(probe) -> None:
+        console.print(render.probe_line(probe, over), highlight=False)
+
+    try:
+        with Live(console=console, auto_refresh=False, transient=True) if live_view else contextlib.nullcontext() as view:
+
+            def on_progress(snap) -> None:
+                if view is not None and probing:
+                    view.update(render.live_view(probing[0], snap), refresh=True)
+
+            result = run_search(
+                profile, over, low, high, overrides={"workers": workers, "url": url}, scenario=scenario, tolerance=share,
+                budget_s=budget_s, require=needed, on_probe=on_probe, on_progress=on_progress, on_verdict=on_verdict,
+            )  # fmt: skip
+    except ProfileError as exc:
+        raise _fail_usage(str(exc)) from None
+    except BenchError as exc:
+        err_console.print(f"[bold red]search failed:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(ExitCode.RUN_ERROR) from None
+    console.print(render.search_table(result))
+    if json_path is not None:
+        from bench.engine.report import write_json
+
+        base = load_profile(profile, {"workers": workers, "url": url}, scenario=scenario)
+        write_json(Path(json_path), search_report(result, base))
+        console.print(f"wrote {escape(json_path)}", highlight=False)
+    code = _search_exit_code(result, needed)
+    style = "bold green" if code == ExitCode.OK else ("bold yellow" if code == ExitCode.INTERRUPTED else "bold red")
+    console.print(f"[{style}]{escape(render.search_answer(result))}[/] - exit code {int(code)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _search_exit_code(result, needed: float | None) -> ExitCode:
+    """130 interrupted; 3 no answer about the target; with --require, 1 when the capacity is below it."""
+    if result.stopped == "stopped":
+        return ExitCode.INTERRUPTED
+    if not result.measured:
+        return ExitCode.RUN_ERROR
+    if needed is not None and (result.capacity is None or result.capacity < needed):
+        return ExitCode.SLA_FAILED
+    return ExitCode.OK
 
 
 def main() -> None:

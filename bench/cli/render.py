@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -400,3 +401,87 @@ def inference_table(summary: dict[str, Any]) -> Table | None:
     if goodput.get("ratio") is not None:
         tokens.add_row("goodput", f"{goodput['good']}/{goodput['completed']} ({goodput['ratio'] * 100:.1f} %), {goodput['rps'] or 0:,.1f} req/s")
     return Group(table, tokens)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- capacity search
+
+
+def level_text(level: float | None, over: str) -> str:
+    """``4 users``, ``1 user``, ``82.5/s``."""
+    if level is None:
+        return "-"
+    if over == "concurrency":
+        return f"{int(level)} user{'s' if int(level) != 1 else ''}"
+    return f"{level:,.4g}/s" if level < 10_000 else f"{level:,.0f}/s"
+
+
+_OUTCOME_STYLE = {"pass": "bold green", "fail": "bold red", "indeterminate": "bold yellow"}
+
+
+def probe_line(probe: Any, over: str) -> Text:
+    """One probe's verdict, printed as it ends: level, achieved rate, p95, outcome and why."""
+    summary = probe.summary
+    rps = summary.get("rps")
+    text = Text(f"{level_text(probe.level, over)}: ")
+    text.append(probe.outcome.upper(), style=_OUTCOME_STYLE.get(probe.outcome, "bold magenta"))
+    text.append(f"  {'-' if rps is None else f'{rps:,.1f}'} req/s; {probe.why}")
+    return text
+
+
+def search_table(result: Any) -> Table:
+    """Every probe in the order run: level, achieved req/s, latency, errors, TTFT/TPOT when streamed, verdict and why."""
+    inference = any((p.summary.get("inference") or {}).get("ttft", {}).get("count") for p in result.probes)
+    table = Table(title=f"Capacity search over {result.over}", box=box.SIMPLE_HEAD, caption_justify="left")
+    for name in ("#", "level", "req/s", "p50", "p95", "p99", "errors", *(("TTFT p95", "TPOT p95") if inference else ())):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    notes = []
+    for number, probe in enumerate(result.probes, 1):
+        summary = probe.summary
+        latency = summary["latency"]
+        rate = summary.get("error_rate")
+        rps = summary.get("rps")
+        cells = [str(number), level_text(probe.level, result.over), "-" if rps is None else f"{rps:,.1f}"]
+        cells += [_ms3(latency.get(name)) for name in ("p50", "p95", "p99")]
+        cells.append("-" if rate is None else f"{rate * 100:.2g} %")
+        if inference:
+            inf = summary.get("inference") or {}
+            cells += [_ms3((inf.get("ttft") or {}).get("p95")), _ms3((inf.get("tpot") or {}).get("p95"))]
+        verdict = Text(probe.outcome, style=_OUTCOME_STYLE.get(probe.outcome, "bold magenta"))
+        table.add_row(*cells, verdict)
+        if probe.outcome != "pass":
+            notes.append(f"{number}: {probe.why}")
+    table.caption = "\n".join(notes) or None
+    return table
+
+
+def search_answer(result: Any) -> str:
+    """The answer in one line: ``capacity: 4 users, 78.1 req/s at p95 <= 75 ms; 5 users fail: p95 102 ms``."""
+    over, capacity, failing = result.over, result.capacity, result.first_failing
+    best, worst = result.probe_at(capacity), result.probe_at(failing)
+    criteria = ", ".join(_criterion(c.rule) for c in (best or worst or result.probes[-1]).result.verdict.checks) if result.probes else ""
+    if best is not None:
+        rps = best.summary.get("rps")
+        answer = f"capacity: {level_text(capacity, over)}" + (f", {rps:,.1f} req/s" if rps is not None and over == "concurrency" else "")
+        answer += f" at {criteria}"
+        if failing is not None and worst is not None:
+            answer += f"; {level_text(failing, over)} {'fail' if worst.outcome == 'fail' else 'stay within noise'}: {worst.why}"
+        elif result.stopped is None:
+            answer += f" (every level up to --max {level_text(result.plan.high, over)} passed)"
+    elif failing is not None and worst is not None:
+        answer = f"no capacity: the lowest level probed, {level_text(failing, over)}, fails {criteria}: {worst.why}"
+    else:
+        answer = "no answer"
+    unsure = [level_text(level, over) for level, outcome in sorted(result.plan.results.items()) if outcome == "indeterminate"]
+    if unsure:
+        answer += f" (within noise even measured longer, counted as not passing: {', '.join(unsure)})"
+    reasons = {
+        "generator-limited": "the generator, not the target, was the bottleneck at {level}: add workers or cores; the answer so far",
+        "not measured": "no request got an answer at {level}; the answer so far",
+        "stopped": "interrupted at {level}; the answer so far",
+        "budget": "the budget was spent before the answer was known to the tolerance; the answer so far",
+    }
+    if result.stopped in reasons:
+        last = result.probes[-1].level if result.probes else None
+        answer = reasons[result.stopped].format(level=level_text(last, over)) + ": " + answer
+    return answer
