@@ -461,6 +461,8 @@ def search(
     scenario: Optional[str] = typer.Option(None, help="Search this scenario of a profile with scenarios."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: the profile's)."),
     url: Optional[str] = typer.Option(None, help="Target URL (instead of the bundled mock server)."),
+    engine: Optional[str] = typer.Option(None, help="Where workers run: local (default) or ray."),
+    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: auto, HOST:PORT, or local."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
     """Find the most load that still meets the profile's SLA: grow until a probe fails, then bisect.
@@ -501,6 +503,7 @@ def search(
             raise _fail_usage(f"--json: directory {target.parent} does not exist")
     unit = "users" if over == "concurrency" else "/s"
 
+    overrides = {"workers": workers, "url": url, "engine": engine, "ray_address": ray_address}
     probing: list[Profile] = []  # the probe now running, for the live view
     live_view = not quiet and console.is_terminal
 
@@ -520,7 +523,7 @@ def search(
                     view.update(render.live_view(probing[0], snap), refresh=True)
 
             result = run_search(
-                profile, over, low, high, overrides={"workers": workers, "url": url}, scenario=scenario, tolerance=share,
+                profile, over, low, high, overrides=overrides, scenario=scenario, tolerance=share,
                 budget_s=budget_s, require=needed, on_probe=on_probe, on_progress=on_progress, on_verdict=on_verdict,
             )  # fmt: skip
     except ProfileError as exc:
@@ -532,7 +535,7 @@ def search(
     if json_path is not None:
         from bench.engine.report import write_json
 
-        base = load_profile(profile, {"workers": workers, "url": url}, scenario=scenario)
+        base = load_profile(profile, overrides, scenario=scenario)
         write_json(Path(json_path), search_report(result, base))
         console.print(f"wrote {escape(json_path)}", highlight=False)
     code = _search_exit_code(result, needed)
