@@ -260,6 +260,15 @@ def test_capacity_closed_loop_truth(slots: int, users: int) -> None:
     assert p95 >= service * (1 + 1 / slots) - 1e-9
 
 
+def test_capacity_one_user_more_than_slots_moves_the_p95_while_over_5_percent_wait() -> None:
+    # N + 1 users: 1 request in N + 1 waits about D. The mean is D (1 + 1/N) for any N; the p95 is about 2 D
+    # while 1 / (N + 1) > 5 % (N <= 18) and D once it is under 5 % (N >= 20).
+    for slots, p95 in ((4, 0.1), (18, 0.1), (20, 0.05), (32, 0.05)):
+        end, latencies = _closed_loop(_slots(slots, "50ms"), slots + 1, 100 * (slots + 1))
+        assert sum(latencies) / len(latencies) == pytest.approx(0.05 * (1 + 1 / slots), rel=0.02)
+        assert sorted(latencies)[math.ceil(0.95 * len(latencies)) - 1] == pytest.approx(p95, rel=0.02), slots
+
+
 def test_capacity_open_loop_truth() -> None:
     slots, service = 4, 0.1  # capacity 40/s
     below = _slots(slots, "100ms")
