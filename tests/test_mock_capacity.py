@@ -120,8 +120,9 @@ def test_closed_loop_up_to_n_users_never_waits() -> None:
     assert {answer.status for answer in answers} == {200}
     assert len(latencies) == 8 * SLOTS
     assert min(latencies) >= D  # never early
-    assert quantile(latencies, 0.9) < 1.2 * D  # a wait would be close to D more
-    assert max(latencies) < 1.5 * D
+    # A wait would add close to D: the p90 and the max stay clear of it, with room for scheduling noise.
+    assert quantile(latencies, 0.9) < 1.2 * D
+    assert max(latencies) < 1.9 * D
 
 
 @pytest.mark.parametrize(("users", "per_user"), [(SLOTS + 1, 16), (SLOTS + 2, 14)])
@@ -148,7 +149,7 @@ def test_open_loop_below_capacity_never_waits() -> None:
     assert {answer.status for answer in answers} == {200}
     assert min(latencies) >= D
     assert quantile(latencies, 0.9) < 1.2 * D
-    assert max(latencies) < 1.5 * D
+    assert max(latencies) < 1.9 * D
 
 
 def test_open_loop_above_capacity_backlog_grows() -> None:
@@ -158,7 +159,8 @@ def test_open_loop_above_capacity_backlog_grows() -> None:
     assert {answer.status for answer in answers} == {200}
     model = replay(answers, SLOTS, None)
     errors = [answer.latency - delay for answer, (delay, _) in zip(answers, model)]
-    assert min(errors) >= -0.005 and max(errors) < 0.05, (min(errors), max(errors))
+    # Each latency is the model's for the same send times (waits of up to 0.75 s), give or take the noise.
+    assert min(errors) >= -0.005 and max(errors) < D, (min(errors), max(errors))
     assert sum(errors) / len(errors) < 0.02
     first = answers[0].sent
     head, tail = answers[:10], answers[-10:]
@@ -190,7 +192,7 @@ def test_bounded_queue_refuses_a_burst_at_once() -> None:
     assert len(refused) == burst - slots - queue == 5
     assert max(refused) < 0.05
     # 2 served at once, 3 wait: starts 0.1, 0.1, 0.2 s.
-    assert served == [pytest.approx(t, abs=0.03) for t in (D, D, 2 * D, 2 * D, 3 * D)]
+    assert served == [pytest.approx(t, abs=0.04) for t in (D, D, 2 * D, 2 * D, 3 * D)]
     assert min(served) >= D
 
 

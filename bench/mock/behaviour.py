@@ -203,10 +203,11 @@ class Behaviour:
     starts at ``max(now, free)`` and is answered at start + service. ``_waiting``
     holds the start times still ahead of the clock (nondecreasing, so the past ones
     leave from the left): its length is the queue. A request that finds every slot
-    busy and ``queue`` already waiting (with ``queue`` 0: every slot busy) is answered at once with the capacity's status, draws nothing, and is
-    counted in ``rejected``. Error injection draws the status of a served request
-    only: it keeps its slot for its service time. Stalls hold responses (a full
-    queue's too) but not the slots: service goes on through a stall.
+    busy and ``queue`` already waiting (with ``queue`` 0: every slot busy) is
+    answered at once with the capacity's status, draws nothing, and is counted in
+    ``rejected``. Error injection draws the status of a served request only: it
+    keeps its slot for its service time. Stalls hold responses (a full queue's
+    too) but not the slots: service goes on through a stall.
     """
 
     def __init__(self, config: MockConfig | None = None) -> None:
