@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bench.mock import MockConfig, MockConfigError
-from bench.mock.config import ErrorsConfig, LatencyConfig, StallConfig
+from bench.mock.config import CapacityConfig, ErrorsConfig, LatencyConfig, StallConfig
 
 
 def test_defaults_from_none_and_empty() -> None:
@@ -136,3 +136,77 @@ def test_not_a_mapping() -> None:
     with pytest.raises(MockConfigError) as info:
         MockConfig.from_mapping(["latency"])  # type: ignore[arg-type]
     assert info.value.field == ""
+
+
+FIXED_50MS = {"model": "fixed", "delay": "50ms"}
+
+
+@pytest.mark.parametrize(
+    ("capacity", "expected"),
+    [
+        ({"slots": 4}, CapacityConfig(slots=4, queue=None, status=503)),
+        ({"slots": 4, "queue": 100, "status": 503}, CapacityConfig(slots=4, queue=100, status=503)),
+        ({"slots": 1, "queue": None, "status": 429}, CapacityConfig(slots=1, queue=None, status=429)),
+        ({"slots": 2, "queue": 0}, CapacityConfig(slots=2, queue=0, status=503)),
+    ],
+)
+def test_capacity(capacity: dict, expected: CapacityConfig) -> None:
+    config = MockConfig.from_mapping({"latency": FIXED_50MS, "capacity": capacity})
+    assert config.capacity == expected
+    assert config.latency == LatencyConfig("fixed", delay=0.05)
+
+
+def test_capacity_default_none_and_statuses_answered() -> None:
+    assert MockConfig().capacity is None
+    assert MockConfig().response_statuses == {200, 500}
+    config = MockConfig.from_mapping(
+        {"latency": FIXED_50MS, "errors": {"rate": 0.1, "statuses": [502]}, "capacity": {"slots": 2, "status": 429}}
+    )
+    assert config.response_statuses == {200, 502, 429}
+
+
+@pytest.mark.parametrize(
+    "latency",
+    [
+        {"model": "lognormal", "median": "50ms", "p95": "120ms"},
+        {"model": "exponential", "mean": "50ms"},
+        {"model": "uniform", "min": 0, "max": "10ms"},
+        {"model": "normal", "mean": "50ms", "stddev": 0},
+        {"model": "empirical", "percentiles": {0: 0, 100: "1ms"}},
+    ],
+)
+def test_capacity_takes_any_latency_model_with_a_service_time(latency: dict) -> None:
+    assert MockConfig.from_mapping({"latency": latency, "capacity": {"slots": 1}}).capacity == CapacityConfig(1)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "fragment"),
+    [
+        ({"latency": FIXED_50MS, "capacity": {"slot": 4}}, "capacity.slot", "did you mean 'slots'"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 4, "queu": 1}}, "capacity.queu", "did you mean 'queue'"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 4, "stats": 1}}, "capacity.stats", "did you mean 'status'"),
+        ({"latency": FIXED_50MS, "capacty": {"slots": 4}}, "capacty", "did you mean 'capacity'"),
+        ({"latency": FIXED_50MS, "capacity": {"queue": 4}}, "capacity.slots", "required"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": None}}, "capacity.slots", "required"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 0}}, "capacity.slots", ">= 1"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 2.5}}, "capacity.slots", "integer"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": True}}, "capacity.slots", "integer"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": "4"}}, "capacity.slots", "integer"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 4, "queue": -1}}, "capacity.queue", ">= 0"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 4, "queue": 1.5}}, "capacity.queue", "integer"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 4, "status": 99}}, "capacity.status", "100-599"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 4, "status": 600}}, "capacity.status", "100-599"),
+        ({"latency": FIXED_50MS, "capacity": {"slots": 4, "status": "503"}}, "capacity.status", "100-599"),
+        ({"latency": FIXED_50MS, "capacity": 4}, "capacity", "expected a mapping"),
+        ({"capacity": {"slots": 4}}, "capacity", "latency 'none' serves every request in 0 s"),
+        ({"latency": {"model": "none"}, "capacity": {"slots": 4}}, "capacity", "unlimited capacity"),
+        ({"latency": {"model": "fixed", "delay": 0}, "capacity": {"slots": 4}}, "capacity", "unlimited capacity"),
+        ({"latency": {"model": "uniform", "min": 0, "max": 0}, "capacity": {"slots": 1}}, "capacity", "in 0 s"),
+        ({"latency": {"model": "empirical", "percentiles": {100: 0}}, "capacity": {"slots": 1}}, "capacity", "in 0 s"),
+    ],
+)
+def test_capacity_invalid(data: dict, field: str, fragment: str) -> None:
+    with pytest.raises(MockConfigError) as info:
+        MockConfig.from_mapping(data)
+    assert info.value.field == field
+    assert fragment in info.value.message

@@ -8,8 +8,10 @@ every latency model has ``quantile(q)``, the true quantile of its distribution.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 import random
+from collections import deque
 from statistics import NormalDist
 
 from bench.mock.config import LatencyConfig, MockConfig
@@ -194,6 +196,18 @@ class Behaviour:
     so the delay sequence for a seed does not change when the error rate does. Stall
     windows are measured from the ``now_s`` of the first call; a response that would
     be sent inside a window is held until the window ends.
+
+    With ``capacity`` the server is an M/G/N FIFO queue in virtual time: a latency
+    draw is the service time of a request in one of N slots. ``_free`` is a min-heap
+    of the slots' free times; a request arriving at ``now`` takes the earliest one,
+    starts at ``max(now, free)`` and is answered at start + service. ``_waiting``
+    holds the start times still ahead of the clock (nondecreasing, so the past ones
+    leave from the left): its length is the queue. A request that finds every slot
+    busy and ``queue`` already waiting (with ``queue`` 0: every slot busy) is
+    answered at once with the capacity's status, draws nothing, and is counted in
+    ``rejected``. Error injection draws the status of a served request only: it
+    keeps its slot for its service time. Stalls hold responses (a full queue's
+    too) but not the slots: service goes on through a stall.
     """
 
     def __init__(self, config: MockConfig | None = None) -> None:
@@ -207,21 +221,60 @@ class Behaviour:
         self._error_rate = config.errors.rate
         self._statuses = config.errors.statuses
         self._stall = config.stall
+        capacity = config.capacity
+        self._free: list[float] | None = None if capacity is None else [0.0] * capacity.slots
+        self._waiting: deque[float] = deque()
+        self._queue_limit = math.inf if capacity is None or capacity.queue is None else capacity.queue
+        self._full_status = 503 if capacity is None else capacity.status
+        self.rejected = 0
         # Every answer is (0.0, 200): the server can skip next_response (and the clock) per request.
-        self.instant = type(self.latency) is LatencyModel and not self._error_rate and self._stall is None
+        self.instant = (
+            type(self.latency) is LatencyModel and not self._error_rate and self._stall is None and capacity is None
+        )
 
     def next_response(self, now_s: float) -> tuple[float, int]:
         """Decide the delay (seconds from ``now_s``) and HTTP status of the request that arrived at ``now_s``."""
-        delay = self._sample(self._latency_rng)
+        if self._free is None:
+            delay = self._sample(self._latency_rng)
+        else:
+            delay = self._slot_delay(now_s)
+            if delay is None:
+                self.rejected += 1
+                return (self._held(now_s, 0.0) if self._stall is not None else 0.0), self._full_status
         status = 200
         if self._error_rate and self._error_rng.random() < self._error_rate:
             statuses = self._statuses
             status = statuses[0] if len(statuses) == 1 else self._error_rng.choice(statuses)
         if self._stall is not None:
-            if self.first_request_s is None:
-                self.first_request_s = now_s
-            delay = self.release_time(now_s + delay) - now_s
+            delay = self._held(now_s, delay)
         return delay, status
+
+    def waiting(self, now_s: float) -> int:
+        """With capacity: how many accepted requests have not started their service at ``now_s``."""
+        waiting = self._waiting
+        while waiting and waiting[0] <= now_s:
+            waiting.popleft()
+        return len(waiting)
+
+    def _slot_delay(self, now_s: float) -> float | None:
+        """Queue the request that arrived at ``now_s``: seconds until its service ends, or None if the queue is full."""
+        free = self._free
+        start = free[0]
+        if start > now_s:  # every slot is busy: wait in line, if there is room
+            if self.waiting(now_s) >= self._queue_limit:
+                return None
+            self._waiting.append(start)
+        else:
+            start = now_s
+        service = self._sample(self._latency_rng)
+        heapq.heapreplace(free, start + service)
+        return (start - now_s) + service
+
+    def _held(self, now_s: float, delay: float) -> float:
+        """``delay`` lengthened to the end of the stall window its response would leave in."""
+        if self.first_request_s is None:
+            self.first_request_s = now_s
+        return self.release_time(now_s + delay) - now_s
 
     def release_time(self, send_s: float) -> float:
         """When a response due at ``send_s`` goes out: the end of the stall window it falls in, else ``send_s``."""

@@ -1,5 +1,5 @@
 """Validated configuration of the mock server: latency model, injected errors, stalls, body size,
-and the optional OpenAI-compatible endpoints (``openai:``).
+capacity (slots and a queue), and the optional OpenAI-compatible endpoints (``openai:``).
 
 This module owns turning a YAML-loaded mapping into an immutable ``MockConfig`` and
 every error message about it, so the server and the behaviour code can trust their
@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from bench.units import UnitError, parse_duration
 
 __all__ = [
+    "CapacityConfig",
     "ErrorsConfig",
     "LatencyConfig",
     "LATENCY_MODELS",
@@ -96,6 +97,20 @@ class StallConfig:
 
 
 @dataclass(frozen=True)
+class CapacityConfig:
+    """A server that serves ``slots`` requests at once, each for its latency draw (the service time).
+
+    Requests that find every slot busy wait in FIFO order; ``queue`` bounds how
+    many may wait (None: unbounded), and a request arriving when ``queue`` are
+    already waiting is answered at once with ``status``.
+    """
+
+    slots: int
+    queue: int | None = None
+    status: int = 503
+
+
+@dataclass(frozen=True)
 class OpenAIErrorsConfig:
     """Share of accepted OpenAI requests answered at once with ``status`` and an OpenAI-style error body."""
 
@@ -167,8 +182,9 @@ class MockConfig:
     """Everything the mock server does per request; build it with ``from_mapping`` from YAML.
 
     ``body_bytes`` is the exact size of every JSON body (see ``bench.mock.connection.build_body``);
-    ``seed`` seeds the latency and error draws; ``openai`` (None: off) turns on the
-    OpenAI-compatible endpoints, see ``OpenAIConfig``.
+    ``seed`` seeds the latency and error draws; ``capacity`` (None: unlimited) makes
+    the latency a service time in one of a few slots, see ``CapacityConfig``;
+    ``openai`` (None: off) turns on the OpenAI-compatible endpoints, see ``OpenAIConfig``.
     """
 
     latency: LatencyConfig = field(default_factory=LatencyConfig)
@@ -176,7 +192,14 @@ class MockConfig:
     body_bytes: int = 64
     seed: int = 1
     stall: StallConfig | None = None
+    capacity: CapacityConfig | None = None
     openai: OpenAIConfig | None = None
+
+    @property
+    def response_statuses(self) -> frozenset[int]:
+        """Every status a plain HTTP request can be answered with: 200, the injected errors, a full queue's."""
+        full = (self.capacity.status,) if self.capacity is not None else ()
+        return frozenset((200, *self.errors.statuses, *full))
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "MockConfig":
@@ -184,7 +207,7 @@ class MockConfig:
         if data is None:
             return cls()
         mapping = _mapping(data, "")
-        _check_keys(mapping, ("latency", "errors", "body_bytes", "seed", "stall", "openai"), "")
+        _check_keys(mapping, ("latency", "errors", "body_bytes", "seed", "stall", "capacity", "openai"), "")
         kwargs: dict[str, Any] = {}
         if mapping.get("latency") is not None:
             kwargs["latency"] = _latency(mapping["latency"])
@@ -196,6 +219,8 @@ class MockConfig:
             kwargs["seed"] = _int(mapping["seed"], "seed")
         if mapping.get("stall") is not None:
             kwargs["stall"] = _stall(mapping["stall"])
+        if mapping.get("capacity") is not None:
+            kwargs["capacity"] = _capacity(mapping["capacity"], kwargs.get("latency", LatencyConfig()))
         if mapping.get("openai") is not None:
             kwargs["openai"] = _openai(mapping["openai"])
         return cls(**kwargs)
@@ -376,6 +401,44 @@ def _stall(value: object) -> StallConfig:
     if duration >= every:
         raise MockConfigError("stall.duration", f"must be shorter than stall.every ({every:g}s), got {duration:g}s")
     return StallConfig(duration=duration, every=every)
+
+
+def _always_zero(latency: LatencyConfig) -> bool:
+    """Whether every draw of the latency model is 0 s."""
+    if latency.model == "none":
+        return True
+    if latency.model == "fixed":
+        return latency.delay == 0
+    if latency.model == "uniform":
+        return latency.max == 0
+    if latency.model == "normal":
+        return latency.mean <= 0 and latency.stddev == 0
+    if latency.model == "empirical":
+        return latency.percentiles[-1][1] == 0
+    return False  # lognormal and exponential draws are always positive
+
+
+def _capacity(value: object, latency: LatencyConfig) -> CapacityConfig:
+    path = "capacity"
+    mapping = _mapping(value, path)
+    _check_keys(mapping, ("slots", "queue", "status"), path)
+    if mapping.get("slots") is None:
+        raise MockConfigError(f"{path}.slots", "required: how many requests are served at once, e.g. 4")
+    slots = _int(mapping["slots"], f"{path}.slots", minimum=1)
+    queue = _optional_int(mapping.get("queue"), f"{path}.queue", 0)
+    status = 503
+    if "status" in mapping:
+        status = mapping["status"]
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise MockConfigError(f"{path}.status", f"expected an HTTP status 100-599, got {status!r}")
+    if _always_zero(latency):
+        raise MockConfigError(
+            path,
+            "needs a latency model with a service time (each request holds a slot for its latency draw); "
+            f"latency {latency.model!r} serves every request in 0 s, which is unlimited capacity: "
+            "set e.g. latency: {model: fixed, delay: 50ms}",
+        )
+    return CapacityConfig(slots=slots, queue=queue, status=status)
 
 
 def _rate(mapping: Mapping[str, Any], key: str, path: str, default: float) -> float:

@@ -82,7 +82,7 @@ class Shared:
         self._loop_call_later = loop.call_later
         self._call_soon = loop.call_soon
         self.connections: set[Connection | H2ServerConnection] = set()
-        statuses = {200, *config.errors.statuses}
+        statuses = config.response_statuses
         bodies = {status: build_body(status, config.body_bytes) for status in statuses}
         # Indexed by keep_alive (False -> 0, True -> 1).
         self.responses = {
