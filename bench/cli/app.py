@@ -482,7 +482,7 @@ def search(
             raise _fail_usage(f"{flag}: {exc}") from None
 
     low = level("--min", min_level, None)
-    high = level("--max", max_level, 1024.0 if over == "concurrency" else 100_000.0)
+    high = level("--max", max_level, max(low or 1.0, 1024.0 if over == "concurrency" else 100_000.0))
     needed = level("--require", require, None)
     assert low is not None and high is not None
     if high < low:

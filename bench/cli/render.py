@@ -443,7 +443,7 @@ def search_table(result: Any) -> Table:
         rps = summary.get("rps")
         cells = [str(number), level_text(probe.level, result.over), "-" if rps is None else f"{rps:,.1f}"]
         cells += [_ms3(latency.get(name)) for name in ("p50", "p95", "p99")]
-        cells.append("-" if rate is None else f"{rate * 100:.2g} %")
+        cells.append("-" if rate is None else f"{rate * 100:.3g} %")
         if inference:
             inf = summary.get("inference") or {}
             cells += [_ms3((inf.get("ttft") or {}).get("p95")), _ms3((inf.get("tpot") or {}).get("p95"))]

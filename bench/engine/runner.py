@@ -233,7 +233,7 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         hlog.close()
     ended_at = dt.datetime.now(dt.timezone.utc).isoformat()
     summary = aggregator.summary()
-    if status == COMPLETED and summary["requests"]["ok"] + summary["requests"]["http_errors"] == 0:
+    if status in (COMPLETED, ABORTED) and summary["requests"]["ok"] + summary["requests"]["http_errors"] == 0:
         status = UNMEASURABLE
         kinds = ", ".join(f"{k}: {n}" for k, n in summary["errors"].items()) or "no requests were sent"
         messages.append(f"no request got an HTTP response from {redact_url(url)} ({kinds})")

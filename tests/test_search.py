@@ -1,0 +1,121 @@
+"""bench search against the mock's known capacity: real workers, a real mock with N slots and a FIFO queue.
+
+With 4 slots of exactly 50 ms, 4 users never wait (p95 ~50 ms) and a 5th
+makes someone wait at least 12.5 ms on average (p95 far above it), so with
+p95 <= 56 ms the capacity is exactly 4 users; with constant arrivals it is
+4 / 50 ms = 80 requests per second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.search import search
+
+pytestmark = pytest.mark.slow
+
+CAPACITY = {
+    "name": "known-capacity",
+    "mock": {"latency": {"model": "fixed", "delay": "50ms"}, "capacity": {"slots": 4}},
+    "load": {"concurrency": 1, "duration": "1.5s", "warmup": "0.3s"},
+    "sla": {"p95": "56ms", "error_rate": "1%"},
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}  # the one-line answer on one line
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=240, env=env)
+
+
+def test_a_closed_loop_search_finds_exactly_n_users_and_require_gates_on_it(tmp_path: Path) -> None:
+    path = write(tmp_path, CAPACITY)
+    result = cli(["search", str(path), "--over", "concurrency", "--max", "64", "--require", "5", "--json", "s.json"], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr  # capacity 4 < the 5 required
+    report = json.loads((tmp_path / "s.json").read_text())
+    found = report["search"]
+    assert (found["capacity"], found["first_failing"]) == (4, 5)
+    levels = [p["level"] for p in found["probes"]]
+    assert len(levels) <= 10, levels
+    assert levels[:3] == [1, 2, 4] and set(levels) >= {4, 5}
+    capacity_probe = next(p for p in found["probes"] if p["level"] == 4)
+    assert capacity_probe["outcome"] == "pass" and capacity_probe["report"]["histograms"]["latency"]  # a whole run report
+    assert 70 <= found["capacity_rps"] <= 82  # 4 users / 50 ms
+    assert "capacity: 4 users" in result.stdout and "5 users fail" in result.stdout
+    # The same search asking for what the service has passes the gate.
+    enough = cli(["search", str(path), "--over", "concurrency", "--min", "2", "--max", "4", "--require", "4", "--quiet"], tmp_path)
+    assert enough.returncode == 0, enough.stdout + enough.stderr
+    assert "every level up to --max 4 users passed" in enough.stdout
+
+
+def test_an_open_loop_search_finds_n_over_d_within_the_tolerance(tmp_path: Path) -> None:
+    result = search(write(tmp_path, CAPACITY), "rate", 20.0, 320.0, tolerance=0.1)
+    assert result.measured and result.stopped is None
+    capacity, failing = result.capacity, result.first_failing
+    assert capacity is not None and failing is not None
+    assert 72 <= capacity <= 88 and (failing - capacity) <= 0.1 * capacity, (capacity, failing)
+    # Probes past capacity are cut short: latency grows without bound, and fail_fast stops them within about a second.
+    for probe in result.probes:
+        if probe.outcome == "fail":
+            assert probe.result.status == "aborted" and probe.summary["duration_s"] < 1.5, probe.summary["duration_s"]
+
+
+def test_a_generator_that_cannot_keep_up_ends_the_search_without_an_answer(tmp_path: Path) -> None:
+    # 100,000,000 requests/s: no CPU sends that fast (see test_trust_and_gates), so the first probe is generator-limited.
+    data = {
+        "mock": {"latency": {"model": "none"}},
+        "load": {"rate": "10/s", "requests": 2000, "workers": 1, "max_in_flight": 2000},
+        "client": {"pool_size": 16},
+        "sla": {"p95": "1s"},
+    }
+    result = cli(["search", str(write(tmp_path, data)), "--over", "rate", "--min", "100000000/s", "--quiet", "--json", "s.json"], tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "the generator, not the target, was the bottleneck" in result.stdout and "add workers or cores" in result.stdout
+    found = json.loads((tmp_path / "s.json").read_text())["search"]
+    assert found["stopped"] == "generator-limited" and found["capacity"] is None
+    assert [p["outcome"] for p in found["probes"]] == ["generator-limited"]
+
+
+def test_an_unreachable_target_is_no_answer_exit_3(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = {"target": {"url": f"http://127.0.0.1:{port}/"}, "load": {"concurrency": 1, "requests": 5}, "sla": {"p95": "1s"}}
+    result = cli(["search", str(write(tmp_path, data)), "--over", "concurrency", "--quiet"], tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "no request got an answer at 1 user" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--over", "users"], "error: --over: expected concurrency or rate, got 'users'"),
+        (["--over", "concurrency", "--min", "0"], "error: --min: expected a whole number of users"),
+        (["--over", "rate", "--max", "fast"], "error: --max: expected a rate such as 500/s"),
+        (["--over", "rate", "--min", "100", "--max", "10"], "error: --max 10 is below --min 100"),
+        (["--over", "rate", "--tolerance", "0%"], "error: --tolerance: must be between 0% and 100%"),
+        (["--over", "rate", "--budget", "10"], "error: --budget: a duration needs a unit"),
+    ],
+)
+def test_bad_search_flags_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = cli(["search", str(write(tmp_path, CAPACITY)), *args], tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+
+
+def test_a_profile_without_an_sla_cannot_be_searched(tmp_path: Path) -> None:
+    data = {k: v for k, v in CAPACITY.items() if k != "sla"}
+    result = cli(["search", str(write(tmp_path, data)), "--over", "concurrency"], tmp_path)
+    assert result.returncode == 2 and "needs SLA criteria" in result.stderr
