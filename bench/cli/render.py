@@ -279,7 +279,8 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
         if due is not None and state != "draining":
             achieved = snap.last_sent_rps
             low = due > 0 and achieved < 0.8 * due
-            rates.append(Text(f"sent/s {_rate(achieved)} of {_rate(due)} due", style="yellow" if low else ""))
+            expected = "~" if profile.load.arrival == "poisson" else ""  # poisson: the expected count, not an exact one
+            rates.append(Text(f"sent/s {_rate(achieved)} of {expected}{_rate(due)} due", style="yellow" if low else ""))
         rates.append(Text(f"in flight {snap.in_flight:,}"))
         if state != "warm-up":
             rates.append(Text(f"ok {snap.ok:,}"))
@@ -293,17 +294,17 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
         err = Text(f"errors {snap.errors:,}", style="bold red")
         if share is not None:
             err.append(f" ({share * 100:.2f} %)", style=_within(rule, share) or "red")
-        budget = width - len(err.plain) - 2
-        err.append(": " + _listing(kinds, max(20, budget - 28)))
+        err.append(": " + _listing(kinds, width - len(err.plain) - 2))
     else:
         err = Text("errors 0", style="green" if snap.completed else "")
     codes = [(str(code), n) for code, n in snap.status_codes]
-    pieces = [err]
-    if codes:
-        budget = width - len(err.plain) - 3 - len("status ")
-        if budget >= 10:
-            pieces.append(Text("status " + _listing(codes, budget), style="grey62"))
-    lines.append(_fit(pieces, width))
+    status = Text("status " + _listing(codes, width - len("status ")), style="grey62") if codes else None
+    if status is not None and len(err.plain) + 3 + len(status.plain) <= width:
+        lines.append(_fit([err, status], width))
+    else:  # errors by kind come first; the status codes get a line of their own
+        lines.append(_fit([err], width))
+        if status is not None:
+            lines.append(_fit([status], width))
 
     # 5: the generator's health.
     gen: list[Text] = []
@@ -365,9 +366,9 @@ def _latency_table(profile: Profile, snap: Snapshot, width: int) -> Table:
     )
     streamed = snap.ttft_p50_ms is not None or any(kind.stream for kind in profile.kinds)
     if streamed:
-        row("TTFT", "ttft", {"p50": snap.ttft_p50_ms, "p95": snap.ttft_p95_ms}, True)
-        row("TPOT", "tpot", {"p50": snap.tpot_p50_ms, "p95": snap.tpot_p95_ms}, True)
-        row("ITL", "itl", {"p50": snap.itl_p50_ms, "p95": snap.itl_p95_ms}, True)
+        row("TTFT", "ttft", {"p50": snap.ttft_p50_ms, "p95": snap.ttft_p95_ms, "p99": snap.ttft_p99_ms}, True)
+        row("TPOT", "tpot", {"p50": snap.tpot_p50_ms, "p95": snap.tpot_p95_ms, "p99": snap.tpot_p99_ms}, True)
+        row("ITL", "itl", {"p50": snap.itl_p50_ms, "p95": snap.itl_p95_ms, "p99": snap.itl_p99_ms}, True)
     if not any(rule.unit == "ms" for rule in profile.sla):
         table.columns.pop()  # no latency criteria: no SLA column
     return table
@@ -424,7 +425,8 @@ def status_line(profile: Profile, snap: Snapshot) -> str:
         parts.append(f"{_rate(snap.last_rps)} req/s now, {_rate(snap.average_rps)} avg")
     due = scheduled_rate(profile, snap)
     if due is not None and state in ("running", "warm-up"):
-        parts.append(f"sent/s {_rate(snap.last_sent_rps)} of {_rate(due)} due")
+        expected = "~" if profile.load.arrival == "poisson" else ""
+        parts.append(f"sent/s {_rate(snap.last_sent_rps)} of {expected}{_rate(due)} due")
     if state != "done":
         parts.append(f"in flight {snap.in_flight:,}")
     if snap.errors:
@@ -441,6 +443,8 @@ def status_line(profile: Profile, snap: Snapshot) -> str:
         parts.append(f"TTFT p50 {_ms(snap.ttft_p50_ms)}, p95 {_ms(snap.ttft_p95_ms)}")
     if snap.tpot_p50_ms is not None:
         parts.append(f"TPOT p50 {_ms(snap.tpot_p50_ms)}, p95 {_ms(snap.tpot_p95_ms)}")
+    if snap.itl_p50_ms is not None:
+        parts.append(f"ITL p50 {_ms(snap.itl_p50_ms)}, p95 {_ms(snap.itl_p95_ms)}")
     if snap.output_tokens_per_s is not None:
         parts.append(f"{snap.output_tokens_per_s:,.1f} output tok/s")
     return f"[bench] {profile.name}: " + "; ".join(parts)

@@ -201,10 +201,13 @@ class Snapshot:
     last_max_ms: float | None = None
     ttft_p50_ms: float | None = None
     ttft_p95_ms: float | None = None
+    ttft_p99_ms: float | None = None
     tpot_p50_ms: float | None = None
     tpot_p95_ms: float | None = None
+    tpot_p99_ms: float | None = None
     itl_p50_ms: float | None = None
     itl_p95_ms: float | None = None
+    itl_p99_ms: float | None = None
     output_tokens: int = 0
     output_tokens_per_s: float | None = None
 
@@ -362,9 +365,9 @@ class Aggregator:
         measured_s = self.measured_seconds()
         stream: dict[str, float | None] = {}
         for name in ("ttft", "tpot", "itl"):
-            values = self._percentiles(name, (50.0, 95.0))
-            stream[f"{name}_p50_ms"] = values[50.0] / 1000 if values else None
-            stream[f"{name}_p95_ms"] = values[95.0] / 1000 if values else None
+            values = self._percentiles(name, (50.0, 95.0, 99.0))
+            for p in (50, 95, 99):
+                stream[f"{name}_p{p}_ms"] = values[float(p)] / 1000 if values else None
         warm = self.warmup
         return Snapshot(
             elapsed_s=self._elapsed_s,
