@@ -151,7 +151,10 @@ def progress(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
     fraction: float | None = None
     parts = []
     left: float | None = None
-    if planned is not None:
+    if planned is not None and snap.elapsed_s >= planned:
+        fraction = 1.0
+        parts.append(f"{_clock(snap.elapsed_s)}, schedule ended at {_clock(planned)}")  # never "12.2 s of 12.0 s"
+    elif planned is not None:
         fraction = min(1.0, snap.elapsed_s / planned) if planned > 0 else 1.0
         left = max(0.0, planned - snap.elapsed_s)
         parts.append(f"{_clock(snap.elapsed_s)} of {_clock(planned)}")
@@ -165,7 +168,7 @@ def progress(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
             eta = max(0.0, load.requests - snap.completed) / snap.average_rps
             left = eta if left is None else min(left, eta)
     if state == "draining":
-        parts.append("draining")
+        pass  # the phase line says it
     elif left is not None:
         parts.append(f"{_clock(left)} left" if load.requests is None else f"ETA {_clock(left)}")
     elif load.requests is not None:
@@ -390,12 +393,13 @@ def _tokens_line(profile: Profile, snap: Snapshot, width: int) -> Text | None:
 class LiveView:
     """The live panel, laid out for the console's width: nothing wraps at 80 columns, more detail from 100."""
 
-    def __init__(self, profile: Profile, snap: Snapshot):
+    def __init__(self, profile: Profile, snap: Snapshot, width: int | None = None):
         self.profile = profile
         self.snap = snap
+        self.width = width  # lay out for this many columns instead of the console's
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        width = max(40, options.max_width)
+        width = max(40, self.width or options.max_width)
         yield from _lines(self.profile, self.snap, width)
         yield _latency_table(self.profile, self.snap, width)
         tokens = _tokens_line(self.profile, self.snap, width)
@@ -403,9 +407,12 @@ class LiveView:
             yield tokens
 
 
-def live_view(profile: Profile, snap: Snapshot) -> LiveView:
-    """The live panel: progress and time left, phase (warm-up, stage), rates against the schedule, errors by kind, percentiles."""
-    return LiveView(profile, snap)
+def live_view(profile: Profile, snap: Snapshot, width: int | None = None) -> LiveView:
+    """The live panel: progress and time left, phase (warm-up, stage), rates against the schedule, errors by kind, percentiles.
+
+    Laid out for the console's width, or ``width`` columns when given.
+    """
+    return LiveView(profile, snap, width)
 
 
 def status_line(profile: Profile, snap: Snapshot) -> str:
@@ -427,6 +434,8 @@ def status_line(profile: Profile, snap: Snapshot) -> str:
     if due is not None and state in ("running", "warm-up"):
         expected = "~" if profile.load.arrival == "poisson" else ""
         parts.append(f"sent/s {_rate(snap.last_sent_rps)} of {expected}{_rate(due)} due")
+    if state == "draining":
+        parts.append("draining: nothing more due")
     if state != "done":
         parts.append(f"in flight {snap.in_flight:,}")
     if snap.errors:
