@@ -217,6 +217,22 @@ def _fit(pieces: list[Text], width: int, sep: str = "   ") -> Text:
     return out
 
 
+WIDE = 110  # from this many columns, short lines share one
+
+
+def _beside(first: Text, second: Text, width: int) -> Text:
+    """``first`` and ``second`` on one line when both fit whole, else on two (wide consoles only)."""
+    if len(first.plain) + 3 + len(second.plain) <= width:
+        joined = first.copy()
+        joined.append("   ")
+        joined.append_text(second)
+        return joined
+    joined = first.copy()
+    joined.append("\n")
+    joined.append_text(second)
+    return joined
+
+
 def _listing(items: list[tuple[str, int]], width: int) -> str:
     """``a 3, b 2`` with as many items as fit in ``width``, then ``+N more``."""
     shown: list[str] = []
@@ -231,6 +247,13 @@ def _listing(items: list[tuple[str, int]], width: int) -> str:
     return ", ".join(shown)
 
 
+def _now(snap: Snapshot) -> str:
+    """Completions in the last closed second, or "-" before a whole measured second has closed."""
+    if snap.closed_s == 0 or (snap.measure_start_s is not None and snap.closed_s - 1 < snap.measure_start_s):
+        return "-"
+    return _rate(snap.last_rps)
+
+
 def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
     load = profile.load
     state = _run_state(profile, snap)
@@ -238,18 +261,7 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
     name = profile.name if len(profile.name) <= 24 else profile.name[:23] + "…"
     lines: list[Text] = []
 
-    # 1: progress bar, elapsed and remaining (or ETA), or done.
-    tail = Text(label, style="bold green" if state == "done" else "")
-    if fraction is not None:
-        bar_width = max(10, min(40, width - len(name) - len(label) - 10))
-        filled = int(round(fraction * bar_width))
-        bar = Text("━" * filled, style="green" if state == "done" else "magenta") + Text("━" * (bar_width - filled), style="grey37")
-        head = Text(f"{name}  ") + bar + Text(f" {fraction * 100:3.0f}%  ") + tail
-    else:
-        head = Text(f"{name}  ") + tail
-    lines.append(_fit([head], width))
-
-    # 2: what phase: warm-up progress, the ramp stage, draining.
+    # 2: what phase: warm-up progress, the ramp stage, draining (beside the bar on a wide console).
     phase: list[Text] = []
     if state == "warm-up":
         wf, wlabel = warmup_progress(profile, snap)
@@ -259,8 +271,25 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
         phase.append(Text(stage, style="cyan"))
     if state == "draining":
         phase.append(Text(f"draining: nothing more due, {snap.in_flight:,} in flight", style="yellow"))
-    if phase:
-        lines.append(_fit(phase, width))
+    phase_line = _fit(phase, width) if phase else None
+    beside = phase_line is not None and width >= WIDE and len(phase_line.plain) == len("   ".join(x.plain for x in phase))
+
+    # 1: progress bar, elapsed and remaining (or ETA), or done.
+    tail = Text(label, style="bold green" if state == "done" else "")
+    if fraction is not None:
+        room = width - len(name) - len(label) - 10 - (len(phase_line.plain) + 3 if beside and phase_line is not None else 0)
+        bar_width = max(10, min(40, room))
+        filled = int(round(fraction * bar_width))
+        bar = Text("━" * filled, style="green" if state == "done" else "magenta") + Text("━" * (bar_width - filled), style="grey37")
+        head = Text(f"{name}  ") + bar + Text(f" {fraction * 100:3.0f}%  ") + tail
+    else:
+        head = Text(f"{name}  ") + tail
+    lines.append(_fit([head], width))
+    if phase_line is not None:
+        if beside:
+            lines[0] = _beside(lines[0], phase_line, width)
+        else:
+            lines.append(phase_line)
 
     # 3: throughput: achieved vs scheduled over the same window, in flight, completed.
     rates: list[Text] = []
@@ -274,7 +303,7 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
         elif snap.completed == 0:
             rates.append(Text("req/s -"))
         else:
-            now = "-" if snap.closed_s == 0 or (snap.measure_start_s is not None and snap.closed_s - 1 < snap.measure_start_s) else _rate(snap.last_rps)
+            now = _now(snap)
             rule = _rule(profile, "rps")
             avg = Text(_rate(snap.average_rps), style=_within(rule, snap.average_rps) or "")
             rates.append(Text(f"req/s {now} now, ") + avg + Text(" avg"))
@@ -319,8 +348,12 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
     if 0 < snap.workers_done < snap.workers:
         gen.append(Text(f"workers done {snap.workers_done}/{snap.workers}", style="grey62"))
     if gen:
-        lines.append(_fit(gen, width))
-    return lines
+        gen_line = _fit(gen, width)
+        if width >= WIDE and len(gen_line.plain) == len("   ".join(x.plain for x in gen)):
+            lines[-1] = _beside(lines[-1], gen_line, width)
+        else:
+            lines.append(gen_line)
+    return [line for line in lines if line.plain]
 
 
 def _latency_table(profile: Profile, snap: Snapshot, width: int) -> Table:
@@ -391,7 +424,7 @@ def _tokens_line(profile: Profile, snap: Snapshot, width: int) -> Text | None:
 
 
 class LiveView:
-    """The live panel, laid out for the console's width: nothing wraps at 80 columns, more detail from 100."""
+    """The live panel, laid out for the console's width: nothing wraps at 80 columns; a max column from 100, short lines side by side from 110."""
 
     def __init__(self, profile: Profile, snap: Snapshot, width: int | None = None):
         self.profile = profile
@@ -429,7 +462,7 @@ def status_line(profile: Profile, snap: Snapshot) -> str:
     if state == "done":
         parts.append(f"{snap.completed:,} requests, {_rate(snap.average_rps)} req/s overall")
     elif state != "warm-up" and snap.completed:
-        parts.append(f"{_rate(snap.last_rps)} req/s now, {_rate(snap.average_rps)} avg")
+        parts.append(f"{_now(snap)} req/s now, {_rate(snap.average_rps)} avg")
     due = scheduled_rate(profile, snap)
     if due is not None and state in ("running", "warm-up"):
         expected = "~" if profile.load.arrival == "poisson" else ""
