@@ -1,6 +1,6 @@
 """What one live-view Snapshot costs the parent: CPU time of ``Aggregator.snapshot()`` during real runs.
 
-Runs each profile (real workers against the bundled mock, no JSON written)
+Runs each profile (real workers against the bundled mock, its JSON report to a temporary folder)
 with a progress callback, times every ``snapshot()`` call with the calling
 thread's CPU clock, and prints the count, median, p95 and max in µs, and the
 share of the parent's aggregation thread they took.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,10 +39,11 @@ def measure(path: str) -> None:
 
     aggregate.Aggregator.snapshot = timed  # type: ignore[method-assign]
     try:
-        profile = bench.load_profile(ROOT / path, {"json": None})
-        wall = time.monotonic()
-        result = bench.run(profile, on_progress=lambda snap: None)
-        wall = time.monotonic() - wall
+        with tempfile.TemporaryDirectory(prefix="bench-snapshot-cost-") as tmp:
+            profile = bench.load_profile(ROOT / path, {"json": str(Path(tmp) / "report.json")})
+            wall = time.monotonic()
+            result = bench.run(profile, on_progress=lambda snap: None)
+            wall = time.monotonic() - wall
     finally:
         aggregate.Aggregator.snapshot = original  # type: ignore[method-assign]
     us = sorted(c / 1000 for c in costs)
