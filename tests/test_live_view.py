@@ -250,3 +250,16 @@ def test_latency_percentiles_are_coloured_against_their_sla(tmp_path: Path) -> N
              last_p95_ms=80.0, measured_s=3.0, average_rps=200.0, last_rps=200.0)
     assert style_of(profile, s, "120.00 ms") == "red"
     assert style_of(profile, s, "80.00 ms") == "green"
+
+
+def test_an_interrupted_run_says_so_while_it_drains_and_at_the_end(tmp_path: Path) -> None:
+    profile = open_loop(tmp_path)
+    s = snap(elapsed_s=4.25, sent=450, completed=440, ok=440, in_flight=10, closed_s=4, last_sent_rps=0.0, last_rps=150.0,
+             average_rps=200.0, measured_s=2.2, stopping="interrupted")
+    text = assert_fits(profile, s)
+    assert "draining: interrupted, stopped sending, 10 in flight" in text
+    assert "sent/s" not in text and "left" not in text
+    final = dataclasses.replace(s, workers_done=2, in_flight=0)
+    text = assert_fits(profile, final)
+    assert "stopped (interrupted) after 4.2 s" in text and "done" not in text and "now" not in text
+    assert "stopped (interrupted)" in render.status_line(profile, final)

@@ -127,6 +127,8 @@ def _run_state(profile: Profile, snap: Snapshot) -> str:
     """done, draining (nothing more is due, requests still in flight), warm-up, or running."""
     if snap.done:
         return "done"
+    if snap.stopping:
+        return "draining"
     load = profile.load
     planned = planned_end_s(profile, snap)
     if (planned is not None and snap.elapsed_s >= planned) or (load.requests is not None and snap.sent >= load.requests):
@@ -145,6 +147,8 @@ def progress(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
         planned = planned_end_s(profile, snap)
         if planned is not None and snap.elapsed_s < planned - 1.0 and (load.requests is None or not finished):
             finished = False
+        if snap.stopping:
+            return None, f"stopped ({snap.stopping}) after {_clock(snap.elapsed_s)}"
         word = "done" if finished else "ended early"
         return 1.0 if finished else None, f"{word} after {_clock(snap.elapsed_s)}"
     planned = planned_end_s(profile, snap)
@@ -270,12 +274,13 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
     if stage:
         phase.append(Text(stage, style="cyan"))
     if state == "draining":
-        phase.append(Text(f"draining: nothing more due, {snap.in_flight:,} in flight", style="yellow"))
+        why = f"{snap.stopping}, stopped sending" if snap.stopping else "nothing more due"
+        phase.append(Text(f"draining: {why}, {snap.in_flight:,} in flight", style="yellow"))
     phase_line = _fit(phase, width) if phase else None
     beside = phase_line is not None and width >= WIDE and len(phase_line.plain) == len("   ".join(x.plain for x in phase))
 
     # 1: progress bar, elapsed and remaining (or ETA), or done.
-    tail = Text(label, style="bold green" if state == "done" else "")
+    tail = Text(label, style=("bold yellow" if snap.stopping or fraction is None else "bold green") if state == "done" else "")
     if fraction is not None:
         room = width - len(name) - len(label) - 10 - (len(phase_line.plain) + 3 if beside and phase_line is not None else 0)
         bar_width = max(10, min(40, room))
@@ -468,7 +473,7 @@ def status_line(profile: Profile, snap: Snapshot) -> str:
         expected = "~" if profile.load.arrival == "poisson" else ""
         parts.append(f"sent/s {_rate(snap.last_sent_rps)} of {expected}{_rate(due)} due")
     if state == "draining":
-        parts.append("draining: nothing more due")
+        parts.append(f"draining: {snap.stopping}, stopped sending" if snap.stopping else "draining: nothing more due")
     if state != "done":
         parts.append(f"in flight {snap.in_flight:,}")
     if snap.errors:

@@ -210,6 +210,7 @@ class Snapshot:
     itl_p99_ms: float | None = None
     output_tokens: int = 0
     output_tokens_per_s: float | None = None
+    stopping: str | None = None  # why the run was told to stop early (interrupted, aborted...), while it drains
 
     @property
     def done(self) -> bool:
@@ -256,6 +257,7 @@ class Aggregator:
         self._warmup_sent: dict[int, int] = {}  # second -> warm-up sends, kept until the second after it closes
         self._measure_start_s: float | None = None
         self._percentile_cache: dict[str, tuple[int, dict[float, int]]] = {}  # histogram -> (its count, its values)
+        self.stopping: str | None = None  # set by the runner when it tells the workers to stop early
 
     # ------------------------------------------------------------------ input
 
@@ -403,6 +405,7 @@ class Aggregator:
             last_max_ms=last.max_ms if last else None,
             output_tokens=m.output_tokens,
             output_tokens_per_s=m.output_tokens / measured_s if m.token_sources and measured_s > 0 else None,
+            stopping=self.stopping,
             **stream,  # type: ignore[arg-type]
         )
 
