@@ -6,6 +6,7 @@ measures or decides; the engine owns the numbers, the app owns the exit code.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
@@ -63,21 +64,9 @@ def _rate(value: float) -> str:
 
 
 def planned_end_s(profile: Profile, snap: Snapshot) -> float | None:
-    """When the plan stops issuing work (seconds from the start, warm-up included); None: only the request count ends it.
-
-    A count-based warm-up moves a duration's start to the first measured request.
-    """
-    load = profile.load
-    ends = []
-    if load.duration_s is not None:
-        if load.warmup_requests and load.warmup_s == 0:
-            if snap.measure_start_s is not None:
-                ends.append(snap.measure_start_s + load.duration_s)
-        else:
-            ends.append(load.warmup_s + load.duration_s)
-    if load.stages:
-        ends.append(sum(stage.duration_s for stage in load.stages))
-    return min(ends) if ends else None
+    """When the plan stops issuing work (seconds from the start, warm-up included); None: only the request count ends it."""
+    end = schedule_end_s(profile.load)  # the workers' own end (schedule.py)
+    return None if math.isinf(end) else end
 
 
 def in_warmup(profile: Profile, snap: Snapshot) -> bool:
@@ -116,8 +105,6 @@ def scheduled_rate(profile: Profile, snap: Snapshot) -> float | None:
         return None
     ramp = rate_ramp(load)
     end = schedule_end_s(load)
-    if load.warmup_requests and load.warmup_s == 0 and load.duration_s is not None:
-        end = planned_end_s(profile, snap) or end
     b = min(float(snap.closed_s), end)
     a = min(float(snap.closed_s - 1), end)
     return ramp.integral_to(b) - ramp.integral_to(a)
@@ -186,11 +173,12 @@ def _stage_text(profile: Profile, snap: Snapshot) -> str | None:
         return None
     number, count, start, target, left = stage
     unit = "/s" if profile.load.model == "open" else " in flight"
+    show = _rate if profile.load.model == "open" else (lambda v: f"{v:.0f}")
     now = start + (target - start) * (1 - left / max(_MS_EPSILON, profile.load.stages[number - 1].duration_s))
     if abs(target - start) < _MS_EPSILON:
-        what = f"hold {_rate(target)}{unit}"
+        what = f"hold {show(target)}{unit}"
     else:
-        what = f"{_rate(start)} -> {_rate(target)}{unit}, now {_rate(now)}"
+        what = f"{show(start)} -> {show(target)}{unit}, now {show(now)}"
     return f"stage {number}/{count}: {what}, {_clock(left)} left"
 
 
