@@ -151,10 +151,11 @@ def open_loop(tmp_path: Path):
 
 def test_warmup_says_warm_up_and_shows_its_progress_not_zero_sent(tmp_path: Path) -> None:
     profile = open_loop(tmp_path)
-    s = snap(elapsed_s=1.25, closed_s=1, warmup_sent=250, warmup_completed=245, last_sent_rps=200.0, in_flight=5)
+    s = snap(elapsed_s=1.25, closed_s=1, warmup_sent=250, warmup_completed=245, warmup_errors=3, last_sent_rps=200.0, in_flight=5)
     text = assert_fits(profile, s)
     assert "warm-up" in text and "1.2/2 s" in text and "sent 250" in text
     assert "sent/s 200 of 200 due" in text
+    assert "errors 0" not in text  # nothing measured yet: "errors 0" beside warm-up errors would contradict them
     assert not re.search(r"sent/s 0 of", text) and "req/s 0" not in text
     line = render.status_line(profile, s)
     assert "warm-up 1.2/2 s" in line and "sent/s 0" not in line

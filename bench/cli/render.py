@@ -324,7 +324,9 @@ def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
         err = Text("errors 0", style="green" if snap.completed else "")
     codes = [(str(code), n) for code, n in snap.status_codes]
     status = Text("status " + _listing(codes, width - len("status ")), style="grey62") if codes else None
-    if status is not None and len(err.plain) + 3 + len(status.plain) <= width:
+    if state == "warm-up" and not snap.errors and status is None:
+        pass  # nothing measured yet: the warm-up line has its errors
+    elif status is not None and len(err.plain) + 3 + len(status.plain) <= width:
         lines.append(_fit([err, status], width))
     else:  # errors by kind come first; the status codes get a line of their own
         lines.append(_fit([err], width))
