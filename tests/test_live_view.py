@@ -264,3 +264,19 @@ def test_an_interrupted_run_says_so_while_it_drains_and_at_the_end(tmp_path: Pat
     text = assert_fits(profile, final)
     assert "stopped (interrupted) after 4.2 s" in text and "done" not in text and "now" not in text
     assert "stopped (interrupted)" in render.status_line(profile, final)
+
+
+def test_many_criteria_share_the_sla_column_without_widening_the_table(tmp_path: Path) -> None:
+    profile = profile_from(
+        tmp_path,
+        "name: many\ntarget: {method: GET}\nload: {rate: 200/s, duration: 10s}\n"
+        "sla:\n  mean: 60ms\n  p50: 50ms\n  p95: 100ms\n  p99: 250ms\n  max: 1s\n  ttft.p95: 800ms\n"
+        "  windows:\n    - {p95: 150ms, window: 10s}\n",
+    )
+    s = snap(elapsed_s=5.0, sent=600, completed=600, ok=600, closed_s=5, total_p50_ms=20.0, total_p95_ms=1120.0, total_p99_ms=1300.0,
+             total_max_ms=2000.0, measured_s=3.0, average_rps=200.0, last_rps=200.0, last_sent_rps=200.0, ttft_p50_ms=1234.5, ttft_p95_ms=2345.6)
+    text = assert_fits(profile, s, 80)
+    assert "p50 <= 50 ms, +5 more" in text, text  # criteria on shown columns first, as many as fit
+    wide = assert_fits(profile, s, 120)
+    assert "p50 <= 50 ms, p95 <= 100 ms, p99 <= 250 ms, +3 more" in wide, wide
+    assert style_of(profile, s, "1.120 s") == "red" and style_of(profile, s, "20.00 ms") == "green"

@@ -49,6 +49,13 @@ def _within(rule: SlaRule | None, value: float | None) -> str | None:
     return "green" if ok else "red"
 
 
+def _short_ms(value: float) -> str:
+    """A threshold as written: 50 ms, 22.5 ms, 1 s, 1.5 s."""
+    if value >= 1000:
+        return f"{value / 1000:g} s"
+    return f"{value:g} ms"
+
+
 def _clock(seconds: float) -> str:
     """4.2 s under a minute, then m:ss, then h:mm:ss."""
     if seconds < 60:
@@ -225,11 +232,11 @@ def _beside(first: Text, second: Text, width: int) -> Text:
     return joined
 
 
-def _listing(items: list[tuple[str, int]], width: int) -> str:
-    """``a 3, b 2`` with as many items as fit in ``width``, then ``+N more``."""
+def _listing(items: list[tuple[str, int]], width: int, counts: bool = True) -> str:
+    """``a 3, b 2`` (or ``a, b`` without counts) with as many items as fit in ``width``, then ``+N more``."""
     shown: list[str] = []
     for i, (name, n) in enumerate(items):
-        piece = f"{name} {n:,}"
+        piece = f"{name} {n:,}" if counts else name
         rest = len(items) - i - 1
         tail = f", +{rest} more" if rest else ""
         if shown and len(", ".join(shown + [piece])) + len(tail) > width:
@@ -361,15 +368,22 @@ def _latency_table(profile: Profile, snap: Snapshot, width: int) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("SLA", no_wrap=True, overflow="ellipsis", style="grey62")
 
-    def sla_cell(family: str) -> str:
+    rows: list[tuple[str, str, list[Text], bool]] = []
+
+    def sla_cell(family: str, room: int) -> str:
+        """This row's criteria, those on a shown column first and whole-run before window ones, as many as fit."""
         prefix = "" if family == "latency" else family + "."
+        rules = [
+            rule
+            for rule in profile.sla
+            if rule.unit == "ms" and rule.metric.startswith(prefix) and (family != "latency" or "." not in rule.metric)
+        ]
+        rules.sort(key=lambda rule: (rule.metric[len(prefix):] not in stats, rule.window_s is not None))
         parts = []
-        for rule in profile.sla:
-            if rule.unit == "ms" and rule.metric.startswith(prefix) and (family != "latency" or "." not in rule.metric):
-                stat = rule.metric[len(prefix):]
-                window = f" ({rule.window_s:g} s)" if rule.window_s is not None else ""
-                parts.append(f"{stat} {rule.op} {_ms(rule.threshold).replace('.00 ms', ' ms')}{window}")
-        return ", ".join(parts)
+        for rule in rules:
+            window = f" ({rule.window_s:g} s)" if rule.window_s is not None else ""
+            parts.append((f"{rule.metric[len(prefix):]} {rule.op} {_short_ms(rule.threshold)}{window}", 0))
+        return _listing(parts, room, counts=False)
 
     def row(label: str, family: str, values: dict[str, float | None], with_sla: bool) -> None:
         prefix = "" if family == "latency" else family + "."
@@ -380,7 +394,7 @@ def _latency_table(profile: Profile, snap: Snapshot, width: int) -> Table:
                 cells.append(Text(""))
                 continue
             cells.append(Text(_ms(value), style=_within(_rule(profile, prefix + name), value) or ""))
-        table.add_row(label, *cells, sla_cell(family) if with_sla else "")
+        rows.append((label, family, cells, with_sla))
 
     if not snap.done:
         row(
@@ -400,6 +414,11 @@ def _latency_table(profile: Profile, snap: Snapshot, width: int) -> Table:
         row("TTFT", "ttft", {"p50": snap.ttft_p50_ms, "p95": snap.ttft_p95_ms, "p99": snap.ttft_p99_ms}, True)
         row("TPOT", "tpot", {"p50": snap.tpot_p50_ms, "p95": snap.tpot_p95_ms, "p99": snap.tpot_p99_ms}, True)
         row("ITL", "itl", {"p50": snap.itl_p50_ms, "p95": snap.itl_p95_ms, "p99": snap.itl_p99_ms}, True)
+    # The SLA column gets the room the label and the value columns leave, each value as wide as it can get
+    # ("999.99 ms") and padded by 2: the same room in every frame, so the cell does not change as values do.
+    used = max(len(label) for label, *_ in rows) + 2 + 11 * len(stats)
+    for label, family, cells, with_sla in rows:
+        table.add_row(label, *cells, sla_cell(family, max(12, width - used)) if with_sla else "")
     if not any(rule.unit == "ms" for rule in profile.sla):
         table.columns.pop()  # no latency criteria: no SLA column
     return table
