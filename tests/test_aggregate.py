@@ -568,3 +568,40 @@ def test_closed_response_counts_as_finished_does(seed: int) -> None:
         a, b = lean.flush(0, interval, 0, 0.0).measured, general.flush(0, interval, 0, 0.0).measured
         assert a == b
         assert (a.success is a.latency) == (b.success is b.latency)
+
+
+def test_snapshot_last_second_is_the_last_closed_one_and_counts_its_warmup_sends():
+    """The live view's 'now' is second closed_s - 1 even when nothing happened in it (not an older, stale point),
+    and its sends include warm-up sends, so they compare with the schedule over that same second."""
+    per_second = round(1 / INTERVAL_S)
+    agg = Aggregator(1, INTERVAL_S)
+    seq = 0
+    for second, (warm, measured) in enumerate([(10, 0), (4, 6), (0, 10), (0, 0)]):
+        for i in range(per_second):
+            rec = Recorder()
+            if i == 0:
+                for k in range(warm):
+                    rec.sent(WARMUP, T0 + k * MS)
+                    rec.finished(WARMUP, T0, T0 + k * MS, T0 + k * MS + MS, 200, None, 0)
+                for k in range(measured):
+                    rec.sent(MEASURED, T0 + k * MS)
+                    status, error = (503, None) if k == 0 else (None, "timeout") if k == 1 else (200, None)
+                    rec.finished(MEASURED, T0, T0 + k * MS, T0 + k * MS + 2 * MS, status, error, 0)
+            agg.add(rec.flush(0, seq, in_flight=0, cpu_s=0.0))
+            seq += 1
+        snap = agg.snapshot()
+        assert snap.closed_s == second + 1  # a second closes with its last report
+    agg.add(Recorder().flush(0, seq, in_flight=0, cpu_s=0.0))
+    snap = agg.snapshot()
+    assert snap.closed_s == 4
+    assert (snap.last_rps, snap.last_sent_rps, snap.last_p50_ms) == (0.0, 0.0, None)  # second 3: nothing, not second 2's 10
+    assert snap.measure_start_s == 1.0 and snap.warmup_completed == 14
+    assert snap.status_codes == ((200, 12), (503, 2)) and snap.error_kinds == (("timeout", 2),) and snap.http_errors == 2
+    agg2 = Aggregator(1, INTERVAL_S)
+    for s in range(2 * per_second + 1):
+        rec = Recorder()
+        if s == per_second:
+            for k in range(6):
+                rec.sent(MEASURED if k >= 4 else WARMUP, T0 + k * MS)
+        agg2.add(rec.flush(0, s, in_flight=0, cpu_s=0.0))
+    assert agg2.snapshot().last_sent_rps == 6.0  # second 1: 4 warm-up + 2 measured sends

@@ -45,7 +45,7 @@ def test_a_latency_only_sla_fails_a_service_that_fails_every_request(tmp_path: P
     path = write(tmp_path, {**BROKEN_SERVICE, "sla": {"p95": "500ms"}})
     result = cli(["run", str(path), "--quiet", "--json", "r.json"], tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "error_rate <= (default)" in result.stdout
+    assert "✗  error_rate <= 1 % (default)" in result.stdout
     assert "most requests failed: 200 of 200 (100.0 %); status 404: 200" in result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     checks = {c["criterion"]: c for c in report["sla"]["checks"]}

@@ -276,7 +276,7 @@ def _run_with_progress(prof, quiet: bool) -> RunResult:
 
     def log(snap):
         now = time.monotonic()
-        if now - last[0] >= 5.0:
+        if now - last[0] >= 5.0 or snap.done:  # every 5 s, and the run's own figures at the end
             last[0] = now
             print(render.status_line(prof, snap), flush=True)
 

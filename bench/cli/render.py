@@ -6,17 +6,18 @@ measures or decides; the engine owns the numbers, the app owns the exit code.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
 from bench.engine.aggregate import Snapshot
 from bench.engine.gate import Verdict
 from bench.engine.profile import Profile, SlaRule, redact_url
-from bench.engine.schedule import rate_ramp
+from bench.engine.schedule import rate_ramp, schedule_end_s
 
 
 def _ms(value: float | None) -> str:
@@ -38,88 +39,482 @@ def _ms3(value: float | None) -> str:
     return f"{value:.3g} ms" if value >= 1 else f"{value:.2f} ms"
 
 
-def _sla_threshold(profile: Profile, metric: str) -> float | None:
-    for rule in profile.sla:
-        if rule.metric == metric and rule.unit == "ms":
-            return rule.threshold
+
+# ---------------------------------------------------------------- live view
+
+_MS_EPSILON = 1e-9
+
+
+def _rule(profile: Profile, metric: str) -> SlaRule | None:
+    """The criterion on ``metric``: the whole-run one if there is one, else a window criterion."""
+    found = [rule for rule in profile.sla if rule.metric == metric]
+    found.sort(key=lambda rule: rule.window_s is not None)
+    return found[0] if found else None
+
+
+def _within(rule: SlaRule | None, value: float | None) -> str | None:
+    """The style of ``value`` against ``rule``: green within, red beyond, None without either."""
+    if rule is None or value is None:
+        return None
+    ok = value <= rule.threshold + _MS_EPSILON if rule.op == "<=" else value >= rule.threshold - _MS_EPSILON
+    return "green" if ok else "red"
+
+
+def _short_ms(value: float) -> str:
+    """A threshold as written: 50 ms, 22.5 ms, 1 s, 1.5 s."""
+    if value >= 1000:
+        return f"{value / 1000:g} s"
+    return f"{value:g} ms"
+
+
+def _clock(seconds: float) -> str:
+    """4.2 s under a minute, then m:ss, then h:mm:ss."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds + 0.5)
+    if whole < 3600:
+        return f"{whole // 60}:{whole % 60:02d}"
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.1f}" if value < 10 else f"{value:,.0f}"
+
+
+def planned_end_s(profile: Profile, snap: Snapshot) -> float | None:
+    """When the plan stops issuing work (seconds from the start, warm-up included); None: only the request count ends it."""
+    end = schedule_end_s(profile.load)  # the workers' own end (schedule.py)
+    return None if math.isinf(end) else end
+
+
+def in_warmup(profile: Profile, snap: Snapshot) -> bool:
+    """Warm-up requests only so far: nothing measured yet."""
+    load = profile.load
+    return not snap.done and snap.sent == 0 and (load.warmup_s > 0 or load.warmup_requests > 0)
+
+
+def warmup_progress(profile: Profile, snap: Snapshot) -> tuple[float, str]:
+    """Warm-up done fraction and its label: seconds of the warm-up time, or requests of its count."""
+    load = profile.load
+    if load.warmup_s > 0:
+        return min(1.0, snap.elapsed_s / load.warmup_s), f"{min(snap.elapsed_s, load.warmup_s):.1f}/{load.warmup_s:g} s"
+    return min(1.0, snap.warmup_sent / load.warmup_requests), f"{min(snap.warmup_sent, load.warmup_requests):,}/{load.warmup_requests:,} requests"
+
+
+def current_stage(profile: Profile, t: float) -> tuple[int, int, float, float, float] | None:
+    """(stage number from 1, stages, value at its start, its target, seconds left in it) at time ``t``; None without stages or after them."""
+    load = profile.load
+    if not load.stages:
+        return None
+    value = float(load.rate_per_s if load.model == "open" else load.concurrency or 0) or 0.0
+    start = 0.0
+    for i, stage in enumerate(load.stages):
+        end = start + stage.duration_s
+        if t < end:
+            return i + 1, len(load.stages), value, float(stage.target), end - t
+        value, start = float(stage.target), end
     return None
 
 
-def _colored_ms(value: float | None, threshold: float | None) -> Text:
-    text = _ms(value)
-    if value is None or threshold is None:
-        return Text(text)
-    return Text(text, style="green" if value <= threshold else "red")
-
-
-def progress_fraction(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
-    """Done fraction and a label: requests done of the total, or time elapsed of the duration."""
+def scheduled_rate(profile: Profile, snap: Snapshot) -> float | None:
+    """Sends the schedule asked for in the last closed second, the second ``last_sent_rps`` counts (open loop)."""
     load = profile.load
+    if load.model != "open" or snap.closed_s <= 0:
+        return None
+    ramp = rate_ramp(load)
+    end = schedule_end_s(load)
+    b = min(float(snap.closed_s), end)
+    a = min(float(snap.closed_s - 1), end)
+    return ramp.integral_to(b) - ramp.integral_to(a)
+
+
+def _run_state(profile: Profile, snap: Snapshot) -> str:
+    """done, draining (nothing more is due, requests still in flight), warm-up, or running."""
+    if snap.done:
+        return "done"
+    if snap.stopping:
+        return "draining"
+    load = profile.load
+    planned = planned_end_s(profile, snap)
+    if (planned is not None and snap.elapsed_s >= planned) or (load.requests is not None and snap.sent >= load.requests):
+        return "draining"
+    if in_warmup(profile, snap):
+        return "warm-up"
+    return "running"
+
+
+def progress(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
+    """Done fraction and a label: elapsed and remaining time, requests done and an ETA, or done."""
+    load = profile.load
+    state = _run_state(profile, snap)
+    if state == "done":
+        finished = load.requests is None or snap.completed >= load.requests
+        planned = planned_end_s(profile, snap)
+        if planned is not None and snap.elapsed_s < planned - 1.0 and (load.requests is None or not finished):
+            finished = False
+        if snap.stopping:
+            return None, f"stopped ({snap.stopping}) after {_clock(snap.elapsed_s)}"
+        word = "done" if finished else "ended early"
+        return 1.0 if finished else None, f"{word} after {_clock(snap.elapsed_s)}"
+    planned = planned_end_s(profile, snap)
+    fraction: float | None = None
     parts = []
-    fraction = None
+    left: float | None = None
+    if planned is not None and snap.elapsed_s >= planned:
+        fraction = 1.0
+        parts.append(f"{_clock(snap.elapsed_s)}, schedule ended at {_clock(planned)}")  # never "12.2 s of 12.0 s"
+    elif planned is not None:
+        fraction = min(1.0, snap.elapsed_s / planned) if planned > 0 else 1.0
+        left = max(0.0, planned - snap.elapsed_s)
+        parts.append(f"{_clock(snap.elapsed_s)} of {_clock(planned)}")
+    else:
+        parts.append(_clock(snap.elapsed_s))
     if load.requests is not None:
-        fraction = min(1.0, snap.completed / load.requests)
-        parts.append(f"{snap.completed}/{load.requests} requests")
-    planned_s = None
-    if load.duration_s is not None:
-        planned_s = load.warmup_s + load.duration_s
-    if load.stages:
-        stages_s = sum(s.duration_s for s in load.stages)
-        planned_s = stages_s if planned_s is None else min(planned_s, stages_s)
-    if planned_s:
-        time_fraction = min(1.0, snap.elapsed_s / planned_s)
-        fraction = time_fraction if fraction is None else max(fraction, time_fraction)
-        parts.append(f"{snap.elapsed_s:.1f}/{planned_s:.1f} s")
-    elif not parts:
-        parts.append(f"{snap.elapsed_s:.1f} s")
+        count_fraction = min(1.0, snap.completed / load.requests)
+        fraction = count_fraction if fraction is None else max(fraction, count_fraction)
+        parts.append(f"{snap.completed:,}/{load.requests:,} req")
+        if snap.average_rps > 0 and snap.completed:
+            eta = max(0.0, load.requests - snap.completed) / snap.average_rps
+            left = eta if left is None else min(left, eta)
+    if state == "draining":
+        pass  # the phase line says it
+    elif left is not None:
+        parts.append(f"{_clock(left)} left" if load.requests is None else f"ETA {_clock(left)}")
+    elif load.requests is not None:
+        parts.append("ETA -")
     return fraction, ", ".join(parts)
 
 
-def live_view(profile: Profile, snap: Snapshot) -> Group:
-    """The live panel: progress, rates, in-flight, errors and last-second vs cumulative percentiles."""
-    fraction, label = progress_fraction(profile, snap)
-    requested = rate_ramp(profile.load).value_at(max(0.0, snap.elapsed_s - 1.0)) if profile.load.model == "open" else None
-    width = 30
-    if fraction is not None:
-        filled = int(round(fraction * width))
-        bar = Text("━" * filled, style="magenta") + Text("━" * (width - filled), style="grey37")
-        head = Text(f"{profile.name}  ") + bar + Text(f" {fraction * 100:5.1f}%  {label}")
+def _stage_text(profile: Profile, snap: Snapshot) -> str | None:
+    stage = current_stage(profile, snap.elapsed_s)
+    if stage is None or snap.done:
+        return None
+    number, count, start, target, left = stage
+    unit = "/s" if profile.load.model == "open" else " in flight"
+    show = _rate if profile.load.model == "open" else (lambda v: f"{v:.0f}")
+    now = start + (target - start) * (1 - left / max(_MS_EPSILON, profile.load.stages[number - 1].duration_s))
+    if abs(target - start) < _MS_EPSILON:
+        what = f"hold {show(target)}{unit}"
     else:
-        head = Text(f"{profile.name}  {label}")
-    stats = Text(
-        f"req/s now {snap.last_rps:,.0f}  avg {snap.average_rps:,.0f}   in flight {snap.in_flight}   "
-        f"ok {snap.ok}   errors {snap.errors}"
-        + (f"   warm-up {snap.warmup_sent}" if snap.warmup_sent else "")
+        what = f"{show(start)} -> {show(target)}{unit}, now {show(now)}"
+    return f"stage {number}/{count}: {what}, {_clock(left)} left"
+
+
+def error_kinds(snap: Snapshot) -> list[tuple[str, int]]:
+    """Errors by kind, most frequent first: HTTP error statuses by class (http 5xx) and client kinds (timeout, connect, check...)."""
+    kinds: dict[str, int] = {}
+    for code, n in snap.status_codes:
+        if code >= 400:
+            name = f"http {code // 100}xx"
+            kinds[name] = kinds.get(name, 0) + n
+    for kind, n in snap.error_kinds:
+        kinds[kind] = kinds.get(kind, 0) + n
+    return sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _fit(pieces: list[Text], width: int, sep: str = "   ") -> Text:
+    """Join ``pieces`` while they fit in ``width``; the rest is dropped (pieces come most important first)."""
+    out = Text()
+    for piece in pieces:
+        extra = (len(sep) if out.plain else 0) + len(piece.plain)
+        if out.plain and len(out.plain) + extra > width:
+            break
+        if out.plain:
+            out.append(sep)
+        out.append_text(piece)
+    out.no_wrap = True
+    out.overflow = "ellipsis"
+    return out
+
+
+WIDE = 110  # from this many columns, short lines share one
+
+
+def _beside(first: Text, second: Text, width: int) -> Text:
+    """``first`` and ``second`` on one line when both fit whole, else on two (wide consoles only)."""
+    if len(first.plain) + 3 + len(second.plain) <= width:
+        joined = first.copy()
+        joined.append("   ")
+        joined.append_text(second)
+        return joined
+    joined = first.copy()
+    joined.append("\n")
+    joined.append_text(second)
+    return joined
+
+
+def _listing(items: list[tuple[str, int]], width: int, counts: bool = True) -> str:
+    """``a 3, b 2`` (or ``a, b`` without counts) with as many items as fit in ``width``, then ``+N more``."""
+    shown: list[str] = []
+    for i, (name, n) in enumerate(items):
+        piece = f"{name} {n:,}" if counts else name
+        rest = len(items) - i - 1
+        tail = f", +{rest} more" if rest else ""
+        if shown and len(", ".join(shown + [piece])) + len(tail) > width:
+            shown.append(f"+{len(items) - i} more")
+            break
+        shown.append(piece)
+    return ", ".join(shown)
+
+
+def _now(snap: Snapshot) -> str:
+    """Completions in the last closed second, or "-" before a whole measured second has closed."""
+    if snap.closed_s == 0 or (snap.measure_start_s is not None and snap.closed_s - 1 < snap.measure_start_s):
+        return "-"
+    return _rate(snap.last_rps)
+
+
+def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
+    load = profile.load
+    state = _run_state(profile, snap)
+    fraction, label = progress(profile, snap)
+    name = profile.name if len(profile.name) <= 24 else profile.name[:23] + "…"
+    lines: list[Text] = []
+
+    # 2: what phase: warm-up progress, the ramp stage, draining (beside the bar on a wide console).
+    phase: list[Text] = []
+    if state == "warm-up":
+        wf, wlabel = warmup_progress(profile, snap)
+        phase.append(Text("warm-up (excluded) ", style="bold yellow") + Text(f"{wlabel}: sent {snap.warmup_sent:,}, done {snap.warmup_completed:,}, errors {snap.warmup_errors:,}"))
+    stage = _stage_text(profile, snap)
+    if stage:
+        phase.append(Text(stage, style="cyan"))
+    if state == "draining":
+        why = f"{snap.stopping}, stopped sending" if snap.stopping else "nothing more due"
+        phase.append(Text(f"draining: {why}, {snap.in_flight:,} in flight", style="yellow"))
+    phase_line = _fit(phase, width) if phase else None
+    beside = phase_line is not None and width >= WIDE and len(phase_line.plain) == len("   ".join(x.plain for x in phase))
+
+    # 1: progress bar, elapsed and remaining (or ETA), or done.
+    tail = Text(label, style=("bold yellow" if snap.stopping or fraction is None else "bold green") if state == "done" else "")
+    if fraction is not None:
+        room = width - len(name) - len(label) - 10 - (len(phase_line.plain) + 3 if beside and phase_line is not None else 0)
+        bar_width = max(10, min(40, room))
+        filled = int(round(fraction * bar_width))
+        bar = Text("━" * filled, style="green" if state == "done" else "magenta") + Text("━" * (bar_width - filled), style="grey37")
+        head = Text(f"{name}  ") + bar + Text(f" {fraction * 100:3.0f}%  ") + tail
+    else:
+        head = Text(f"{name}  ") + tail
+    lines.append(_fit([head], width))
+    if phase_line is not None:
+        if beside:
+            lines[0] = _beside(lines[0], phase_line, width)
+        else:
+            lines.append(phase_line)
+
+    # 3: throughput: achieved vs scheduled over the same window, in flight, completed.
+    rates: list[Text] = []
+    if state == "done":
+        overall = f"req/s {_rate(snap.average_rps)} overall" if snap.measured_s > 0 else "req/s -"
+        rates.append(Text(overall, style="bold"))
+        rates.append(Text(f"completed {snap.completed:,} in {_clock(snap.measured_s)}"))
+    else:
+        if state == "warm-up":
+            rates.append(Text("req/s - (measuring after warm-up)", style="grey62"))
+        elif snap.completed == 0:
+            rates.append(Text("req/s -"))
+        else:
+            now = _now(snap)
+            rule = _rule(profile, "rps")
+            avg = Text(_rate(snap.average_rps), style=_within(rule, snap.average_rps) or "")
+            rates.append(Text(f"req/s {now} now, ") + avg + Text(" avg"))
+        due = scheduled_rate(profile, snap)
+        if due is not None and state != "draining":
+            achieved = snap.last_sent_rps
+            low = due > 0 and achieved < 0.8 * due
+            expected = "~" if profile.load.arrival == "poisson" else ""  # poisson: the expected count, not an exact one
+            rates.append(Text(f"sent/s {_rate(achieved)} of {expected}{_rate(due)} due", style="yellow" if low else ""))
+        rates.append(Text(f"in flight {snap.in_flight:,}"))
+        if state != "warm-up":
+            rates.append(Text(f"ok {snap.ok:,}"))
+    lines.append(_fit(rates, width))
+
+    # 4: errors by kind and the top status codes.
+    kinds = error_kinds(snap)
+    rule = _rule(profile, "error_rate")
+    if snap.errors:
+        share = snap.errors / snap.completed if snap.completed else None
+        err = Text(f"errors {snap.errors:,}", style="bold red")
+        if share is not None:
+            err.append(f" ({share * 100:.2f} %)", style=_within(rule, share) or "red")
+        err.append(": " + _listing(kinds, width - len(err.plain) - 2))
+    else:
+        err = Text("errors 0", style="green" if snap.completed else "")
+    codes = [(str(code), n) for code, n in snap.status_codes]
+    status = Text("status " + _listing(codes, width - len("status ")), style="grey62") if codes else None
+    if state == "warm-up" and not snap.errors and status is None:
+        pass  # nothing measured yet: the warm-up line has its errors
+    elif status is not None and len(err.plain) + 3 + len(status.plain) <= width:
+        lines.append(_fit([err, status], width))
+    else:  # errors by kind come first; the status codes get a line of their own
+        lines.append(_fit([err], width))
+        if status is not None:
+            lines.append(_fit([status], width))
+
+    # 5: the generator's health.
+    gen: list[Text] = []
+    if snap.lag_p99_ms is not None:
+        lag_style = "yellow" if snap.lag_p99_ms > 10.0 else "grey62"
+        gen.append(Text(f"schedule lag p50 {_ms(snap.lag_p50_ms)}, p99 {_ms(snap.lag_p99_ms)}", style=lag_style))
+    if snap.max_worker_cpu is not None and not snap.done:  # (its last interval is a fraction of one: noise)
+        gen.append(Text(f"worker CPU max {snap.max_worker_cpu * 100:.0f} %", style="yellow" if snap.max_worker_cpu > 0.95 else "grey62"))
+    if 0 < snap.workers_done < snap.workers:
+        gen.append(Text(f"workers done {snap.workers_done}/{snap.workers}", style="grey62"))
+    if gen:
+        gen_line = _fit(gen, width)
+        if width >= WIDE and len(gen_line.plain) == len("   ".join(x.plain for x in gen)):
+            lines[-1] = _beside(lines[-1], gen_line, width)
+        else:
+            lines.append(gen_line)
+    return [line for line in lines if line.plain]
+
+
+def _latency_table(profile: Profile, snap: Snapshot, width: int) -> Table:
+    """Percentiles: last second and whole run, and TTFT/TPOT/ITL for inference runs, each coloured against its SLA."""
+    wide = width >= 100
+    stats = ["p50", "p95", "p99"] + (["max"] if wide else [])
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    table.add_column("", no_wrap=True, overflow="ellipsis")
+    for name in stats:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("SLA", no_wrap=True, overflow="ellipsis", style="grey62")
+
+    rows: list[tuple[str, str, list[Text], bool]] = []
+
+    def sla_cell(family: str, room: int) -> str:
+        """This row's criteria, those on a shown column first and whole-run before window ones, as many as fit."""
+        prefix = "" if family == "latency" else family + "."
+        rules = [
+            rule
+            for rule in profile.sla
+            if rule.unit == "ms" and rule.metric.startswith(prefix) and (family != "latency" or "." not in rule.metric)
+        ]
+        rules.sort(key=lambda rule: (rule.metric[len(prefix):] not in stats, rule.window_s is not None))
+        parts = []
+        for rule in rules:
+            window = f" ({rule.window_s:g} s)" if rule.window_s is not None else ""
+            parts.append((f"{rule.metric[len(prefix):]} {rule.op} {_short_ms(rule.threshold)}{window}", 0))
+        return _listing(parts, room, counts=False)
+
+    def row(label: str, family: str, values: dict[str, float | None], with_sla: bool) -> None:
+        prefix = "" if family == "latency" else family + "."
+        cells = []
+        for name in stats:
+            value = values.get(name)
+            if name not in values:
+                cells.append(Text(""))
+                continue
+            cells.append(Text(_ms(value), style=_within(_rule(profile, prefix + name), value) or ""))
+        rows.append((label, family, cells, with_sla))
+
+    if not snap.done:
+        row(
+            "latency, last 1 s",
+            "latency",
+            {"p50": snap.last_p50_ms, "p95": snap.last_p95_ms, "p99": snap.last_p99_ms, "max": snap.last_max_ms},
+            False,
+        )
+    row(
+        "latency, whole run",
+        "latency",
+        {"p50": snap.total_p50_ms, "p95": snap.total_p95_ms, "p99": snap.total_p99_ms, "max": snap.total_max_ms},
+        True,
     )
-    generator = Text(
-        (f"schedule lag p50 {_ms(snap.lag_p50_ms)} p99 {_ms(snap.lag_p99_ms)}   " if snap.lag_p99_ms is not None else "")
-        + (f"sent/s {snap.last_sent_rps:,.0f} of {requested:,.0f} scheduled   " if requested else "")
-        + (f"worker CPU max {snap.max_worker_cpu * 100:.0f} %" if snap.max_worker_cpu is not None else ""),
-        style="grey62",
-    )
-    table = Table(box=None, pad_edge=False, show_edge=False)
-    table.add_column("latency")
-    for name in ("p50", "p95", "p99"):
-        threshold = _sla_threshold(profile, name)
-        table.add_column(name + (f" (SLA {_ms(threshold)})" if threshold is not None else ""), justify="right")
-    table.add_row(
-        "last second",
-        *(_colored_ms(v, _sla_threshold(profile, n)) for n, v in (("p50", snap.last_p50_ms), ("p95", snap.last_p95_ms), ("p99", snap.last_p99_ms))),
-    )
-    table.add_row(
-        "whole run",
-        *(_colored_ms(v, _sla_threshold(profile, n)) for n, v in (("p50", snap.total_p50_ms), ("p95", snap.total_p95_ms), ("p99", snap.total_p99_ms))),
-    )
-    return Group(head, stats, generator, table)
+    streamed = snap.ttft_p50_ms is not None or any(kind.stream for kind in profile.kinds)
+    if streamed:
+        row("TTFT", "ttft", {"p50": snap.ttft_p50_ms, "p95": snap.ttft_p95_ms, "p99": snap.ttft_p99_ms}, True)
+        row("TPOT", "tpot", {"p50": snap.tpot_p50_ms, "p95": snap.tpot_p95_ms, "p99": snap.tpot_p99_ms}, True)
+        row("ITL", "itl", {"p50": snap.itl_p50_ms, "p95": snap.itl_p95_ms, "p99": snap.itl_p99_ms}, True)
+    # The SLA column gets the room the label and the value columns leave, each value as wide as it can get
+    # ("999.99 ms") and padded by 2: the same room in every frame, so the cell does not change as values do.
+    used = max(len(label) for label, *_ in rows) + 2 + 11 * len(stats)
+    for label, family, cells, with_sla in rows:
+        table.add_row(label, *cells, sla_cell(family, max(12, width - used)) if with_sla else "")
+    if not any(rule.unit == "ms" for rule in profile.sla):
+        table.columns.pop()  # no latency criteria: no SLA column
+    return table
+
+
+def _tokens_line(profile: Profile, snap: Snapshot, width: int) -> Text | None:
+    if snap.output_tokens_per_s is None and not any(kind.api is not None for kind in profile.kinds):
+        return None
+    rule = _rule(profile, "output_tokens_per_s")
+    rate = snap.output_tokens_per_s
+    text = Text("output tokens/s ")
+    text.append("-" if rate is None else f"{rate:,.1f}", style=_within(rule, rate) or "bold")
+    if rule is not None:
+        text.append(f" (SLA {rule.op} {rule.threshold:,.1f})", style="grey62")
+    text.append(f"   output tokens {snap.output_tokens:,}")
+    return _fit([text], width)
+
+
+class LiveView:
+    """The live panel, laid out for the console's width: nothing wraps at 80 columns; a max column from 100, short lines side by side from 110."""
+
+    def __init__(self, profile: Profile, snap: Snapshot, width: int | None = None):
+        self.profile = profile
+        self.snap = snap
+        self.width = width  # lay out for this many columns instead of the console's
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(40, self.width or options.max_width)
+        yield from _lines(self.profile, self.snap, width)
+        yield _latency_table(self.profile, self.snap, width)
+        tokens = _tokens_line(self.profile, self.snap, width)
+        if tokens is not None:
+            yield tokens
+
+
+def live_view(profile: Profile, snap: Snapshot, width: int | None = None) -> LiveView:
+    """The live panel: progress and time left, phase (warm-up, stage), rates against the schedule, errors by kind, percentiles.
+
+    Laid out for the console's width, or ``width`` columns when given.
+    """
+    return LiveView(profile, snap, width)
 
 
 def status_line(profile: Profile, snap: Snapshot) -> str:
-    """One plain line for logs (stdout not a terminal)."""
-    _, label = progress_fraction(profile, snap)
-    return (
-        f"[bench] {profile.name}: {label}, {snap.average_rps:.0f} req/s, in flight {snap.in_flight}, "
-        f"errors {snap.errors}, p50 {_ms(snap.total_p50_ms)}, p95 {_ms(snap.total_p95_ms)}, p99 {_ms(snap.total_p99_ms)}"
-    )
+    """One plain line for logs (stdout not a terminal) with the live view's essentials."""
+    state = _run_state(profile, snap)
+    _, label = progress(profile, snap)
+    parts = [label]
+    if state == "warm-up":
+        _, wlabel = warmup_progress(profile, snap)
+        parts.append(f"warm-up {wlabel} (sent {snap.warmup_sent:,}, errors {snap.warmup_errors:,})")
+    stage = _stage_text(profile, snap)
+    if stage:
+        parts.append(stage)
+    if state == "done":
+        parts.append(f"{snap.completed:,} requests, {_rate(snap.average_rps)} req/s overall")
+    elif state != "warm-up" and snap.completed:
+        parts.append(f"{_now(snap)} req/s now, {_rate(snap.average_rps)} avg")
+    due = scheduled_rate(profile, snap)
+    if due is not None and state in ("running", "warm-up"):
+        expected = "~" if profile.load.arrival == "poisson" else ""
+        parts.append(f"sent/s {_rate(snap.last_sent_rps)} of {expected}{_rate(due)} due")
+    if state == "draining":
+        parts.append(f"draining: {snap.stopping}, stopped sending" if snap.stopping else "draining: nothing more due")
+    if state != "done":
+        parts.append(f"in flight {snap.in_flight:,}")
+    if snap.errors:
+        share = f" ({snap.errors / snap.completed * 100:.2f} %)" if snap.completed else ""
+        kinds = ", ".join(f"{k} {n:,}" for k, n in error_kinds(snap))
+        parts.append(f"errors {snap.errors:,}{share}: {kinds}")
+    else:
+        parts.append("errors 0")
+    if snap.status_codes:
+        parts.append("status " + ", ".join(f"{code} {n:,}" for code, n in snap.status_codes[:4]))
+    if snap.total_p50_ms is not None:
+        parts.append(f"p50 {_ms(snap.total_p50_ms)}, p95 {_ms(snap.total_p95_ms)}, p99 {_ms(snap.total_p99_ms)}")
+    if snap.ttft_p50_ms is not None:
+        parts.append(f"TTFT p50 {_ms(snap.ttft_p50_ms)}, p95 {_ms(snap.ttft_p95_ms)}")
+    if snap.tpot_p50_ms is not None:
+        parts.append(f"TPOT p50 {_ms(snap.tpot_p50_ms)}, p95 {_ms(snap.tpot_p95_ms)}")
+    if snap.itl_p50_ms is not None:
+        parts.append(f"ITL p50 {_ms(snap.itl_p50_ms)}, p95 {_ms(snap.itl_p95_ms)}")
+    if snap.output_tokens_per_s is not None:
+        parts.append(f"{snap.output_tokens_per_s:,.1f} output tok/s")
+    return f"[bench] {profile.name}: " + "; ".join(parts)
 
 
 def latency_table(summary: dict[str, Any], meaning: str) -> Table:

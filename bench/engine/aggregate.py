@@ -8,10 +8,12 @@ its number of requests.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections import deque
 from dataclasses import dataclass
-from itertools import compress
+from bisect import bisect_left
+from itertools import accumulate
 from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
@@ -23,32 +25,43 @@ PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 MAX_SERIES_SECONDS = 6 * 3600  # in-memory per-second points: bounded, whatever the run's length
 
 
+_COUNT_FORMATS = {2: "H", 4: "I", 8: "Q"}
+
+
+def _counts_list(histogram: HdrHistogram, last: int) -> list[int]:
+    """The counts array's first ``last + 1`` entries as a list (through a memoryview: half the time of a ctypes slice)."""
+    counts = histogram.counts
+    fmt = _COUNT_FORMATS.get(ctypes.sizeof(counts._type_))  # noqa: SLF001 - the ctypes array's element type
+    if fmt is None:
+        return list(counts[: last + 1])
+    return memoryview(counts).cast("B").cast(fmt)[: last + 1].tolist()
+
+
 def percentile_values(histogram: HdrHistogram, percentiles) -> dict[float, int]:
-    """The values hdrh's ``get_percentile_to_value_dict`` gives, from one walk over a copy of the counts array.
+    """The values hdrh's ``get_percentile_to_value_dict`` gives, from one pass over a copy of the counts array.
 
     hdrh calls a bounds-checked method per array index, which costs the
     parent several milliseconds per call on a histogram of ~20 ms values;
-    this copies the used part of the array and skips its empty buckets, both
-    at C speed. Empty histogram (or no percentile): an empty dict.
+    this copies the used part of the array, sums it cumulatively and bisects
+    for each percentile's target count, all at C speed (the first index whose
+    running total reaches a target, a target being at least 1, is a
+    non-empty bucket: the one hdrh's walk stops at). Empty histogram (or no
+    percentile): an empty dict.
     """
     wanted = sorted(set(percentiles))
     result: dict[float, int] = {}
     if not wanted or wanted[0] > 100 or histogram.get_total_count() == 0:
         return result
     last = min(histogram.get_counts_array_index(histogram.get_max_value()), len(histogram.counts) - 1)
-    target = histogram.get_target_count_at_percentile(wanted[0])
-    i = total = 0
-    counts = histogram.counts[: last + 1]
-    for index, n in compress(enumerate(counts), counts):  # only the non-empty buckets, skipped at C speed
-        total += n
-        while total >= target:
-            p = wanted[i]
-            value = histogram.get_value_from_index(index)
-            result[p] = histogram.get_highest_equivalent_value(value) if p else histogram.get_lowest_equivalent_value(value)
-            i += 1
-            if i == len(wanted) or wanted[i] > 100:
-                return result
-            target = histogram.get_target_count_at_percentile(wanted[i])
+    running = list(accumulate(_counts_list(histogram, last)))
+    for p in wanted:
+        if p > 100:
+            break
+        index = bisect_left(running, histogram.get_target_count_at_percentile(p))
+        if index == len(running):
+            break
+        value = histogram.get_value_from_index(index)
+        result[p] = histogram.get_highest_equivalent_value(value) if p else histogram.get_lowest_equivalent_value(value)
     return result
 
 
@@ -176,7 +189,15 @@ def _counts_percentiles(counts: dict[int, int], like: HdrHistogram) -> tuple[flo
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What the live view shows; a copy, safe to render while the run goes on."""
+    """What the live view shows; a copy, safe to render while the run goes on.
+
+    Seconds count from the common start, warm-up included. ``closed_s``: the
+    seconds every worker has reported past; ``last_*`` describe second
+    ``closed_s - 1`` (zero and None when nothing happened in it), and
+    ``last_sent_rps`` counts its warm-up sends too, so that it compares with
+    the schedule over that same second. Everything here is computed when the
+    snapshot is taken, not per report.
+    """
 
     elapsed_s: float
     sent: int
@@ -199,6 +220,33 @@ class Snapshot:
     max_worker_cpu: float | None
     workers_done: int
     workers: int
+    warmup_completed: int = 0
+    warmup_errors: int = 0
+    measure_start_s: float | None = None  # when the first measured request went out (to a report interval)
+    measured_s: float = 0.0  # the measured phase so far: the denominator of average_rps
+    closed_s: int = 0
+    http_errors: int = 0
+    status_codes: tuple[tuple[int, int], ...] = ()  # (status, count), most frequent first
+    error_kinds: tuple[tuple[str, int], ...] = ()  # client error kinds (check included), most frequent first
+    total_max_ms: float | None = None
+    last_max_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    tpot_p50_ms: float | None = None
+    tpot_p95_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    itl_p50_ms: float | None = None
+    itl_p95_ms: float | None = None
+    itl_p99_ms: float | None = None
+    output_tokens: int = 0
+    output_tokens_per_s: float | None = None
+    stopping: str | None = None  # why the run was told to stop early (interrupted, aborted...), while it drains
+
+    @property
+    def done(self) -> bool:
+        """Every worker has sent its final report: the figures are the run's."""
+        return self.workers_done >= self.workers > 0
 
 
 class Aggregator:
@@ -240,6 +288,11 @@ class Aggregator:
         self._second_in_flight: dict[int, dict[int, int]] = {}
         self._second_inference: dict[int, tuple[dict[int, int], dict[int, int], dict[int, int]]] = {}
         self.warmup_end_s: float | None = None
+        self._closed_through = 0  # seconds [0, this) are closed
+        self._warmup_sent: dict[int, int] = {}  # second -> warm-up sends, kept until the second after it closes
+        self._measure_start_s: float | None = None
+        self._percentile_cache: dict[str, tuple[int, dict[float, int]]] = {}  # histogram -> (its count, its values)
+        self.stopping: str | None = None  # set by the runner when it tells the workers to stop early
 
     @property
     def elapsed_s(self) -> float:
@@ -264,7 +317,11 @@ class Aggregator:
             self.warmup.merge(report.warmup)
             if report.warmup.sent:
                 self.warmup_end_s = (report.seq + 1) * self.interval_s
+                second = report.seq // self.reports_per_second
+                self._warmup_sent[second] = self._warmup_sent.get(second, 0) + report.warmup.sent
         if report.measured is not None:
+            if self._measure_start_s is None and report.measured.sent:
+                self._measure_start_s = report.seq * self.interval_s
             second = report.seq // self.reports_per_second
             flight = self._second_in_flight.get(second)
             if flight is None:
@@ -296,6 +353,15 @@ class Aggregator:
             done_second = min(
                 (seq + 1) // self.reports_per_second if w not in self.finished else math.inf for w, seq in self.last_seq.items()
             )
+        if done_second == math.inf:
+            done_second_seen = max(self._open_seconds, default=self._closed_through - 1) + 1
+        else:
+            done_second_seen = done_second
+        if done_second_seen > self._closed_through:
+            self._closed_through = done_second_seen
+            if self._warmup_sent:
+                for second in [s for s in self._warmup_sent if s < done_second_seen - 1]:
+                    del self._warmup_sent[second]
         for second in sorted(s for s in self._open_seconds if s < done_second):
             bucket = self._open_seconds.pop(second)
             tally = bucket.tally
@@ -345,12 +411,32 @@ class Aggregator:
 
     # ------------------------------------------------------------------ output
 
+    def _percentiles(self, name: str, percentiles: tuple[float, ...]) -> dict[float, int] | None:
+        """A measured histogram's percentile values, walked again only when its count has changed since the last snapshot."""
+        histogram = getattr(self.measured, name)
+        count = histogram.get_total_count()
+        if not count:
+            return None
+        cached = self._percentile_cache.get(name)
+        if cached is not None and cached[0] == count:
+            return cached[1]
+        values = percentile_values(histogram, percentiles)
+        self._percentile_cache[name] = (count, values)
+        return values
+
     def snapshot(self) -> Snapshot:
         m = self.measured
-        total = percentile_values(m.latency, (50.0, 95.0, 99.0)) if m.latency.get_total_count() else None
-        last = self.series[-1] if self.series else None
-        lag = percentile_values(m.lag, (50.0, 99.0)) if m.lag.get_total_count() else None
+        total = self._percentiles("latency", (50.0, 95.0, 99.0))
+        closed = self._closed_through
+        last = self.series[-1] if self.series and self.series[-1].second == closed - 1 else None
+        lag = self._percentiles("lag", (50.0, 99.0))
         measured_s = self.measured_seconds()
+        stream: dict[str, float | None] = {}
+        for name in ("ttft", "tpot", "itl"):
+            values = self._percentiles(name, (50.0, 95.0, 99.0))
+            for p in (50, 95, 99):
+                stream[f"{name}_p{p}_ms"] = values[float(p)] / 1000 if values else None
+        warm = self.warmup
         return Snapshot(
             elapsed_s=self._elapsed_s,
             sent=m.sent,
@@ -358,7 +444,7 @@ class Aggregator:
             ok=m.ok,
             errors=m.failed,
             in_flight=sum(self.in_flight.values()),
-            warmup_sent=self.warmup.sent,
+            warmup_sent=warm.sent,
             total_p50_ms=total[50.0] / 1000 if total else None,
             total_p95_ms=total[95.0] / 1000 if total else None,
             total_p99_ms=total[99.0] / 1000 if total else None,
@@ -369,10 +455,24 @@ class Aggregator:
             average_rps=m.completed / measured_s if measured_s > 0 else 0.0,
             lag_p50_ms=lag[50.0] / 1000 if lag else None,
             lag_p99_ms=lag[99.0] / 1000 if lag else None,
-            last_sent_rps=float(last.sent) if last else 0.0,
+            last_sent_rps=float((last.sent if last else 0) + self._warmup_sent.get(closed - 1, 0)),
             max_worker_cpu=max(self.recent_cpu.values()) if self.recent_cpu else None,
             workers_done=len(self.finished),
             workers=self.workers,
+            warmup_completed=warm.completed,
+            warmup_errors=warm.failed,
+            measure_start_s=self._measure_start_s,
+            measured_s=measured_s,
+            closed_s=closed,
+            http_errors=m.http_errors,
+            status_codes=tuple(sorted(m.status.items(), key=lambda kv: (-kv[1], kv[0]))),
+            error_kinds=tuple(sorted(m.errors.items(), key=lambda kv: (-kv[1], kv[0]))),
+            total_max_ms=m.latency.get_max_value() / 1000 if total else None,
+            last_max_ms=last.max_ms if last else None,
+            output_tokens=m.output_tokens,
+            output_tokens_per_s=m.output_tokens / measured_s if m.token_sources and measured_s > 0 else None,
+            stopping=self.stopping,
+            **stream,  # type: ignore[arg-type]
         )
 
     def measured_seconds(self) -> float:

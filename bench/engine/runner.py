@@ -356,6 +356,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
         if signals.count and not stop_sent:
             status = INTERRUPTED
             messages.append("interrupted: stopped sending, drained in-flight requests")
+            aggregator.stopping = "interrupted"
             engine.stop()
             stop_sent = True
         if signals.count >= 2:
@@ -375,9 +376,11 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
         if status == COMPLETED and abort.active and abort.check(aggregator):
             status = ABORTED
             messages.append(abort.reason)  # type: ignore[arg-type]
+            aggregator.stopping = "aborted by abort_on_fail"
             engine.stop()
             stop_sent = True
         if status == CRASHED and engine.running and not stop_sent:
+            aggregator.stopping = "a worker failed"
             engine.stop()
             stop_sent = True
         now = time.monotonic()
