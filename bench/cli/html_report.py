@@ -21,6 +21,12 @@ flatten the data) but named at the chart's top edge with an arrow.
 
 Runs that offered different load or hit different targets are refused, as
 ``bench compare`` refuses them, unless forced; then the page says so at the top.
+
+A ``bench search --json`` report gets a page of its own: the answer, the
+latency-throughput curve (p50/p95/p99 of each judged probe against the
+throughput it achieved, points filled by outcome, the SLA's latency
+thresholds, the capacity probe marked) and the probe table. ``search.json#N``
+is probe N as a plain run, picked by ``compare.select_report``.
 """
 
 from __future__ import annotations
@@ -502,7 +508,7 @@ def render_search(search: Search, *, title: str | None = None, generated_at: str
         ("searched", f"{esc(over)}: {esc(unit)}, from {esc(level_text(s.get('min'), over))} to {esc(level_text(s.get('max'), over))}"
          + (f", tolerance {s['tolerance'] * 100:g} %" if isinstance(s.get("tolerance"), (int, float)) else "")),
         ("judged by", esc(_criteria_text(search) or "–")),
-        ("probes", f"{len(search.probes)}, each a whole run with its own warm-up"),
+        ("probes", f"{len(search.probes)}, each a whole run at one level"),
     ]
     if isinstance(s.get("require"), (int, float)):
         facts.append(("required", esc(level_text(s["require"], over))))
