@@ -399,7 +399,7 @@ GROUP_SEPARATOR = "::"
 
 @app.command(context_settings={"ignore_unknown_options": False})
 def compare(
-    reports: list[str] = typer.Argument(..., help="JSON reports: A.json B.json [C.json ...], or A1 A2 -- B1 B2 for several runs per side."),
+    reports: list[str] = typer.Argument(..., help="JSON reports: A.json B.json [C.json ...], or A1 A2 -- B1 B2 for several runs per side; S.json#N is probe N of a search."),
     fail_on_regression: Optional[str] = typer.Option(
         None, help="Exit 1 when a candidate is worse than the baseline by more than e.g. p95=10%,error_rate=0.5pp,p99=20ms."
     ),
@@ -569,7 +569,7 @@ def main() -> None:
 
 @app.command()
 def report(
-    runs: list[Path] = typer.Argument(..., metavar="RUN.json", help="JSON reports written by `bench run --json` (several are overlaid for comparison)."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN.json", help="JSON reports written by `bench run --json` (several are overlaid for comparison); a `bench search --json` report alone, or S.json#N for its probe N."),
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
     title: Optional[str] = typer.Option(None, help="Page title (default: from the run names)."),
     force: bool = typer.Option(False, help="Overlay runs that offered different load or hit different targets (the page says so at the top)."),

@@ -21,6 +21,12 @@ flatten the data) but named at the chart's top edge with an arrow.
 
 Runs that offered different load or hit different targets are refused, as
 ``bench compare`` refuses them, unless forced; then the page says so at the top.
+
+A ``bench search --json`` report gets a page of its own: the answer, the
+latency-throughput curve (p50/p95/p99 of each judged probe against the
+throughput it achieved, points filled by outcome, the SLA's latency
+thresholds, the capacity probe marked) and the probe table. ``search.json#N``
+is probe N as a plain run, picked by ``compare.select_report``.
 """
 
 from __future__ import annotations
@@ -102,7 +108,31 @@ def _reject_constant(name: str) -> float:
 
 
 def load_run(path: Path) -> Run:
-    """Read, check and decode one JSON report; any problem is a ReportInputError naming the file."""
+    """Read, check and decode one JSON run report (or ``search.json#N``, probe N of a search); any problem is a ReportInputError naming the file."""
+    found = load_input(path, search_ok=False)
+    assert isinstance(found, Run)
+    return found
+
+
+def load_input(path: Path, *, search_ok: bool = True) -> "Run | Search":
+    """A run report, a probe of a search (``search.json#N``), or (``search_ok``) a whole search report, checked.
+
+    The probe is picked by ``compare.select_report``, as ``bench compare`` picks it.
+    """
+    from bench.engine.compare import CompareError, select_report, split_probe
+
+    file, probe = split_probe(str(path))
+    data = _read_json(Path(file))
+    try:
+        data = select_report(data, file, probe, search_ok=search_ok)
+    except CompareError as exc:
+        raise ReportInputError(str(exc)) from None
+    if probe is None and is_search(data):
+        return search_from_data(data, Path(file))
+    return run_from_data(data, Path(str(path)))
+
+
+def _read_json(path: Path) -> Any:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -126,7 +156,7 @@ def load_run(path: Path) -> Run:
         raise ReportInputError(f"{path}: {what} (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
     except (ValueError, RecursionError) as exc:
         raise ReportInputError(f"{path}: invalid JSON ({exc})") from None
-    return run_from_data(data, path)
+    return data
 
 
 def run_from_data(data: Any, path: Path) -> Run:
@@ -253,6 +283,261 @@ def _decode(path: Path, data: dict[str, Any], key: str) -> HdrHistogram | None:
 
 def load_runs(paths: Iterable[Path]) -> list[Run]:
     return [load_run(Path(p)) for p in paths]
+
+
+# --------------------------------------------------------------------------- a capacity search
+
+
+#: Probe outcomes that are verdicts on the target (drawn on the curve); the others stopped the search.
+JUDGED = ("pass", "fail", "indeterminate")
+OUTCOME_COLORS = {"pass": "#17803d", "fail": "#b00020", "indeterminate": "#d99a00"}
+
+
+@dataclass(frozen=True)
+class Search:
+    """A ``bench search --json`` report, checked: its ``search`` part and every probe's run, decoded."""
+
+    path: Path
+    data: dict[str, Any]
+    probes: list[dict[str, Any]]
+    runs: list[Run]
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def search(self) -> dict[str, Any]:
+        return self.data["search"]
+
+
+def is_search(data: Any) -> bool:
+    from bench.engine.compare import is_search_report
+
+    return is_search_report(data)
+
+
+def search_from_data(data: Any, path: Path) -> Search:
+    """Check a search report and each probe's run report; ReportInputError naming the file (and probe) otherwise."""
+    try:
+        if data.get("schema_version") != SCHEMA_VERSION or isinstance(data.get("schema_version"), bool):
+            raise _ShapeError(f"schema_version {json.dumps(data.get('schema_version'))[:40]} is not supported (this bench reads version {SCHEMA_VERSION})")
+        _expect(data, "name", (str,), "")
+        _expect(data, "profile_path", (str, type(None)), "", required=False)
+        search = data["search"]
+        _expect(search, "over", (str,), "search.")
+        if search["over"] not in ("concurrency", "rate"):
+            raise _ShapeError(f"search.over is {json.dumps(search['over'])[:40]}, expected \"concurrency\" or \"rate\"")
+        for key in ("capacity", "capacity_rps", "first_failing", "min", "max", "tolerance", "require"):
+            _expect(search, key, _OPT_NUMBER, "search.", required=False)
+        _expect(search, "stopped", (str, type(None)), "search.", required=False)
+        probes = _expect(search, "probes", (list,), "search.")
+        for i, probe in enumerate(probes):
+            where = f"search.probes[{i}]."
+            if not isinstance(probe, dict):
+                raise _ShapeError(f"search.probes[{i}] is not an object")
+            _expect(probe, "level", _NUMBER, where)
+            _expect(probe, "outcome", (str,), where)
+            _expect(probe, "why", (str,), where, required=False)
+            _expect(probe, "report", (dict,), where)
+    except _ShapeError as exc:
+        raise ReportInputError(f"{path}: not a bench search report: {exc}") from None
+    runs = [run_from_data(probe["report"], Path(f"{path}#{n}")) for n, probe in enumerate(probes, start=1)]
+    return Search(path, data, probes, runs)
+
+
+def level_text(level: Any, over: str) -> str:
+    """``4 users``, ``1 user``, ``82.5/s`` (as the search's own table words it)."""
+    if not isinstance(level, (int, float)) or isinstance(level, bool):
+        return "–"
+    if over == "concurrency":
+        return f"{int(level)} user{'s' if int(level) != 1 else ''}"
+    return f"{level:,.4g}/s" if level < 10_000 else f"{level:,.0f}/s"
+
+
+def _probe_at(search: Search, level: Any) -> int | None:
+    """The index of the last probe run at ``level`` (a level measured again counts by its last probe)."""
+    found = [i for i, p in enumerate(search.probes) if level is not None and p["level"] == level]
+    return found[-1] if found else None
+
+
+def _criteria_text(search: Search) -> str:
+    """The SLA each probe is judged by, from the probes' reports: ``p95 <= 52.00 ms, error_rate <= 1.00 % (default)``."""
+    if not search.runs:
+        return ""
+    texts = []
+    for check in search.runs[0].data["sla"]["checks"]:
+        op = check.get("op") if isinstance(check.get("op"), str) else check["label"].split()[-1] if check["label"].split() else ""
+        window = f" over {check['window_s']:g} s" if isinstance(check.get("window_s"), (int, float)) else ""
+        texts.append(f"{check['criterion']} {op} {fmt_value(check['threshold'], check['unit'])}{window}" + (" (default)" if check.get("default") else ""))
+    return ", ".join(texts)
+
+
+def search_answer(search: Search) -> str:
+    """The search's answer in one line, as ``bench search`` prints it."""
+    s, over = search.search, search.search["over"]
+    capacity, failing = s.get("capacity"), s.get("first_failing")
+    best, worst = _probe_at(search, capacity), _probe_at(search, failing)
+    criteria = _criteria_text(search)
+    if best is not None:
+        rps = search.runs[best].data.get("rps")
+        answer = f"capacity: {level_text(capacity, over)}" + (f", {rps:,.1f} req/s" if isinstance(rps, (int, float)) else "") + f" at {criteria}"
+        if worst is not None:
+            probe = search.probes[worst]
+            answer += f"; {level_text(failing, over)} {'fail' if probe['outcome'] == 'fail' else 'stay within noise'}: {probe.get('why', '')}"
+        elif s.get("stopped") is None:
+            answer += f" (every level up to the maximum, {level_text(s.get('max'), over)}, passed)"
+    elif worst is not None:
+        answer = f"no capacity: the lowest level probed, {level_text(failing, over)}, fails {criteria}: {search.probes[worst].get('why', '')}"
+    else:
+        answer = "no answer"
+    unsure = [level_text(level, over) for level in s.get("indeterminate") or [] if isinstance(level, (int, float))]
+    if unsure:
+        answer += f" (within noise even measured longer, counted as not passing: {', '.join(unsure)})"
+    reasons = {
+        "generator-limited": "the generator, not the target, was the bottleneck at {level}: the answer so far",
+        "not measured": "no request got an answer at {level}: the answer so far",
+        "stopped": "interrupted at {level}: the answer so far",
+        "budget": "the budget was spent before the answer was known to the tolerance: the answer so far",
+    }
+    if s.get("stopped") in reasons:
+        last = search.probes[-1]["level"] if search.probes else None
+        answer = reasons[s["stopped"]].format(level=level_text(last, over)) + ": " + answer
+    return answer
+
+
+def capacity_chart(chart_id: str, search: Search) -> Chart:
+    """The latency-throughput curve: p50/p95/p99 against achieved req/s, one point per judged probe, by level.
+
+    Points are filled by the probe's outcome; the latency criteria's thresholds
+    are dashed lines (a far one named at the top edge); the capacity probe's
+    throughput is a vertical mark labelled with the answer.
+    """
+    over = search.search["over"]
+    judged = [
+        (n, probe, run)
+        for n, (probe, run) in enumerate(zip(search.probes, search.runs), start=1)
+        if probe["outcome"] in JUDGED and isinstance(run.data.get("rps"), (int, float))
+    ]
+    judged.sort(key=lambda item: (item[1]["level"], item[0]))
+    lines = []
+    for (p, color), dash in zip(CURVE_COLORS, ("", "6 3", "2 3")):
+        points, colors, titles = [], [], []
+        for n, probe, run in judged:
+            value = run.data["latency"].get(p)
+            if not isinstance(value, (int, float)):
+                continue
+            rps = run.data["rps"]
+            points.append((float(rps), float(value)))
+            colors.append(OUTCOME_COLORS[probe["outcome"]])
+            titles.append(f"probe {n}: {level_text(probe['level'], over)}, {rps:,.1f} req/s: {p} {fmt_ms(value)} ({probe['outcome']})")
+        lines.append(Line(f"latency {p}", color, points, dash=dash, width=1.6, point_colors=colors, point_titles=titles))
+    thresholds = []
+    if search.runs:
+        for check in search.runs[0].data["sla"]["checks"]:
+            criterion = check["criterion"]
+            if check["unit"] == "ms" and criterion in LATENCY_CRITERIA:
+                window = f" over {check['window_s']:g} s" if isinstance(check.get("window_s"), (int, float)) else ""
+                thresholds.append(Threshold(check["threshold"], f"SLA {criterion} {fmt_value(check['threshold'], 'ms')}{window}", SLA_COLOR))
+    marks = []
+    best = _probe_at(search, search.search.get("capacity"))
+    if best is not None and search.probes[best]["outcome"] == "pass" and isinstance(search.runs[best].data.get("rps"), (int, float)):
+        rps = search.runs[best].data["rps"]
+        marks.append(Mark(float(rps), f"capacity {level_text(search.probes[best]['level'], over)}, {rps:,.0f} req/s"))
+    top_rps = max([pt[0] for line in lines for pt in line.points] + [1.0])
+    x_top = nice_ticks(top_rps * 1.05, 6)[-1]
+    present = {probe["outcome"] for _, probe, _ in judged}
+    return Chart(
+        chart_id,
+        lines,
+        "achieved throughput (requests per second)",
+        "latency (ms)",
+        (0.0, x_top),
+        thresholds=thresholds,
+        marks=marks,
+        dot_keys=[(OUTCOME_COLORS[o], o) for o in JUDGED if o in present],
+        empty_text="no probe has a verdict",
+        height=420,
+    )
+
+
+#: The SLA thresholds on the curve: apart from the percentile lines and the outcome colours.
+SLA_COLOR = "#9333ea"
+#: The curve's percentile lines: blues and greys, so the outcome colours of the points stand out.
+CURVE_COLORS = (("p50", "#6b9bd1"), ("p95", "#1f4e8c"), ("p99", "#374151"))
+
+
+def _search_table(search: Search) -> str:
+    over = search.search["over"]
+    best = _probe_at(search, search.search.get("capacity"))
+    rows = []
+    for i, (probe, run) in enumerate(zip(search.probes, search.runs)):
+        d = run.data
+        lat = d["latency"]
+        outcome = probe["outcome"]
+        cls = {"pass": "pass", "fail": "fail"}.get(outcome, "unmeasurable")
+        capacity = i == best and outcome == "pass"
+        row_class = ' class="capacity"' if capacity else ""
+        rows.append(
+            f'<tr{row_class}><td class="num">{i + 1}</td><td>{esc(level_text(probe["level"], over))}'
+            f'{" (capacity)" if capacity else ""}</td><td class="num">{esc(fmt_value(d.get("rps"), "req/s"))}</td>'
+            + "".join(f'<td class="num">{esc(fmt_ms(lat.get(k)))}</td>' for k in ("p50", "p95", "p99"))
+            + f'<td class="num">{esc(fmt_value(d.get("error_rate"), "ratio"))}</td>'
+            f'<td class="result {cls}">{esc(outcome)}</td><td>{esc(probe.get("why") or "")}</td></tr>'
+        )
+    head = (
+        '<tr><th class="num">#</th><th>level</th><th class="num">req/s</th><th class="num">p50</th><th class="num">p95</th>'
+        '<th class="num">p99</th><th class="num">error rate</th><th>outcome</th><th>why</th></tr>'
+    )
+    return f'<table class="search">{head}{"".join(rows)}</table>'
+
+
+def render_search(search: Search, *, title: str | None = None, generated_at: str | None = None) -> str:
+    """The page of a capacity search: the answer, the latency-throughput curve, the table of probes. No script."""
+    s = search.search
+    over = s["over"]
+    generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    title = title or f"bench search: {search.name}"
+    best = _probe_at(search, s.get("capacity"))
+    found = best is not None and search.probes[best]["outcome"] == "pass"
+    badge = ("capacity found", "pass") if found and s.get("stopped") is None else (("answer so far", "unmeasurable") if found else ("no capacity", "fail"))
+    skipped = [f"#{n} ({p['outcome']})" for n, p in enumerate(search.probes, start=1) if p["outcome"] not in JUDGED]
+    unit = "users (closed loop)" if over == "concurrency" else "arrivals per second (open loop)"
+    facts = [
+        ("profile", esc(search.data.get("profile_path") or "–")),
+        ("searched", f"{esc(over)}: {esc(unit)}, from {esc(level_text(s.get('min'), over))} to {esc(level_text(s.get('max'), over))}"
+         + (f", tolerance {s['tolerance'] * 100:g} %" if isinstance(s.get("tolerance"), (int, float)) else "")),
+        ("judged by", esc(_criteria_text(search) or "–")),
+        ("probes", f"{len(search.probes)}, each a whole run at one level"),
+    ]
+    if isinstance(s.get("require"), (int, float)):
+        facts.append(("required", esc(level_text(s["require"], over))))
+    body = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
+    name = search.path.name
+    note = (
+        "x: the throughput each probe achieved; y: its latency percentiles over the whole probe. Points are joined in order of load level "
+        "and filled by outcome; dashed purple: the latency criteria of the SLA."
+        + (f" Not drawn (no verdict on the target): {', '.join(skipped)}." if skipped else "")
+    )
+    return (
+        _page_head(title)
+        + '<body data-charts="1"><main>'
+        f"<header><h1>{esc(title)}</h1>"
+        f'<p class="sub">A capacity search of {len(search.probes)} probes; generated {esc(generated_at)} by bench {esc(_bench_version())}. '
+        "Self-contained: opens offline, nothing is fetched, no script runs. Hover a point for its value.</p></header>"
+        f'<section id="answer"><h2><span class="run-name">Answer</span><span class="badge {badge[1]}">{esc(badge[0])}</span></h2>'
+        f'<p class="answer">{esc(search_answer(search))}</p>'
+        f'<dl class="facts" style="margin-top:10px">{body}</dl></section>'
+        '<section id="curve"><h2>Latency against throughput</h2>'
+        f'<p class="sub">{esc(note)}</p>'
+        + svg_chart(capacity_chart("chart-capacity", search))
+        + "</section>"
+        '<section id="probes"><h2>Probes</h2>'
+        + _search_table(search)
+        + f'<p class="sub" style="margin-top:8px">Each probe is a whole run: <code>bench report {esc(name)}#N</code> draws probe N, '
+        f"<code>bench compare {esc(name)}#A {esc(name)}#B</code> compares two.</p>"
+        "</section></main>\n</body></html>\n"
+    )
 
 
 # --------------------------------------------------------------------------- numbers for the charts
@@ -408,6 +693,9 @@ class Line:
     dash: str = ""
     width: float = 2.0
     markers: bool = True
+    #: Per point (in order of the drawn points): its marker's fill, and its hover text instead of the default.
+    point_colors: list[str] | None = None
+    point_titles: list[str] | None = None
 
 
 @dataclass
@@ -418,6 +706,15 @@ class Threshold:
     label: str
     color: str = "#555555"
     x: float | None = None
+
+
+@dataclass
+class Mark:
+    """A vertical line at ``x`` with a label at the plot's top (the answer of a capacity search)."""
+
+    x: float
+    label: str
+    color: str = "#17803d"
 
 
 @dataclass
@@ -434,6 +731,9 @@ class Chart:
     thresholds: list[Threshold] = field(default_factory=list)
     empty_text: str = "no measured seconds"
     height: int = 300
+    marks: list[Mark] = field(default_factory=list)
+    #: Extra legend keys drawn as dots: (color, text), e.g. the outcome of each point.
+    dot_keys: list[tuple[str, str]] = field(default_factory=list)
 
 
 #: Drawing area of every chart, in SVG user units (the SVG scales to the page's width).
@@ -472,6 +772,13 @@ def _value_text(value: float, unit: str) -> str:
     if unit in ("/s", ""):
         return f"{value:,.1f}{unit}" if value != int(value) else f"{int(value):,}{unit}"
     return f"{value:,.4g} {unit}"
+
+
+def _legend_style(dash: str) -> str:
+    """The CSS border style that looks like a line's SVG dash pattern: solid, dotted (short dashes) or dashed."""
+    if not dash:
+        return "solid"
+    return "dotted" if dash.split()[0] in ("1", "2") else "dashed"
 
 
 def svg_chart(chart: Chart) -> str:
@@ -565,12 +872,23 @@ def svg_chart(chart: Chart) -> str:
             )
         drawn = [(x, y) for x, y in line.points if y is not None]
         if line.markers and len(drawn) <= MAX_MARKERS:
-            for x, y in drawn:
+            for i, (x, y) in enumerate(drawn):
                 where = chart.hover_x.format(x=x, s=math.floor(x))
+                title = line.point_titles[i] if line.point_titles else f"{where}: {line.name} {_value_text(y, line.unit)}"
+                fill = line.point_colors[i] if line.point_colors else line.color
+                ring = f' stroke="{line.color}" stroke-width="1.5"' if line.point_colors else ""
                 parts.append(
-                    f'<circle class="point" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if len(drawn) > 60 else 3.5}" fill="{line.color}">'
-                    f"<title>{esc(where)}: {esc(line.name)} {esc(_value_text(y, line.unit))}</title></circle>"
+                    f'<circle class="point" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if len(drawn) > 60 else (4.5 if ring else 3.5)}" fill="{fill}"{ring}>'
+                    f"<title>{esc(title)}</title></circle>"
                 )
+    for mark in chart.marks:
+        x = sx(mark.x)
+        anchor, dx = ("end", -5) if x > (left + right) / 2 else ("start", 5)
+        parts.append(
+            f'<line class="mark" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}" stroke="{mark.color}" stroke-width="1.5" stroke-dasharray="4 3">'
+            f"<title>{esc(mark.label)}</title></line>"
+            f'<text class="mark-label" x="{x + dx:.1f}" y="{top + 13}" text-anchor="{anchor}" font-size="12" font-weight="600" fill="{mark.color}">{esc(mark.label)}</text>'
+        )
     for i, t in enumerate(above):
         x = right - 4 if t.x is None else sx(t.x)
         anchor = "end" if t.x is None else "middle"
@@ -582,11 +900,14 @@ def svg_chart(chart: Chart) -> str:
         parts.append(f'<text x="{(left + right) / 2:.0f}" y="{(top + bottom) / 2:.0f}" text-anchor="middle" font-size="14" fill="#5b6472">{esc(chart.empty_text)}</text>')
     parts.append("</svg>")
     legend = "".join(
-        f'<span class="key"><i style="border-top:{2 if not line.dash else 2}px {"dashed" if line.dash else "solid"} {line.color}"></i>{esc(line.name)}</span>'
+        f'<span class="key"><i style="border-top:2px {_legend_style(line.dash)} {line.color}"></i>{esc(line.name)}</span>'
         for line in chart.lines
     )
     legend += "".join(
         f'<span class="key"><i style="border-top:2px dashed {t.color}"></i>{esc(t.label)}</span>' for t in chart.thresholds if t.x is None
+    )
+    legend += "".join(
+        f'<span class="key"><b class="dot" style="background:{color}"></b>{esc(text)}</span>' for color, text in chart.dot_keys
     )
     return f'<figure class="chart-box"><div class="legend">{legend}</div>{"".join(parts)}</figure>'
 
@@ -822,6 +1143,9 @@ svg.chart { width: 100%; height: auto; display: block; font-family: inherit; }
 svg.chart .point:hover { stroke: #111; stroke-width: 2; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 12px; color: var(--muted); margin: 2px 0 0 60px; }
 .legend .key i { display: inline-block; width: 22px; vertical-align: middle; margin-right: 5px; }
+.legend .key b.dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; vertical-align: middle; margin-right: 5px; }
+tr.capacity td { background: #eef8f1; font-weight: 600; }
+.answer { font-size: 16px; margin: 4px 0 0; }
 .grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 0 24px; }
 @media (max-width: 1000px) { .grid2 { grid-template-columns: 1fr; } }
 .notes { margin: 6px 0 0; padding-left: 20px; color: var(--warn); }
@@ -1052,17 +1376,11 @@ def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: 
             '<p class="sub">They offered different load or hit different targets; they are overlaid because the report was asked to (--force).</p>'
             f'<ul class="notes">{"".join(f"<li>{esc(p)}</li>" for p in problems)}</ul></section>'
         )
-    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
     plural = "run" if len(runs) == 1 else "runs"
     nav = "".join(f'<a href="#run-{i}">{esc(label)}</a>' for i, label in enumerate(labels, start=1))
     return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="generator" content="bench {esc(_bench_version())}">'
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n"
-        f'<body data-charts="{len(chart_ids)}">'
+        _page_head(title)
+        + f'<body data-charts="{len(chart_ids)}">'
         "<main>"
         f"<header><h1>{esc(title)}</h1>"
         f'<p class="sub">{len(runs)} {plural}; generated {esc(generated_at)} by bench {esc(_bench_version())}. '
@@ -1074,6 +1392,22 @@ def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: 
         + "</section>"
         + "".join(sections)
         + "</main>\n</body></html>\n"
+    )
+
+
+#: The page's security policy: inline styles and data: images only; no script, no fetch of any kind.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+def _page_head(title: str) -> str:
+    """The doctype and <head> every page starts with: charset, CSP, generator, title, style."""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="generator" content="bench {esc(_bench_version())}">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n"
     )
 
 
@@ -1098,8 +1432,19 @@ def render_runs(runs: Sequence[Run], *, title: str | None = None, force: bool = 
 
 
 def build(paths: Sequence[Path], *, title: str | None = None, force: bool = False) -> tuple[str, int]:
-    """Load every report (ReportInputError on the first bad one) and render the page; returns (html, number of runs)."""
-    runs = load_runs(paths)
+    """Load every report (ReportInputError on the first bad one) and render the page; returns (html, number of runs).
+
+    A search report (``bench search --json``) alone gives the search's page; its
+    probes, picked as ``search.json#N``, are runs like any other.
+    """
+    inputs = [load_input(Path(p)) for p in paths]
+    searches = [found for found in inputs if isinstance(found, Search)]
+    if searches and len(inputs) > 1:
+        name = searches[0].path
+        raise ReportInputError(f"{name}: a search report is drawn on its own page; to overlay its probes with other runs, pick them with {name}#N")
+    if searches:
+        return render_search(searches[0], title=title), len(searches[0].probes)
+    runs = [found for found in inputs if isinstance(found, Run)]
     return render_runs(runs, title=title, force=force), len(runs)
 
 
@@ -1115,8 +1460,15 @@ def write_report(path: Path, reports: Sequence[dict[str, Any]], *, sources: Sequ
     for i, report in enumerate(reports):
         source = Path(sources[i] if sources else str(report.get("name", f"run {i + 1}")))
         data = json.loads(json.dumps(json_safe(report), allow_nan=False, default=str), parse_constant=_reject_constant)
+        if is_search(data):
+            if len(reports) > 1:
+                raise ReportInputError(f"{source}: a search report is drawn on its own page")
+            page = render_search(search_from_data(data, source), title=title)
+            break
         runs.append(run_from_data(data, source))
-    data_bytes = render_runs(runs, title=title, force=force).encode("utf-8")
+    else:
+        page = render_runs(runs, title=title, force=force)
+    data_bytes = page.encode("utf-8")
     partial = path.with_name(f".{path.name}.partial")
     try:
         partial.write_bytes(data_bytes)

@@ -84,19 +84,75 @@ class Bound:
 
 
 def load_run(path: str | Path) -> Run:
-    """Read a bench JSON report; raise CompareError naming the file for anything that is not one."""
+    """Read a bench JSON report (or ``search.json#N``, probe N of a search); raise CompareError naming the file for anything that is not one."""
     name = str(path)
+    file, probe = split_probe(name)
     try:
-        data = orjson.loads(Path(path).read_bytes())
+        data = orjson.loads(Path(file).read_bytes())
     except FileNotFoundError:
-        raise CompareError(f"{name}: file not found") from None
+        raise CompareError(f"{file}: file not found") from None
     except IsADirectoryError:
-        raise CompareError(f"{name}: is a directory, not a report") from None
+        raise CompareError(f"{file}: is a directory, not a report") from None
     except OSError as exc:
-        raise CompareError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        raise CompareError(f"{file}: cannot read: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError as exc:
-        raise CompareError(f"{name}: not valid JSON ({exc}); is the file truncated?") from None
-    return run_from_report(data, name, label=Path(path).name)
+        raise CompareError(f"{file}: not valid JSON ({exc}); is the file truncated?") from None
+    data = select_report(data, file, probe)
+    label = Path(file).name + (f"#{probe}" if probe is not None else "")
+    return run_from_report(data, name, label=label)
+
+
+def split_probe(name: str) -> tuple[str, str | None]:
+    """``search.json#3`` -> ("search.json", "3"); a name without ``#`` (or an existing file whose name has one) -> (name, None).
+
+    The part after ``#`` is returned as written; ``select_report`` checks it.
+    """
+    file, mark, probe = name.rpartition("#")
+    if not mark or not file or Path(name).exists():
+        return name, None
+    return file, probe
+
+
+def is_search_report(data: Any) -> bool:
+    """A ``bench search --json`` report: every probe's full run report under ``search.probes``."""
+    return isinstance(data, dict) and data.get("kind") == "search" and isinstance(data.get("search"), dict)
+
+
+def select_report(data: Any, source: str, probe: str | None, *, search_ok: bool = False) -> Any:
+    """The run report that ``source`` (with ``#probe``, if given) names: the one place probes are picked.
+
+    ``probe`` is 1-based, in the order the search ran its probes. A search
+    report without a probe is refused unless ``search_ok`` (the HTML report
+    draws a whole search); ``#N`` on a run report is refused too. Raises
+    CompareError with a one-line message naming the file.
+    """
+    search = is_search_report(data)
+    if probe is None:
+        if search and not search_ok:
+            count = _probe_count(data, source)
+            raise CompareError(f"{source}: a search report ({count} probes), not a run; pick probes with {source}#N (N from 1 to {count}, in the order run)")
+        return data
+    if not search:
+        raise CompareError(f"{source}#{probe}: #N picks a probe of a search report, and {source} is not one (a run report is given without #)")
+    count = _probe_count(data, source)
+    if count == 0:
+        raise CompareError(f"{source}#{probe[:20]}: this search report holds no probes")
+    if not probe.isdigit() or not probe.isascii():
+        raise CompareError(f"{source}#{probe[:20]}: expected a probe number after #, from 1 to {count}")
+    number = int(probe)
+    if not 1 <= number <= count:
+        raise CompareError(f"{source}#{number}: no such probe; this search ran {count} (#1 to #{count}, in the order run)")
+    entry = data["search"]["probes"][number - 1]
+    if not isinstance(entry, dict) or not isinstance(entry.get("report"), dict):
+        raise CompareError(f"{source}#{number}: the probe holds no run report")
+    return entry["report"]
+
+
+def _probe_count(data: Mapping[str, Any], source: str) -> int:
+    probes = data["search"].get("probes")
+    if not isinstance(probes, list):
+        raise CompareError(f"{source}: malformed search report (search.probes is not a list)")
+    return len(probes)
 
 
 def run_from_report(data: Any, source: str, *, label: str | None = None) -> Run:
