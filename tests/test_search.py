@@ -43,7 +43,7 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_a_closed_loop_search_finds_exactly_n_users_and_require_gates_on_it(tmp_path: Path) -> None:
     path = write(tmp_path, CAPACITY)
-    result = cli(["search", str(path), "--over", "concurrency", "--max", "64", "--require", "5", "--json", "s.json"], tmp_path)
+    result = cli(["search", str(path), "--over", "concurrency", "--max", "64", "--require", "5", "--json", "s.json", "--html", "s.html"], tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr  # capacity 4 < the 5 required
     report = json.loads((tmp_path / "s.json").read_text())
     found = report["search"]
@@ -55,6 +55,8 @@ def test_a_closed_loop_search_finds_exactly_n_users_and_require_gates_on_it(tmp_
     assert capacity_probe["outcome"] == "pass" and capacity_probe["report"]["histograms"]["latency"]  # a whole run report
     assert 70 <= found["capacity_rps"] <= 82  # 4 users / 50 ms
     assert "capacity: 4 users" in result.stdout and "5 users fail" in result.stdout
+    page = (tmp_path / "s.html").read_text()
+    assert "capacity 4 users" in page and "<svg" in page  # the latency-throughput curve, the answer marked
     # The same search asking for what the service has passes the gate.
     enough = cli(["search", str(path), "--over", "concurrency", "--min", "2", "--max", "4", "--require", "4", "--quiet"], tmp_path)
     assert enough.returncode == 0, enough.stdout + enough.stderr

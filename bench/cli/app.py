@@ -458,6 +458,7 @@ def search(
     require: Optional[str] = typer.Option(None, help="Exit 1 unless the capacity found is at least this level."),
     budget: Optional[str] = typer.Option(None, help="Stop probing after this long, e.g. 10m; the answer so far stands."),
     json_path: Optional[str] = typer.Option(None, "--json", help="Write the search report (every probe's full report) here."),
+    html_path: Optional[str] = typer.Option(None, "--html", help="Write the search's HTML page (the latency-throughput curve) here."),
     scenario: Optional[str] = typer.Option(None, help="Search this scenario of a profile with scenarios."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: the profile's)."),
     url: Optional[str] = typer.Option(None, help="Target URL (instead of the bundled mock server)."),
@@ -497,10 +498,9 @@ def search(
         budget_s = parse_duration(budget) if budget is not None else None
     except UnitError as exc:
         raise _fail_usage(f"--budget: {exc}") from None
-    if json_path is not None:
-        target = Path(json_path)
-        if not target.parent.is_dir() if str(target.parent) else False:
-            raise _fail_usage(f"--json: directory {target.parent} does not exist")
+    for flag, out in (("--json", json_path), ("--html", html_path)):
+        if out is not None and not Path(out).resolve().parent.is_dir():
+            raise _fail_usage(f"{flag}: directory {Path(out).parent} does not exist")
     unit = "users" if over == "concurrency" else "/s"
 
     overrides = {"workers": workers, "url": url, "engine": engine, "ray_address": ray_address}
@@ -532,12 +532,17 @@ def search(
         err_console.print(f"[bold red]search failed:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(ExitCode.RUN_ERROR) from None
     console.print(render.search_table(result))
+    document = search_report(result, load_profile(profile, overrides, scenario=scenario))
     if json_path is not None:
         from bench.engine.report import write_json
 
-        base = load_profile(profile, overrides, scenario=scenario)
-        write_json(Path(json_path), search_report(result, base))
+        write_json(Path(json_path), document)
         console.print(f"wrote {escape(json_path)}", highlight=False)
+    if html_path is not None:
+        from bench.cli import html_report  # not on the start-up path
+
+        html_report.write_report(Path(html_path), [document], sources=[json_path or str(profile)])
+        console.print(f"wrote {escape(html_path)}", highlight=False)
     code = _search_exit_code(result, needed)
     style = "bold green" if code == ExitCode.OK else ("bold yellow" if code == ExitCode.INTERRUPTED else "bold red")
     console.print(f"[{style}]{escape(render.search_answer(result))}[/] - exit code {int(code)}", highlight=False)
