@@ -106,6 +106,7 @@ def test_every_check_is_reported_even_after_a_failure():
         "label": "p95 <=",
         "window_s": None,
         "default": False,
+        "step": None,
         "samples": 1000,
         "status": "fail",
         "note": "",

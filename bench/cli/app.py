@@ -290,6 +290,9 @@ def _print_result(result: RunResult, details: bool, *, alone: bool = True) -> No
     if details:
         console.print(render.latency_table(summary, meaning))
         console.print(render.requests_table(summary))
+        steps = render.steps_table(summary)
+        if steps is not None:
+            console.print(steps)
         inference = render.inference_table(summary)
         if inference is not None:
             console.print(inference)

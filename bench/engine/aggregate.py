@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.samples import IntervalReport, PhaseTally, new_histogram
+from bench.engine.samples import IntervalReport, PhaseTally, SessionCounts, new_histogram, record_counts
 from bench.engine.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -272,6 +272,8 @@ class Aggregator:
         self.reports_per_second = max(1, round(1.0 / interval_s))
         self.measured = PhaseTally()
         self.warmup = PhaseTally()
+        self.groups: dict[str, PhaseTally] = {}  # label (a session's step "step:NAME") -> its measured requests
+        self.sessions = SessionCounts()
         self.last_seq: dict[int, int] = {}
         self.in_flight: dict[int, int] = {}
         self.cpu_s: dict[int, float] = {}
@@ -302,6 +304,14 @@ class Aggregator:
     # ------------------------------------------------------------------ input
 
     def add(self, report: IntervalReport) -> None:
+        if report.groups:
+            for label, part in report.groups.items():
+                tally = self.groups.get(label)
+                if tally is None:
+                    tally = self.groups[label] = PhaseTally()
+                tally.merge(part)
+        if report.sessions is not None:
+            self.sessions.merge(report.sessions)
         self.last_seq[report.worker] = report.seq
         self.in_flight[report.worker] = report.in_flight
         previous_cpu = self.cpu_s.get(report.worker, 0.0)
@@ -551,6 +561,48 @@ class Aggregator:
             point.update(zip(INFERENCE_SERIES_KEYS, p.inference or (None,) * len(INFERENCE_SERIES_KEYS)))
         return point
 
+    def _steps(self) -> list[tuple[str, PhaseTally]]:
+        return [(label[5:], tally) for label, tally in self.groups.items() if label.startswith("step:")]
+
+    def _session_summary(self, seconds: float) -> dict[str, Any]:
+        """``steps`` (per step: requests and latency shaped like the top level) and ``sessions``, for a session profile."""
+        if not self.groups and self.sessions.empty:
+            return {}
+        steps = {}
+        for name, t in self._steps():
+            steps[name] = {
+                "requests": {
+                    "sent": t.sent,
+                    "completed": t.completed,
+                    "ok": t.ok,
+                    "http_errors": t.http_errors,
+                    "client_errors": t.client_errors,
+                    "check_failures": t.check_errors,
+                    "unfinished": t.sent - t.completed,
+                },
+                "status_codes": {str(code): n for code, n in sorted(t.status.items())},
+                "errors": dict(sorted(t.errors.items())),
+                "error_rate": t.failed / t.completed if t.completed else None,
+                "rps": t.completed / seconds if seconds > 0 else None,
+                "latency": latency_stats(t.latency),
+            }
+        s = self.sessions
+        duration = new_histogram()
+        record_counts(s.duration, duration)
+        return {
+            "steps": steps,
+            "sessions": {
+                "started": s.started,
+                "completed": s.completed,
+                "failed": s.failed,
+                "unfinished": s.unfinished,
+                "failures": dict(sorted(s.failures.items())),
+                "skipped_steps": s.skipped_steps,
+                "per_s": s.completed / seconds if seconds > 0 else None,
+                "duration": latency_stats(duration),
+            },
+        }
+
     def summary(self) -> dict[str, Any]:
         """The run's numbers in plain JSON types (ms for latencies), for the gate and the report."""
         m = self.measured
@@ -609,8 +661,10 @@ class Aggregator:
             # Seconds from the common start to the last worker report: the last series second is partial when this ends inside it.
             "series_end_s": max(self.wall_s.values()) if self.wall_s else None,
             "series": [self._point(p, inference_run) for p in self.series],
+            **self._session_summary(seconds),
             "histograms": {
                 "unit": "us",
+                **{f"step:{name}": step.latency.encode().decode("ascii") for name, step in self._steps() if step.latency.get_total_count()},
                 "latency": m.latency.encode().decode("ascii") if m.latency.get_total_count() else "",
                 "service": m.service.encode().decode("ascii") if m.service.get_total_count() else "",
                 "schedule_lag": m.lag.encode().decode("ascii") if m.lag.get_total_count() else "",

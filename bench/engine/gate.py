@@ -49,6 +49,7 @@ class Check:
             "unit": self.rule.unit,
             "window_s": self.rule.window_s,
             "default": self.rule.default,
+            "step": self.rule.step,
             "measured": _json_number(self.measured),
             "samples": self.samples,
             "status": self.status,
@@ -127,12 +128,25 @@ def measured_value(summary: Mapping[str, Any], metric: str, error_aware: bool = 
     return source.get(metric), source["count"]
 
 
+def step_value(summary: Mapping[str, Any], rule: SlaRule) -> tuple[float | None, int]:
+    """A session step's own value for a criterion (sla.steps.NAME), and how many of its requests it rests on."""
+    step = (summary.get("steps") or {}).get(rule.step) or {}
+    completed = (step.get("requests") or {}).get("completed", 0)
+    if rule.metric in ("error_rate", "rps"):
+        return step.get(rule.metric), completed
+    latency = step.get("latency") or {}
+    return latency.get(rule.metric), latency.get("count", 0) or 0
+
+
 def evaluate(summary: Mapping[str, Any], rules: Sequence[SlaRule], options: SlaOptions = SlaOptions()) -> Verdict:
     """Check every rule; an unmeasured or under-sampled value fails its rule."""
     checks = []
     for rule in rules:
         error_aware = options.error_aware and rule.unit == "ms"
-        if rule.window_s is None:
+        if rule.step is not None:
+            value, samples = step_value(summary, rule)
+            note = ""
+        elif rule.window_s is None:
             value, samples = measured_value(summary, rule.metric, error_aware)
             note = ""
         else:
@@ -163,7 +177,7 @@ def certain_failure(rules: Sequence[SlaRule], latency: Any, failed: int, planned
     longer. Windows, error-aware latency and throughput are left to the end.
     """
     for rule in rules:
-        if rule.window_s is not None:
+        if rule.window_s is not None or rule.step is not None:
             continue
         if rule.metric == "error_rate":
             if failed > rule.threshold * planned:

@@ -37,6 +37,7 @@ from bench.engine.requests import (
     template_fields,
 )
 from bench.mock.config import MockConfig, MockConfigError
+from bench.sessions.spec import CAPTURE_SOURCES, Capture, Step, Think
 
 MAX_SYNTHETIC_ROWS = 100_000
 MAX_SYNTHETIC_WORDS = 5_000_000  # count x largest prompt: about 0.5 µs a word to generate
@@ -78,7 +79,9 @@ ERROR_CRITERIA = ("error_rate", "min_goodput")
 #: What switches the default error criterion off, explicitly: ``error_rate: off`` (YAML reads a bare off as false).
 SWITCHED_OFF = ("off", "none")
 #: Settings in the sla section that are not criteria.
-SLA_OPTIONS = ("error_aware", "min_samples", "windows", "fail_fast")
+SLA_OPTIONS = ("error_aware", "min_samples", "windows", "fail_fast", "steps")
+#: What a session step's own criteria may judge (sla.steps.NAME).
+STEP_METRICS = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean", "error_rate", "min_rps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +154,13 @@ class SlaRule:
     abort_on_fail: bool = False
     grace_s: float = 0.0
     default: bool = False  # added by bench (the default error criterion), not written in the profile
+    step: str | None = None  # a session step's own figures (sla.steps.NAME), not the whole run's
 
     @property
     def label(self) -> str:
-        """How the criterion reads in tables: ``p95 <=``, ``p95 <= (any 10 s window)``, ``error_rate <= (default)``."""
+        """How the criterion reads in tables: ``p95 <=``, ``p95 <= (any 10 s window)``, ``error_rate <= (default)``, ``login p95 <=``."""
+        if self.step is not None:
+            return f"{self.step} {self.name} {self.op}"
         if self.default:
             return f"{self.name} {self.op} (default)"
         if self.window_s is None:
@@ -225,11 +231,12 @@ class Profile:
     api_key_env: str | None = None
     goodput: tuple[tuple[str, float], ...] = ()
     engine: EngineConfig = EngineConfig()
+    session: tuple[Step, ...] = ()  # ordered steps each virtual user runs, then starts again (see bench.sessions)
 
     @property
     def plain(self) -> bool:
         """One fixed request, no checks or streaming: the transports' prebuilt fast path."""
-        if len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None:
+        if self.session or len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None:
             return False
         kind = self.kinds[0] if self.kinds else None
         if kind is None:
@@ -651,7 +658,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         source,
         "",
         dict(data),
-        ("name", "description", "strict", "target", "request_kinds", "data", "goodput", "mock", "load", "client", "sla", "output", "compare", "engine"),
+        ("name", "description", "strict", "target", "request_kinds", "session", "data", "goodput", "mock", "load", "client", "sla", "output", "compare", "engine"),
     )
     name = top.string("name", default_name) or default_name
     strict = top.boolean("strict", False)
@@ -709,11 +716,21 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     resolved["data"] = {"source": data_spec.source, "rows": len(data_spec.rows), "order": data_spec.order} if data_spec else None
     resolved["goodput"] = dict(goodput)
     resolved["target"]["api_key_env"] = api_key_env
+    session = _parse_session(source, top.raw("session"), target, data_spec, kinds, client)
+    step_rules = _parse_step_sla(sla_fields, session)
+    if step_rules:
+        sla = (*sla, *step_rules)
+        resolved["sla"] += [{"name": r.name, "metric": r.metric, "op": r.op, "threshold": r.threshold, "unit": r.unit, "step": r.step} for r in step_rules]
+    if session:
+        resolved["session"] = [
+            {"name": s.name, "method": s.method, "path": s.path, "url": s.url, "captures": [c.name for c in s.captures], "think": dataclasses.asdict(s.think) if s.think else None}
+            for s in session
+        ]
     engine = _parse_engine(_Fields(source, "engine", top.raw("engine", {}), ("kind", "address", "on_worker_failure", "resource")))
     resolved["engine"] = dataclasses.asdict(engine)
     return Profile(
         name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression,
-        kinds, data_spec, api_key_env, goodput, engine,
+        kinds, data_spec, api_key_env, goodput, engine, session,
     )
 
 
@@ -841,6 +858,124 @@ def _parse_kind(f: _Fields, name: str, base: RequestKind | None) -> RequestKind:
         stream=f.boolean("stream", base.stream if base else False),
         check=_parse_check(f, "checks") if f.has("checks") else (base.check if base else None),
     )
+
+
+STEP_FIELDS = ("name", "method", "path", "url", "headers", "body", "checks", "capture", "think")
+THINK_MODELS = {"fixed": ("delay",), "uniform": ("min", "max"), "exponential": ("mean",), "normal": ("mean", "stddev")}
+_STEP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _parse_session(
+    source: str, raw: Any, target: Target, data: DataSpec | None, kinds: tuple[RequestKind, ...], client: Client
+) -> tuple[Step, ...]:
+    """``session:``: ordered steps with captures and think times; placeholders must be filled by the data or an earlier capture."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ProfileError(source, "session", f"expected a list of steps such as [{{name: login, method: POST, path: /login}}], got {raw!r}")
+    if len(kinds) > 1 or any(k.api for k in kinds):
+        raise ProfileError(source, "session", "a session's steps are its requests: remove request_kinds and target.api, or the session")
+    if client.transport != "aiohttp":
+        raise ProfileError(
+            source, "client.transport", f"sessions need each user's cookies and the response headers, which the aiohttp transport gives; got {client.transport!r}"
+        )
+    dataset = set.intersection(*(set(row) for row in data.rows)) if data is not None and data.rows else set()
+    known = set(dataset)
+    steps: list[Step] = []
+    for i, item in enumerate(raw):
+        f = _Fields(source, f"session[{i}]", item, STEP_FIELDS)
+        name = f.string("name") or f"step{i + 1}"
+        if not _STEP_NAME.fullmatch(name) or name in {s.name for s in steps}:
+            raise f.error("name", f"step names are unique and made of letters, digits, '_', '.', '-'; got {name!r}")
+        method = (f.string("method", "GET") or "GET").upper()
+        if method not in METHODS:
+            raise f.error("method", f"expected one of {', '.join(METHODS)}, got {method!r}")
+        url = f.string("url")
+        path = f.string("path")
+        if url is not None and path is not None:
+            raise f.error("url", "give a step a path (joined to the target URL) or a url, not both")
+        if path is not None and not path.startswith("/"):
+            raise f.error("path", f"a path starts with '/', got {path!r}")
+        if url is not None and not template_fields(url):
+            _check_url(f, "url", url)
+        headers = tuple({**dict(target.headers), **dict(_parse_headers(f))}.items()) if f.has("headers") else target.headers
+        body = f.raw("body")
+        if body is not None and not isinstance(body, (str, dict, list)):
+            raise f.error("body", f"expected a mapping (sent as JSON) or a string, got {body!r}")
+        for key, template in (("path", path), ("url", url), ("headers", [v for _, v in headers]), ("body", body)):
+            unknown = template_fields(template) - known
+            if unknown:
+                field = sorted(unknown)[0]
+                where = "an earlier step's capture" + (" or the data" if data is not None else " (the profile has no data section)")
+                raise f.error(key, f"uses {{{{{field}}}}}, which no {where} provides")
+        captures = _parse_captures(f)
+        known |= {c.name for c in captures}
+        steps.append(Step(name, method, url, path, headers, body, _parse_check(f, "checks"), captures, _parse_think(f)))
+    return tuple(steps)
+
+
+def _parse_step_sla(f: _Fields, session: tuple[Step, ...]) -> list[SlaRule]:
+    """``sla.steps: {login: {p95: 300ms}}``: criteria on one session step's own requests."""
+    raw = f.raw("steps")
+    if raw is None:
+        return []
+    if not session:
+        raise f.error("steps", "criteria per step need a session: section")
+    names = tuple(step.name for step in session)
+    steps = _Fields(f.source, "sla.steps", raw, names)
+    rules = []
+    for name in names:
+        if not steps.has(name):
+            continue
+        criteria = _Fields(f.source, f"sla.steps.{name}", steps.raw(name), STEP_METRICS)
+        for metric, value in criteria.data.items():
+            rule = _sla_rule(criteria, metric, value)
+            rules.append(dataclasses.replace(rule, name=metric, step=name))
+    return rules
+
+
+def _parse_captures(f: _Fields) -> tuple[Capture, ...]:
+    raw = f.raw("capture", {})
+    if not isinstance(raw, dict):
+        raise f.error("capture", f"expected a mapping of name to {{json_path: a.b}}, {{header: Location}} or {{regex: 'id=(\\d+)'}}, got {raw!r}")
+    captures = []
+    for name, spec in raw.items():
+        c = _Fields(f.source, f.path(f"capture.{name}"), spec, CAPTURE_SOURCES)
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise f.error("capture", f"a capture's name is used as {{{{name}}}}: letters, digits and '_', got {name!r}")
+        given = [key for key in CAPTURE_SOURCES if c.has(key)]
+        if len(given) != 1:
+            raise c.error("json_path", f"say where to capture from with exactly one of {', '.join(CAPTURE_SOURCES)}")
+        expression = c.string(given[0]) or ""
+        if given[0] == "regex":
+            try:
+                re.compile(expression)
+            except (re.error, OverflowError, RecursionError) as exc:
+                raise c.error("regex", f"invalid regular expression {expression!r}: {exc}") from None
+        captures.append(Capture(name, given[0], expression))
+    return tuple(captures)
+
+
+def _parse_think(f: _Fields) -> Think | None:
+    """``think: 500ms`` (fixed) or ``{model: uniform, min: 1s, max: 3s}`` (also exponential mean, normal mean/stddev)."""
+    raw = f.raw("think")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return Think("fixed", f.duration("think") or 0.0)
+    model = raw.get("model", "fixed")
+    if model not in THINK_MODELS:
+        raise f.error("think", f"expected a duration, or a model among {', '.join(THINK_MODELS)}; got {model!r}")
+    t = _Fields(f.source, f.path("think"), raw, ("model", *THINK_MODELS[model]))
+    values = []
+    for key in THINK_MODELS[model]:
+        value = t.duration(key)
+        if value is None:
+            raise t.error(key, f"a {model} think time needs {' and '.join(THINK_MODELS[model])}")
+        values.append(value)
+    if model == "uniform" and values[1] < values[0]:
+        raise t.error("max", f"must be at least min, got {raw.get('max')!r}")
+    return Think(model, values[0], values[1] if len(values) > 1 else 0.0)
 
 
 def _check_url(f: _Fields, key: str, url: str) -> None:

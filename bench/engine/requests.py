@@ -249,6 +249,21 @@ def _prepare_one(index: int, kind: RequestKind, row: Mapping[str, Any], base_url
     return PreparedRequest(index, kind.name, kind.method, url, tuple(headers), body, kind.stream, kind.check, kind.api)
 
 
+def json_path_lookup(value: Any, path: str) -> Any:
+    """``a.b.0`` in decoded JSON: keys of objects, indexes of arrays (negative from the end); ``MISSING`` when absent."""
+    for part in path.split("."):
+        if isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return _MISSING
+    return value
+
+
+MISSING = _MISSING
+
+
 def check_response(check: Check, status: int, body: bytes | None) -> str | None:
     """None when the response passes, else a short reason (for the log line and the report)."""
     if check.statuses is not None and status not in check.statuses:
@@ -265,14 +280,7 @@ def check_response(check: Check, status: int, body: bytes | None) -> str | None:
             value: Any = orjson.loads(text)
         except orjson.JSONDecodeError:
             return "body is not JSON"
-        for part in check.json_path.split("."):
-            if isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
-                value = value[int(part)]
-            elif isinstance(value, dict) and part in value:
-                value = value[part]
-            else:
-                value = _MISSING
-                break
+        value = json_path_lookup(value, check.json_path)
         if check.json_exists is not None and (value is not _MISSING) != check.json_exists:
             return f"JSON field {check.json_path} {'missing' if check.json_exists else 'present'}"
         if check.json_equals is not _MISSING and value != check.json_equals:

@@ -184,11 +184,59 @@ class PhaseReport:
     last_end_ns: int | None
 
 
+@dataclass(slots=True)
+class SessionCounts:
+    """Sessions (of a profile with ``session:`` steps) over an interval or a run, measured phase only.
+
+    Every session started ends as completed, failed (by the kind that ended
+    it: ``capture``, ``http``, ``check`` or a client error kind) or
+    unfinished (the run stopped first); the steps a failed session did not
+    send are counted as skipped. ``duration`` holds completed sessions'
+    durations (first step due -> last step's end, think times included) as
+    bucket floor (µs) -> count.
+    """
+
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    skipped_steps: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    duration: dict[int, int] = field(default_factory=dict)
+
+    def fail(self, kind: str, skipped: int) -> None:
+        self.failed += 1
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+        self.skipped_steps += skipped
+
+    def complete(self, duration_ns: int) -> None:
+        self.completed += 1
+        key = bucket_floor(min(HIGHEST_US, max(1, duration_ns // 1000)))
+        self.duration[key] = self.duration.get(key, 0) + 1
+
+    def merge(self, other: "SessionCounts") -> None:
+        self.started += other.started
+        self.completed += other.completed
+        self.failed += other.failed
+        self.unfinished += other.unfinished
+        self.skipped_steps += other.skipped_steps
+        for kind, n in other.failures.items():
+            self.failures[kind] = self.failures.get(kind, 0) + n
+        for key, n in other.duration.items():
+            self.duration[key] = self.duration.get(key, 0) + n
+
+    @property
+    def empty(self) -> bool:
+        return not (self.started or self.completed or self.failed or self.unfinished)
+
+
 @dataclass(frozen=True, slots=True)
 class IntervalReport:
     """One worker's interval: sequence number ``seq`` covers [start + seq*interval, start + (seq+1)*interval).
 
     ``cpu_s`` and ``wall_s`` are the worker's CPU and wall time since the common start.
+    ``groups``: measured requests by label (a session's step ``step:NAME``), each as a phase of its own;
+    ``sessions``: the session counts, for a profile with ``session:`` steps.
     """
 
     worker: int
@@ -199,6 +247,8 @@ class IntervalReport:
     cpu_s: float
     wall_s: float
     final: bool = False
+    groups: dict[str, PhaseReport] | None = None
+    sessions: SessionCounts | None = None
 
 
 def bucket_floor(value_us: int) -> int:
@@ -479,6 +529,16 @@ class Recorder:
             c.last_send_ns,
             c.last_end_ns,
         )
+
+    def take(self, phase: str) -> PhaseReport | None:
+        """One phase's interval as a PhaseReport (None when nothing happened), and a new empty one started."""
+        counts = self.phases[phase]
+        if counts.sent == 0 and counts.completed == 0 and counts.unsent == 0:
+            return None
+        report = self._report(phase)
+        self.phases[phase] = PhaseCounts()
+        self.pending[phase] = _empty_counts()
+        return report
 
     def flush(self, worker: int, seq: int, in_flight: int, cpu_s: float, wall_s: float = 0.0, final: bool = False) -> IntervalReport:
         """Package the current interval as a report and start a new, empty one."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import gc
 import io
 import math
@@ -101,7 +102,7 @@ def _check_error(facts: ResponseFacts | None) -> str:
     return "check" if facts is not None and facts.check_failed is not None else ""
 
 
-async def _sleep_until(due_ns: int) -> None:
+async def sleep_until(due_ns: int) -> None:
     """Sleep until ``due_ns`` without waking early.
 
     The event loop's timers have millisecond resolution and fire up to about
@@ -124,7 +125,9 @@ class Worker:
         self.emit = emit  # ("ready",), then ("interval", IntervalReport) ...: to the pipe, or a Ray stream
         self.load = spec.profile.load
         self.open_loop = self.load.model == OPEN_LOOP
-        self.recorder = Recorder(self.open_loop)
+        # A session's steps count latency from when each was due, in a closed loop too (see bench.sessions.runner).
+        self.recorder = Recorder(self.open_loop or bool(spec.profile.session))
+        self.sessions: Any = None  # a SessionRunner, for a profile with session steps
         self.in_flight = 0
         self.stopping = False
         self.tasks: set[asyncio.Task] = set()
@@ -159,7 +162,11 @@ class Worker:
         self.transport = make_transport(self.spec.profile, self.spec.url, pool)
         self._submits = hasattr(self.transport, "submit")
         profile = self.spec.profile
-        if not profile.plain:
+        if profile.session:
+            from bench.sessions.runner import SessionRunner
+
+            self.sessions = SessionRunner(self)
+        elif not profile.plain:
             self.prepared = prepare(
                 profile.kinds, profile.data, self.spec.url, self.spec.extra_headers, self.spec.index, self.spec.count, seed=self.load.seed
             )
@@ -172,11 +179,13 @@ class Worker:
         self.emit(("ready",))
         self.start_ns = await self._started
         self.recorder.origin_ns = self.start_ns  # report times from the common start: comparable across hosts
-        await _sleep_until(self.start_ns)  # every worker begins at the same instant, none early
+        await sleep_until(self.start_ns)  # every worker begins at the same instant, none early
         self.cpu_start = time.process_time()
         reporter = asyncio.ensure_future(self._report_loop())
         try:
-            if self.open_loop:
+            if self.sessions is not None:
+                await self.sessions.run()
+            elif self.open_loop:
                 await self._open_loop()
             else:
                 await self._closed_loop()
@@ -218,7 +227,11 @@ class Worker:
     def _flush(self, final: bool = False):
         cpu_s = time.process_time() - self.cpu_start
         wall_s = (time.monotonic_ns() - self.start_ns) / 1e9
-        return self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s, wall_s, final=final)
+        report = self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s, wall_s, final=final)
+        if self.sessions is not None:
+            groups, counts = self.sessions.take()
+            report = dataclasses.replace(report, groups=groups, sessions=counts)
+        return report
 
     async def _drain(self) -> None:
         """Wait for in-flight work; once stopping, only for a bounded time, then cancel the rest.
@@ -275,7 +288,7 @@ class Worker:
         offsets = arrival_offsets(self.load, self.spec.index, self.spec.count)
         for offset_s in offsets:
             intended_ns = start_ns + int(offset_s * 1e9)
-            await _sleep_until(intended_ns)
+            await sleep_until(intended_ns)
             capped = self.in_flight >= cap
             while self.in_flight >= cap and not self.stopping:
                 self._slot_freed.clear()
