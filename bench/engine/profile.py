@@ -894,8 +894,8 @@ def _parse_session(
         path = f.string("path")
         if url is not None and path is not None:
             raise f.error("url", "give a step a path (joined to the target URL) or a url, not both")
-        if path is not None and not path.startswith("/"):
-            raise f.error("path", f"a path starts with '/', got {path!r}")
+        if path is not None and not path.startswith(("/", "{{")):
+            raise f.error("path", f"a path starts with '/' (or is a captured one, '{{{{name}}}}'), got {path!r}")
         if url is not None and not template_fields(url):
             _check_url(f, "url", url)
         headers = tuple({**dict(target.headers), **dict(_parse_headers(f))}.items()) if f.has("headers") else target.headers

@@ -1,0 +1,184 @@
+"""Sessions end to end: real workers, a real server on 127.0.0.1 that hands out tokens and cookies and checks them.
+
+The server in this file logs a user in (a token in the JSON body, a cookie,
+a Location header), serves the user's page, and accepts a cart only with the
+token and the cookie of the same login: so a passing session proves that
+captures from JSON, headers and a regex, and the cookie jar, all worked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+import bench
+from bench.engine.errors import ProfileError
+
+pytestmark = pytest.mark.slow
+
+
+class FlowServer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    logins: dict[str, str]  # token -> session cookie
+    seen: list[tuple[str, str, str, str]]  # method, path, authorization, cookie
+    counter: itertools.count
+    lock: threading.Lock
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        auth, cookie = self.headers.get("Authorization", ""), self.headers.get("Cookie", "")
+        with self.lock:
+            self.seen.append((self.command, self.path, auth, cookie))
+        if self.command == "POST" and self.path == "/login":
+            user = json.loads(body)["user"]
+            n = next(self.counter)
+            token, sid = f"t-{user}-{n}", f"s{n}"
+            with self.lock:
+                self.logins[token] = sid
+            headers = {"Set-Cookie": f"sid={sid}; Path=/", "Location": f"/users/{n}", "Content-Type": "application/json"}
+            return self._reply(200, json.dumps({"token": token, "id": n}).encode(), headers)
+        if self.command == "GET" and self.path.startswith("/users/"):
+            return self._reply(200, f"id={self.path.rsplit('/', 1)[1]};ok".encode())
+        if self.command == "POST" and self.path == "/cart":
+            token = auth.removeprefix("Bearer ")
+            if self.logins.get(token) is None or f"sid={self.logins[token]}" != cookie:
+                return self._reply(401, b'{"error": "who are you"}')
+            return self._reply(200, json.dumps({"cart": "c" + token, "uid": json.loads(body)["uid"]}).encode())
+        self._reply(404, b"{}")
+
+    do_GET = do_POST = _handle
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flow() -> Iterator[tuple[str, type]]:
+    handler = type("Handler", (FlowServer,), {"logins": {}, "seen": [], "counter": itertools.count(1), "lock": threading.Lock()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+STEPS = [
+    {"name": "login", "method": "POST", "path": "/login", "body": {"user": "{{user}}"},
+     "capture": {"token": {"json_path": "token"}, "home": {"header": "Location"}}},
+    {"name": "home", "path": "{{home}}", "capture": {"uid": {"regex": "id=(\\d+);"}}},
+    {"name": "cart", "method": "POST", "path": "/cart", "headers": {"Authorization": "Bearer {{token}}"}, "body": {"uid": "{{uid}}"},
+     "think": "150ms", "checks": {"json_path": "uid", "json_exists": True}},
+]  # fmt: skip
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    (tmp_path / "users.csv").write_text("user\nada\nbob\ncyd\n")
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def profile(url: str, **load) -> dict:
+    return {"target": {"url": url}, "session": STEPS, "data": {"file": "users.csv"}, "load": {"workers": 2, **load}, "sla": {"p95": "2s"}}
+
+
+def test_captures_and_cookies_carry_each_user_through_the_session(tmp_path: Path, flow) -> None:
+    url, server = flow
+    result = bench.run(bench.load_profile(write(tmp_path, profile(url, concurrency=4, requests=20))))
+    sessions = result.summary["sessions"]
+    assert sessions["started"] == sessions["completed"] == 20 and sessions["failed"] == 0, sessions
+    steps = result.summary["steps"]
+    assert list(steps) == ["login", "home", "cart"]
+    assert all(steps[name]["requests"]["sent"] == steps[name]["requests"]["ok"] == 20 for name in steps)
+    assert result.summary["requests"]["sent"] == result.summary["requests"]["ok"] == 60
+    carts = [entry for entry in server.seen if entry[1] == "/cart"]
+    assert len(carts) == 20
+    for _, _, auth, cookie in carts:  # every cart came with its own login's token and cookie
+        token = auth.removeprefix("Bearer ")
+        assert cookie == f"sid={server.logins[token]}", (auth, cookie)
+    assert all(cookie == "" for method, path, _, cookie in server.seen if path == "/login")  # a new visitor has no cookie
+    # Think time (150 ms before the cart) is in the session's duration, never in a step's latency.
+    assert steps["cart"]["latency"]["p99"] < 150
+    assert sessions["duration"]["p50"] >= 150
+    assert result.passed
+
+
+def test_a_capture_that_finds_nothing_fails_the_session_and_skips_the_rest(tmp_path: Path, flow) -> None:
+    url, server = flow
+    steps = [dict(STEPS[0]), {**STEPS[1], "capture": {"uid": {"regex": "nothing=(\\d+)"}}}, STEPS[2]]
+    data = {**profile(url, concurrency=2, requests=10), "session": steps}
+    result = bench.run(bench.load_profile(write(tmp_path, data)))
+    sessions = result.summary["sessions"]
+    assert sessions == {**sessions, "started": 10, "completed": 0, "failed": 10, "failures": {"capture": 10}, "skipped_steps": 10}
+    assert "cart" not in result.summary["steps"] and not [e for e in server.seen if e[1] == "/cart"]
+    req = result.summary["requests"]
+    assert req["sent"] == 20 and req["ok"] == 10 and req["check_failures"] == 10  # the empty capture is that request's failure
+    assert not result.passed  # the default error criterion sees it
+
+
+def test_an_open_loop_starts_sessions_at_the_arrival_rate(tmp_path: Path, flow) -> None:
+    url, server = flow
+    data = profile(url, rate="20/s", duration="1s")
+    data["sla"] = {"steps": {"login": {"p95": "1s"}, "cart": {"p99": "1ms"}}}
+    result = bench.run(bench.load_profile(write(tmp_path, data)))
+    sessions = result.summary["sessions"]
+    assert sessions["started"] == 20 and sessions["completed"] == 20, sessions  # constant arrivals: 20/s for 1 s
+    checks = {c.rule.label: c for c in result.verdict.checks}
+    assert checks["login p95 <="].passed and not checks["cart p99 <="].passed  # criteria on one step's own figures
+    assert result.report["sla"]["checks"][-1]["step"] == "cart"
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "100"}
+    )
+
+
+def test_the_summary_shows_sessions_and_each_step(tmp_path: Path, flow) -> None:
+    url, _ = flow
+    result = run_cli(tmp_path, "run", str(write(tmp_path, profile(url, concurrency=2, requests=6))))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sessions  6 started, 6 completed" in result.stdout
+    for name in ("login", "home", "cart"):
+        assert f"  {name} " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"session": [{"name": "a", "path": "/x/{{nope}}"}]}, "session[0].path", "uses {{nope}}"),
+        ({"session": [{"name": "a", "path": "/x", "capture": {"v": {"json_path": "a", "header": "B"}}}]}, "session[0].capture.v.json_path", "exactly one"),
+        ({"session": [{"name": "a", "path": "/x", "think": {"model": "uniform", "min": "2s", "max": "1s"}}]}, "session[0].think.max", "at least min"),
+        ({"session": [{"name": "a"}, {"name": "a"}]}, "session[1].name", "unique"),
+        ({"client": {"transport": "fast"}}, "client.transport", "aiohttp"),
+        ({"sla": {"steps": {"logn": {"p95": "1s"}}}}, "sla.steps.logn", "did you mean 'login'"),
+    ],
+)
+def test_a_bad_session_is_refused_naming_the_field(tmp_path: Path, change: dict, field: str, message: str) -> None:
+    data = {**profile("http://127.0.0.1:9/", concurrency=2, requests=2), **change}
+    with pytest.raises(ProfileError) as info:
+        bench.load_profile(write(tmp_path, data))
+    assert info.value.field == field and message in str(info.value), str(info.value)
