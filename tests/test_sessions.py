@@ -182,3 +182,16 @@ def test_a_bad_session_is_refused_naming_the_field(tmp_path: Path, change: dict,
     with pytest.raises(ProfileError) as info:
         bench.load_profile(write(tmp_path, data))
     assert info.value.field == field and message in str(info.value), str(info.value)
+
+
+def test_compare_shows_each_step_and_gates_on_it(tmp_path: Path, flow) -> None:
+    url, _ = flow
+    path = write(tmp_path, profile(url, concurrency=2, requests=6))
+    for name in ("a.json", "b.json"):
+        assert run_cli(tmp_path, "run", str(path), "--quiet", "--json", name).returncode == 0
+    result = run_cli(tmp_path, "compare", "a.json", "b.json", "--fail-on-regression", "steps.cart.p95=1000%")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for metric in ("steps.login.p95", "steps.home.p50", "steps.cart.error_rate"):
+        assert metric in result.stdout
+    tight = run_cli(tmp_path, "compare", "a.json", "b.json", "--fail-on-regression", "steps.nope.p95=10%")
+    assert tight.returncode == 1 and "steps.nope.p95: cannot judge" in tight.stderr

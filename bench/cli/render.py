@@ -772,14 +772,14 @@ def generator_table(summary: dict[str, Any]) -> Table:
 
 def compare_table(labels: list[str], table: dict[str, list[Any]], *, title: str) -> Table:
     """Each run's value per metric, and for the others the change against the first: green better, red worse."""
-    from bench.engine.compare import METRICS, show_change
+    from bench.engine.compare import metric_info, show_change
 
     out = Table(title=title)
     out.add_column("metric")
     for i, label in enumerate(labels):
         out.add_column(label if i == 0 else f"{label}", justify="right")
     for metric, sides in table.items():
-        unit, lower_better = METRICS[metric]
+        unit, lower_better = metric_info(metric)  # type: ignore[misc]
         base = sides[0].value
         cells = [_compare_value(sides[0], unit)]
         for side in sides[1:]:

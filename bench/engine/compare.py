@@ -43,6 +43,21 @@ METRICS: dict[str, tuple[str, bool]] = {
     "tpot.p99": ("ms", True),
     "output_tokens_per_s": ("tokens/s", False),
 }
+#: A session step's own metrics: steps.NAME.p50 / .p95 / .p99 (recomputed from its histogram) and .error_rate.
+STEP_STATS = ("p50", "p95", "p99", "error_rate")
+_STEP_METRIC = re.compile(r"^steps\.([A-Za-z0-9_.-]+)\.(p50|p95|p99|error_rate)$")
+
+
+def metric_info(metric: str) -> tuple[str, bool] | None:
+    """(unit, lower is better) of a metric, a session step's included; None when unknown."""
+    if metric in METRICS:
+        return METRICS[metric]
+    match = _STEP_METRIC.match(metric)
+    if match is None:
+        return None
+    return ("ratio", True) if match.group(2) == "error_rate" else ("ms", True)
+
+
 INFERENCE_METRICS = frozenset(m for m in METRICS if m.startswith(("ttft.", "tpot.", "output_tokens")))
 
 # Two-sided 95 % Student-t critical values by degrees of freedom (1..30); the normal value beyond.
@@ -182,6 +197,12 @@ def run_from_report(data: Any, source: str, *, label: str | None = None) -> Run:
         part = latency_values(histograms.get(name) or "", f"{source}: {name}")
         values.update({f"{name}.{p}": part[p] for p in ("p50", "p95", "p99")})
     values["output_tokens_per_s"] = float(tokens_per_s) if isinstance(tokens_per_s, (int, float)) else None
+    steps = data.get("steps") if isinstance(data.get("steps"), dict) else {}
+    for name, step in steps.items():  # a session's steps, from their own histograms
+        part = latency_values(histograms.get(f"step:{name}") or "", f"{source}: step {name}")
+        values.update({f"steps.{name}.{p}": part[p] for p in ("p50", "p95", "p99")})
+        rate = step.get("error_rate") if isinstance(step, dict) else None
+        values[f"steps.{name}.error_rate"] = float(rate) if isinstance(rate, (int, float)) else None
     return Run(label or source, data, values)
 
 
@@ -254,6 +275,9 @@ def compare(sides: Sequence[Sequence[Run]]) -> dict[str, list[SideValue]]:
         if metric in INFERENCE_METRICS and all(v.value is None for v in values):
             continue
         table[metric] = values
+    step_metrics = dict.fromkeys(m for side in sides for run in side for m in run.values if m.startswith("steps."))
+    for metric in step_metrics:  # a session's steps, in the order the runs list them
+        table[metric] = [side_value(side, metric) for side in sides]
     return table
 
 
@@ -271,9 +295,10 @@ def parse_bounds(text: str) -> list[Bound]:
         if not match:
             raise CompareError(f"--fail-on-regression: cannot read {part.strip()!r}; write e.g. p95=10%,error_rate=0.5pp,p99=20ms")
         metric, amount, unit = match.groups()
-        if metric not in METRICS:
-            raise CompareError(f"--fail-on-regression: unknown metric {metric!r}; known: {', '.join(METRICS)}")
-        metric_unit = METRICS[metric][0]
+        info = metric_info(metric)
+        if info is None:
+            raise CompareError(f"--fail-on-regression: unknown metric {metric!r}; known: {', '.join(METRICS)}, steps.NAME.{{{','.join(STEP_STATS)}}}")
+        metric_unit = info[0]
         if unit is None:
             absolute = {"ms": f"{amount}ms", "ratio": f"{amount}pp"}.get(metric_unit, f"{amount}/s")
             raise CompareError(
@@ -293,7 +318,7 @@ def regressions(table: Mapping[str, Sequence[SideValue]], bounds: Sequence[Bound
     """The bounds each candidate (every side after the first) exceeds, worded for a CI log."""
     found = []
     for bound in bounds:
-        unit, lower_better = METRICS[bound.metric]
+        unit, lower_better = metric_info(bound.metric)  # type: ignore[misc]
         sides = table.get(bound.metric) or [SideValue(None)] * len(labels)
         base = sides[0].value
         for label, cand_side in zip(labels[1:], sides[1:]):
