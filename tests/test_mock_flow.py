@@ -7,6 +7,10 @@ import time
 from typing import Any
 
 import aiohttp
+import h2.config
+import h2.connection
+import h2.events
+import orjson
 import pytest
 
 from bench.mock import MockConfig, MockConfigError, MockServerProcess
@@ -183,3 +187,66 @@ def test_flow_state_without_sockets() -> None:
     assert state.handle(b"GET", "/flow/cart", auth, cookie, b"").status == 200
     assert state.handle(b"GET", "/flow/cart", auth, b"session=" + sid + b"x", b"").status == 403
     assert state.handle(b"GET", "/flow/cart", b"Basic " + token, cookie, b"").status == 401
+
+
+class H2Client:
+    """One HTTP/2 (h2c) connection on the h2 library, a request at a time, keeping its own cookie."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.conn.initiate_connection()
+        self.cookie: bytes | None = None
+
+    async def request(self, method: str, path: str, token: str | None = None, body: bytes = b"") -> tuple[int, dict[bytes, bytes], Any]:
+        conn = self.conn
+        stream_id = conn.get_next_available_stream_id()
+        headers = [(b":method", method.encode()), (b":path", path.encode()), (b":scheme", b"http"), (b":authority", b"t")]
+        if token is not None:
+            headers.append((b"authorization", f"Bearer {token}".encode()))
+        if self.cookie is not None:
+            headers += [(b"cookie", b"theme=dark"), (b"cookie", self.cookie)]  # split cookie fields, as h2 clients do
+        conn.send_headers(stream_id, headers, end_stream=not body)
+        if body:
+            conn.send_data(stream_id, body, end_stream=True)
+        self.writer.write(conn.data_to_send())
+        response: dict[bytes, bytes] = {}
+        data = b""
+        for _ in range(1000):  # bounded: a response takes a few reads
+            chunk = await self.reader.read(65536)
+            assert chunk, "connection closed"
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
+                    response = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
+                    data += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
+                    self.writer.write(conn.data_to_send())
+                    if b"set-cookie" in response:
+                        self.cookie = response[b"set-cookie"].split(b";")[0]
+                    return int(response[b":status"]), response, orjson.loads(data)
+            self.writer.write(conn.data_to_send())
+        raise AssertionError("no response")
+
+
+def test_flow_over_h2c(mock: Any) -> None:
+    async def scenario() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mock.port)
+        try:
+            client = H2Client(reader, writer)
+            status, headers, body = await client.request("POST", "/flow/login", body=b'{"user": "h2user"}')
+            assert status == 200 and headers[b"location"] == b"/flow/users/%d" % body["user_id"]
+            token = body["token"]
+            status, _, cart = await client.request("GET", "/flow/cart", token)
+            assert status == 200 and cart["items"] == 0
+            status, _, added = await client.request("POST", f"/flow/cart/{cart['cart_id']}/items", token)
+            assert (status, added["items"]) == (201, 1)
+            assert (await client.request("POST", "/flow/cart/nope/items", token))[0] == 404
+            assert (await client.request("GET", "/flow/cart", token + "x"))[0] == 401
+            client.cookie = None
+            assert (await client.request("GET", "/flow/cart", token))[0] == 403
+        finally:
+            writer.close()
+
+    run(scenario())

@@ -242,7 +242,7 @@ class FlowConnection(OpenAIConnection):
         path = self._oa_url.split(b"?", 1)[0].decode("latin-1")
         shared = self._shared
         delay, answer = answer_flow(
-            shared, parser.get_method(), path, self._flow_auth, self._flow_cookie, body, self._oa_body_size
+            shared, shared.time(), parser.get_method(), path, self._flow_auth, self._flow_cookie, body, self._oa_body_size
         )
         if isinstance(answer, int):
             data = shared.responses[answer][keep_alive]
@@ -255,14 +255,21 @@ class FlowConnection(OpenAIConnection):
 
 
 def answer_flow(
-    shared: Any, method: bytes, path: str, authorization: bytes | None, cookie: bytes | None, body: bytes, size: int
+    shared: Any,
+    now: float,
+    method: bytes,
+    path: str,
+    authorization: bytes | None,
+    cookie: bytes | None,
+    body: bytes,
+    size: int,
 ) -> tuple[float, FlowAnswer | int]:
-    """(Delay, what to answer) for one flow request: a ``FlowAnswer``, or a plain status the behaviour drew."""
+    """(Delay from ``now``, what to answer) for one flow request: a ``FlowAnswer``, or a plain status drawn."""
     flow: FlowState = shared.flow
     if path == STATS:
         return 0.0, flow.handle(method, path, authorization, cookie, body)
     behaviour = shared.behaviour
-    delay, status = (0.0, 200) if behaviour.instant else behaviour.next_response(shared.time())
+    delay, status = (0.0, 200) if behaviour.instant else behaviour.next_response(now)
     if status != 200:
         return delay, status
     if size > MAX_FLOW_BODY:
