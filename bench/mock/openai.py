@@ -15,6 +15,11 @@ at least the configured one. ``OpenAIBehaviour`` holds the truth tests compare
 against: the TTFT and inter-token distributions (exact quantiles), the slowdown
 factor, counters and a bounded log of what happened to each request.
 
+With ``prefix_cache`` the prefill also costs ``per_token`` for every prompt token
+a vLLM-like ``PrefixCache`` does not hold; with ``check_history`` a chat request
+must carry, as assistant messages, only texts of completions produced here (else
+400). ``GET /v1/mock/stats`` reads back the history and prompt/cached token counts.
+
 Draws are seeded: request i (in arrival order) gets the same output length, TTFT,
 inter-token delays and injected faults for a seed, whatever the timing. HTTP/1.1 only:
 over HTTP/2 these paths get the mock's plain JSON answer.
