@@ -250,3 +250,22 @@ def test_flow_over_h2c(mock: Any) -> None:
             writer.close()
 
     run(scenario())
+
+
+def test_flow_and_openai_together() -> None:
+    config = MockConfig.from_mapping(
+        {"flow": True, "openai": {"ttft": {"model": "fixed", "delay": "5ms"}, "output_tokens": {"fixed": 3}}}
+    )
+
+    async def scenario(url: str) -> None:
+        async with client() as session:
+            token, _, _ = await login(session, url, "ann")
+            assert (await call(session, "GET", f"{url}/flow/cart", headers=bearer(token)))[0] == 200
+            chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            status, body = await call(session, "POST", f"{url}/v1/chat/completions", json=chat)
+            assert status == 200 and body["usage"]["completion_tokens"] == 3
+            status, counts = await call(session, "GET", f"{url}/v1/mock/stats")
+            assert status == 200 and counts["requests"] == 1 and counts["prompt_tokens"] == 1
+
+    with MockServerProcess(config) as mock:
+        run(scenario(mock.url))
