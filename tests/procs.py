@@ -77,3 +77,13 @@ def ctrl_c_at(seconds: float):
             os.kill(os.getpid(), signal.SIGINT)
 
     return on_progress
+
+
+def first_status_line(stream, limit: int = 20) -> str:
+    """Read ``bench run``'s output past its header to the first plain status line ("[bench] ..."): the run has started."""
+    line = stream.readline()
+    for _ in range(limit):
+        if "[bench]" in line or not line:
+            break
+        line = stream.readline()
+    return line

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from procs import first_status_line
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "profiles"
@@ -181,10 +182,8 @@ def test_ctrl_c_drains_writes_the_report_and_exits_130(tmp_path: Path) -> None:
     )
     try:
         # The plain status line appears (after the run's header) once the workers have started; then interrupt.
-        lines = [proc.stdout.readline()]
-        while "[bench]" not in lines[-1] and lines[-1] and len(lines) < 20:
-            lines.append(proc.stdout.readline())
-        assert "[bench]" in lines[-1], lines
+        line = first_status_line(proc.stdout)
+        assert "[bench]" in line, line
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     finally:

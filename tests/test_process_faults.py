@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from bench.mock import MockConfig, MockServerProcess
-from procs import alive, children, wait_until
+from procs import alive, children, first_status_line, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -72,10 +72,8 @@ def long_run(url: str, workers: int = 2) -> dict:
 
 def wait_for_workers(proc: subprocess.Popen, count: int) -> list[int]:
     assert wait_until(lambda: len(children(proc.pid)) >= count, 15), "workers did not start"
-    lines = [proc.stdout.readline()]  # the run's header, then the first status line: the run has started
-    while "[bench]" not in lines[-1] and lines[-1] and len(lines) < 20:
-        lines.append(proc.stdout.readline())
-    assert "[bench]" in lines[-1], lines
+    line = first_status_line(proc.stdout)  # past the run's header: the run has started
+    assert "[bench]" in line, line
     return children(proc.pid)
 
 

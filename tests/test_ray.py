@@ -42,7 +42,7 @@ from bench.engine.errors import RunError  # noqa: E402
 from bench.engine.local import WorkerFailed  # noqa: E402
 from bench.engine.profile import EngineConfig  # noqa: E402
 from bench.engine.samples import IntervalReport  # noqa: E402
-from procs import alive, cmdline, descendants, wait_until  # noqa: E402
+from procs import alive, cmdline, descendants, first_status_line, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -294,7 +294,7 @@ def test_cli_exits_3_when_an_actor_is_killed(tmp_path, reaper):
 
     try:
         assert wait_until(lambda: len(actors()) >= 2, 60, step=0.2), "the worker actors did not start"
-        line = proc.stdout.readline()  # the first status line: the run has started
+        line = first_status_line(proc.stdout)  # the run has started
         assert "[bench]" in line, line
         time.sleep(0.5)
         victim = sorted(actors())[0]

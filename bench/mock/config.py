@@ -26,6 +26,7 @@ __all__ = [
     "OpenAIConfig",
     "OpenAIErrorsConfig",
     "OpenAIQuirks",
+    "PrefixCacheConfig",
     "OpenAIStallConfig",
     "StallConfig",
 ]
@@ -146,6 +147,22 @@ class OpenAIQuirks:
     comments: bool = False
 
 
+@dataclass(frozen=True)
+class PrefixCacheConfig:
+    """Prefill that costs ``per_token`` seconds per prompt token not already in a prefix cache.
+
+    The cache holds prompt (and generated) tokens in blocks of ``block`` tokens,
+    each block named by the hash of its whole prefix (as vLLM does), least
+    recently used first out beyond ``capacity`` tokens. ``enabled: false``
+    keeps the per-token cost and caches nothing: every prompt token is charged.
+    """
+
+    per_token: float
+    block: int = 16
+    capacity: int = 200_000
+    enabled: bool = True
+
+
 #: Quirk names, for validation and suggestions.
 OPENAI_QUIRKS: tuple[str, ...] = tuple(OpenAIQuirks.__dataclass_fields__)
 
@@ -161,7 +178,10 @@ class OpenAIConfig:
     ``slots`` is the number of requests generated at once (None: unlimited) and
     ``queue`` the number waiting for one (None: unbounded); beyond it, 429.
     ``slowdown`` multiplies TTFT and inter-token delays when every slot is busy,
-    linearly from 1 at one busy slot.
+    linearly from 1 at one busy slot. ``prefix_cache`` (None: off) adds a
+    per-prompt-token prefill cost, less what a prefix cache holds;
+    ``check_history`` refuses a chat request whose assistant messages are not
+    completions this server produced.
     """
 
     ttft: LatencyConfig = field(default_factory=lambda: LatencyConfig("fixed", delay=0.2))
@@ -175,6 +195,8 @@ class OpenAIConfig:
     disconnect_rate: float = 0.0
     stall: OpenAIStallConfig | None = None
     quirks: OpenAIQuirks = field(default_factory=OpenAIQuirks)
+    prefix_cache: PrefixCacheConfig | None = None
+    check_history: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,7 +206,8 @@ class MockConfig:
     ``body_bytes`` is the exact size of every JSON body (see ``bench.mock.connection.build_body``);
     ``seed`` seeds the latency and error draws; ``capacity`` (None: unlimited) makes
     the latency a service time in one of a few slots, see ``CapacityConfig``;
-    ``openai`` (None: off) turns on the OpenAI-compatible endpoints, see ``OpenAIConfig``.
+    ``openai`` (None: off) turns on the OpenAI-compatible endpoints, see ``OpenAIConfig``;
+    ``flow`` turns on the ``/flow/`` endpoints (login, cookie session, cart), see ``bench.mock.flow``.
     """
 
     latency: LatencyConfig = field(default_factory=LatencyConfig)
@@ -194,6 +217,7 @@ class MockConfig:
     stall: StallConfig | None = None
     capacity: CapacityConfig | None = None
     openai: OpenAIConfig | None = None
+    flow: bool = False
 
     @property
     def response_statuses(self) -> frozenset[int]:
@@ -207,7 +231,7 @@ class MockConfig:
         if data is None:
             return cls()
         mapping = _mapping(data, "")
-        _check_keys(mapping, ("latency", "errors", "body_bytes", "seed", "stall", "capacity", "openai"), "")
+        _check_keys(mapping, ("latency", "errors", "body_bytes", "seed", "stall", "capacity", "openai", "flow"), "")
         kwargs: dict[str, Any] = {}
         if mapping.get("latency") is not None:
             kwargs["latency"] = _latency(mapping["latency"])
@@ -223,6 +247,8 @@ class MockConfig:
             kwargs["capacity"] = _capacity(mapping["capacity"], kwargs.get("latency", LatencyConfig()))
         if mapping.get("openai") is not None:
             kwargs["openai"] = _openai(mapping["openai"])
+        if mapping.get("flow") is not None:
+            kwargs["flow"] = _bool(mapping["flow"], "flow")
         return cls(**kwargs)
 
 
@@ -266,6 +292,12 @@ def _int(value: object, path: str, *, minimum: int | None = None) -> int:
         raise MockConfigError(path, f"expected an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise MockConfigError(path, f"must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise MockConfigError(path, f"expected true or false, got {value!r}")
     return value
 
 
@@ -510,11 +542,24 @@ def _openai_quirks(value: object) -> OpenAIQuirks:
     for key, raw in mapping.items():
         if key == "tokens_per_chunk":
             kwargs[key] = _int(raw, f"{path}.{key}", minimum=1)
-        elif isinstance(raw, bool):
-            kwargs[key] = raw
         else:
-            raise MockConfigError(f"{path}.{key}", f"expected true or false, got {raw!r}")
+            kwargs[key] = _bool(raw, f"{path}.{key}")
     return OpenAIQuirks(**kwargs)
+
+
+def _prefix_cache(value: object) -> PrefixCacheConfig:
+    path = "openai.prefix_cache"
+    mapping = _mapping(value, path)
+    _check_keys(mapping, ("per_token", "block", "capacity", "enabled"), path)
+    if mapping.get("per_token") is None:
+        raise MockConfigError(f"{path}.per_token", "required: the prefill time of one uncached prompt token, e.g. 0.5ms")
+    per_token = _duration(mapping["per_token"], f"{path}.per_token")
+    block = _int(mapping["block"], f"{path}.block", minimum=1) if "block" in mapping else 16
+    capacity = 200_000
+    if "capacity" in mapping:
+        capacity = _int(mapping["capacity"], f"{path}.capacity", minimum=block)
+    enabled = _bool(mapping["enabled"], f"{path}.enabled") if "enabled" in mapping else True
+    return PrefixCacheConfig(per_token=per_token, block=block, capacity=capacity, enabled=enabled)
 
 
 _OPENAI_KEYS = (
@@ -528,6 +573,8 @@ _OPENAI_KEYS = (
     "disconnect_rate",
     "stall",
     "quirks",
+    "prefix_cache",
+    "check_history",
 )
 
 
@@ -564,6 +611,10 @@ def _openai(value: object) -> OpenAIConfig:
         kwargs["stall"] = _openai_stall(mapping["stall"])
     if mapping.get("quirks") is not None:
         kwargs["quirks"] = _openai_quirks(mapping["quirks"])
+    if mapping.get("prefix_cache") is not None:
+        kwargs["prefix_cache"] = _prefix_cache(mapping["prefix_cache"])
+    if mapping.get("check_history") is not None:
+        kwargs["check_history"] = _bool(mapping["check_history"], f"{path}.check_history")
     return OpenAIConfig(**kwargs)
 
 

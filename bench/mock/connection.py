@@ -73,11 +73,12 @@ def http1_response(status: int, body: bytes, keep_alive: bool, head: bool) -> by
 class Shared:
     """State shared by all connections of one listening server: behaviour, prebuilt responses, live connections."""
 
-    __slots__ = ("behaviour", "_loop_call_later", "_call_soon", "connections", "head_responses", "responses", "time", "bad_request", "openai")
+    __slots__ = ("behaviour", "_loop_call_later", "_call_soon", "connections", "head_responses", "responses", "time", "bad_request", "openai", "flow")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: MockConfig) -> None:
         self.behaviour = Behaviour(config)
         self.openai: Any = None  # bench.mock.openai.OpenAIBehaviour when config.openai is set
+        self.flow: Any = None  # bench.mock.flow.FlowState when config.flow is set
         self.time = loop.time
         self._loop_call_later = loop.call_later
         self._call_soon = loop.call_soon

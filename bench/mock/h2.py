@@ -131,6 +131,7 @@ class H2ServerConnection:
         "_call_at",
         "_call_soon",
         "_conn",
+        "_flow",
         "_flush_scheduled",
         "_requests",
         "_shared",
@@ -144,6 +145,7 @@ class H2ServerConnection:
         self._transport = transport
         self._body_bytes = shared.behaviour.config.body_bytes
         self._requests: dict[int, bool] = {}
+        self._flow: dict[int, list[Any]] = {}  # with flow on: /flow/ streams -> [method, path, auth, cookie, body]
         self._timers: dict[int, Any] = {}
         self._blocked: dict[int, tuple[bytes, int]] = {}
         self._arrival = 0.0
@@ -232,6 +234,8 @@ class H2ServerConnection:
             if kind is h2.events.RequestReceived:
                 self._on_request(event)
             elif kind is h2.events.DataReceived:
+                if self._flow and event.stream_id in self._flow:
+                    self._flow[event.stream_id][4].append(event.data)
                 if event.flow_controlled_length:
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif kind is h2.events.StreamEnded:
@@ -262,6 +266,7 @@ class H2ServerConnection:
         self._blocked.clear()
         self._backlog = None
         self._requests.clear()
+        self._flow.clear()
         self._shared.connections.discard(self)
 
     def pause_writing(self) -> None:
@@ -281,23 +286,70 @@ class H2ServerConnection:
                 is_head = value == b"HEAD"
                 break
         self._requests[event.stream_id] = is_head
+        if self._shared.flow is not None:
+            self._on_flow_request(event)
+
+    def _on_flow_request(self, event: Any) -> None:
+        """With ``flow`` on: keep what a ``/flow/`` stream's answer depends on (its body arrives later)."""
+        fields: dict[bytes, bytes] = {}
+        for name, value in event.headers:
+            if name == b"cookie" and name in fields:  # HTTP/2 may send each cookie in a field of its own
+                fields[name] += b"; " + value
+            else:
+                fields[name] = value
+        path = fields.get(b":path", b"").split(b"?", 1)[0]
+        if path.startswith(b"/flow/"):
+            method = fields.get(b":method", b"GET")
+            self._flow[event.stream_id] = [method, path.decode("latin-1"), fields.get(b"authorization"), fields.get(b"cookie"), []]
 
     def _on_request_complete(self, stream_id: int) -> None:
         is_head = self._requests.pop(stream_id, None)
         if is_head is None:
             return
         arrival = self._arrival
+        if self._flow and stream_id in self._flow:
+            self._on_flow_complete(stream_id, arrival)
+            return
         delay, status = self._shared.behaviour.next_response(arrival)
         if delay > 0.0:
             self._timers[stream_id] = self._call_at(arrival + delay, self._respond, stream_id, status, is_head)
         else:
             self._respond(stream_id, status, is_head, flush=False)  # data_received flushes after the batch
 
-    def _respond(self, stream_id: int, status: int, is_head: bool, flush: bool = True) -> None:
+    def _on_flow_complete(self, stream_id: int, arrival: float) -> None:
+        from bench.mock.flow import answer_flow  # flow imports the HTTP/1.1 side, which imports this module
+
+        method, path, auth, cookie, body = self._flow.pop(stream_id)
+        data = b"".join(body)
+        delay, answer = answer_flow(self._shared, arrival, method, path, auth, cookie, data, len(data))
+        if isinstance(answer, int):
+            args: tuple[Any, ...] = (stream_id, answer, False)
+        else:
+            headers = [
+                (b":status", b"%d" % answer.status),
+                (b"server", b"bench-mock"),
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(answer.body)),
+                *answer.headers,
+            ]
+            args = (stream_id, answer.status, False, True, (headers, answer.body))
+        if delay > 0.0:
+            self._timers[stream_id] = self._call_at(arrival + delay, self._respond, *args)
+        else:
+            self._respond(*args)
+
+    def _respond(
+        self,
+        stream_id: int,
+        status: int,
+        is_head: bool,
+        flush: bool = True,
+        built: tuple[list[tuple[bytes, bytes]], bytes] | None = None,
+    ) -> None:
         self._timers.pop(stream_id, None)
         if self._transport is None:
             return
-        headers, body = _prebuilt(status, self._body_bytes)
+        headers, body = _prebuilt(status, self._body_bytes) if built is None else built
         conn = self._conn
         try:
             if is_head or not body:
@@ -339,6 +391,7 @@ class H2ServerConnection:
 
     def _forget(self, stream_id: int) -> None:
         self._requests.pop(stream_id, None)
+        self._flow.pop(stream_id, None)
         self._blocked.pop(stream_id, None)
         handle = self._timers.pop(stream_id, None)
         if handle is not None:

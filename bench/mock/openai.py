@@ -15,6 +15,11 @@ at least the configured one. ``OpenAIBehaviour`` holds the truth tests compare
 against: the TTFT and inter-token distributions (exact quantiles), the slowdown
 factor, counters and a bounded log of what happened to each request.
 
+With ``prefix_cache`` the prefill also costs ``per_token`` for every prompt token
+a vLLM-like ``PrefixCache`` does not hold; with ``check_history`` a chat request
+must carry, as assistant messages, only texts of completions produced here (else
+400). ``GET /v1/mock/stats`` reads back the history and prompt/cached token counts.
+
 Draws are seeded: request i (in arrival order) gets the same output length, TTFT,
 inter-token delays and injected faults for a seed, whatever the timing. HTTP/1.1 only:
 over HTTP/2 these paths get the mock's plain JSON answer.
@@ -22,9 +27,10 @@ over HTTP/2 these paths get the mock's plain JSON answer.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from time import monotonic as _monotonic
 from typing import Any
@@ -32,18 +38,21 @@ from typing import Any
 import orjson
 
 from bench.mock.behaviour import FixedLatency, LatencyModel, latency_model
-from bench.mock.config import OpenAIConfig
+from bench.mock.config import OpenAIConfig, PrefixCacheConfig
 from bench.mock.connection import Connection, Shared, reason
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "HISTORY_KEPT",
     "OPENAI_PATHS",
+    "STATS_PATH",
     "SPLIT_DELAY_S",
     "TOKEN_TEXT",
     "OpenAIBehaviour",
     "OpenAIConnection",
     "ParsedRequest",
     "Plan",
+    "PrefixCache",
     "RequestError",
     "RequestRecord",
     "parse_request",
@@ -51,8 +60,12 @@ __all__ = [
 
 #: Request paths served by the OpenAI behaviour, and the API each one is.
 OPENAI_PATHS: dict[bytes, str] = {b"/v1/chat/completions": "chat", b"/v1/completions": "completion"}
+#: Read-back counters of the OpenAI side (``GET``), answered at once.
+STATS_PATH = b"/v1/mock/stats"
 #: The text of every generated token: one word, so counting words counts tokens.
 TOKEN_TEXT = "tok "
+#: ``check_history``: completions remembered (their hashes), the latest first kept.
+HISTORY_KEPT = 100_000
 #: Larger request bodies get 413.
 MAX_BODY_BYTES = 1 << 20
 #: ``split_events``: time between the two writes of one event.
@@ -79,7 +92,13 @@ class RequestError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
-    """What the mock uses of a request body. ``max_tokens`` None means no cap."""
+    """What the mock uses of a request body. ``max_tokens`` None means no cap.
+
+    ``prompt_words`` (only when asked for: the prefix cache's tokens) is the
+    prompt as words, each word of a chat message tagged with its role;
+    ``assistant`` (only when asked for: the history check) lists each assistant
+    message as (its index in ``messages``, its text, None when it has none).
+    """
 
     kind: str  # "chat" or "completion"
     model: str
@@ -88,19 +107,51 @@ class ParsedRequest:
     max_tokens: int | None
     prompt_tokens: int
     ignore_eos: bool = False
+    prompt_words: tuple[str, ...] | None = None
+    assistant: tuple[tuple[int, str | None], ...] = ()
 
 
 def _words(text: object) -> int:
     return len(text.split()) if isinstance(text, str) else 0
 
 
-def _message_words(message: object, index: int) -> int:
+def _message_text(message: object, index: int) -> str | None:
+    """A message's text (content parts joined), or None when it has no text content."""
     if not isinstance(message, dict):
         raise RequestError(400, f"messages[{index}] must be an object", f"messages[{index}]")
     content = message.get("content")
     if isinstance(content, list):  # content parts: [{"type": "text", "text": "..."}, ...]
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content if isinstance(content, str) else None
+
+
+def _message_words(message: object, index: int) -> int:
+    if not isinstance(message, dict):
+        raise RequestError(400, f"messages[{index}] must be an object", f"messages[{index}]")
+    content = message.get("content")
+    if isinstance(content, list):
         return sum(_words(part.get("text")) for part in content if isinstance(part, dict))
     return _words(content)
+
+
+def role_words(role: object, text: str) -> list[str]:
+    """The prefix cache's tokens of one chat message: its words, each tagged with the role."""
+    tag = f"{role}\x1f"
+    return [tag + word for word in text.split()]
+
+
+def _prompt_words(prompt: object) -> tuple[str, ...]:
+    if isinstance(prompt, str):
+        return tuple(prompt.split())
+    words: list[str] = []
+    for part in prompt:  # type: ignore[union-attr]  # validated by _prompt_tokens
+        if isinstance(part, str):
+            words.extend(part.split())
+        elif isinstance(part, list):
+            words.extend(map(str, part))
+        else:
+            words.append(str(part))
+    return tuple(words)
 
 
 def _prompt_tokens(prompt: object) -> int:
@@ -116,12 +167,13 @@ def _prompt_tokens(prompt: object) -> int:
     raise RequestError(400, "'prompt' must be a string, a list of strings or a list of token ids", "prompt")
 
 
-def parse_request(kind: str, body: bytes) -> ParsedRequest:
+def parse_request(kind: str, body: bytes, *, words: bool = False, history: bool = False) -> ParsedRequest:
     """Read a chat (``messages``) or completion (``prompt``) request body; raise RequestError if unusable.
 
     ``prompt_tokens`` counts whitespace-separated words of the prompt or of every
     message's text. ``max_completion_tokens`` wins over ``max_tokens`` (chat).
     ``ignore_eos: true`` (vLLM's extension) makes the output exactly ``max_tokens`` long.
+    ``words`` fills ``prompt_words``, ``history`` fills ``assistant``.
     """
     try:
         data = orjson.loads(body)
@@ -129,16 +181,30 @@ def parse_request(kind: str, body: bytes) -> ParsedRequest:
         raise RequestError(400, "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise RequestError(400, "the request body must be a JSON object")
+    prompt_words: tuple[str, ...] | None = None
+    assistant: list[tuple[int, str | None]] = []
     if kind == "chat":
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "'messages' must be a non-empty list", "messages")
         prompt_tokens = sum(_message_words(m, i) for i, m in enumerate(messages))
+        if words or history:
+            tagged: list[str] = []
+            for index, message in enumerate(messages):
+                text = _message_text(message, index)
+                role = message.get("role")
+                if words and text:
+                    tagged.extend(role_words(role, text))
+                if history and role == "assistant":
+                    assistant.append((index, text))
+            prompt_words = tuple(tagged) if words else None
         limit_key = "max_completion_tokens" if data.get("max_completion_tokens") is not None else "max_tokens"
     else:
         if "prompt" not in data:
             raise RequestError(400, "'prompt' is required", "prompt")
         prompt_tokens = _prompt_tokens(data["prompt"])
+        if words:
+            prompt_words = _prompt_words(data["prompt"])
         limit_key = "max_tokens"
     max_tokens = data.get(limit_key)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
@@ -157,10 +223,71 @@ def parse_request(kind: str, body: bytes) -> ParsedRequest:
         max_tokens=max_tokens,
         prompt_tokens=prompt_tokens,
         ignore_eos=data.get("ignore_eos") is True,
+        prompt_words=prompt_words,
+        assistant=tuple(assistant),
     )
 
 
 # --- decisions and capacity ----------------------------------------------------------
+
+
+class PrefixCache:
+    """A vLLM-like prefix cache of token blocks, in the server's memory: which prompt tokens need no prefill.
+
+    A sequence's block k (tokens ``k*block .. (k+1)*block - 1``; a last partial
+    block is never cached) is named by the hash of its tokens and of block k-1's
+    name, so a name stands for the whole prefix up to the end of that block. A
+    lookup counts the leading blocks whose names are held; at least the last
+    token is always computed (a prompt held in full gives back its last block).
+    Blocks are evicted least recently used first beyond ``capacity`` tokens;
+    a sequence's blocks are touched last to first, so a prefix outlives its
+    continuations. Names use Python's ``hash``: per process, like the cache.
+    """
+
+    __slots__ = ("block", "max_blocks", "_lru")
+
+    def __init__(self, block: int, capacity: int) -> None:
+        self.block = block
+        self.max_blocks = capacity // block
+        self._lru: OrderedDict[int, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        """Blocks held."""
+        return len(self._lru)
+
+    def names(self, tokens: tuple[str, ...] | list[str]) -> list[int]:
+        """The names of the sequence's whole blocks, first to last."""
+        block, name, out = self.block, 0, []
+        for start in range(0, len(tokens) - block + 1, block):
+            name = hash((name, *tokens[start : start + block]))
+            out.append(name)
+        return out
+
+    def lookup(self, tokens: tuple[str, ...] | list[str]) -> tuple[int, list[int]]:
+        """(tokens of ``tokens`` already cached, the names of its blocks); touches the blocks that hit."""
+        names = self.names(tokens)
+        lru = self._lru
+        hits = 0
+        for name in names:
+            if name not in lru:
+                break
+            hits += 1
+        for name in reversed(names[:hits]):
+            lru.move_to_end(name)
+        cached = hits * self.block
+        if cached and cached >= len(tokens):
+            cached -= self.block
+        return cached, names
+
+    def insert(self, names: list[int]) -> None:
+        """Hold these blocks (a sequence's names, first to last), evicting the least recently used beyond capacity."""
+        lru = self._lru
+        for name in reversed(names):
+            lru[name] = None
+            lru.move_to_end(name)
+        while len(lru) > self.max_blocks:
+            lru.popitem(last=False)
+
 
 
 @dataclass(slots=True)
@@ -220,10 +347,21 @@ class OpenAIBehaviour:
     moment they are scheduled, and TTFT as a client sees it adds the queue wait.
     ``busy`` counts requests holding a slot, ``waiting`` those queued; ``counts``
     tallies outcomes and ``records`` keeps the latest ``RECORDS_KEPT`` requests.
+
+    ``prompt_tokens`` and ``cached_tokens`` sum, over the requests that got a
+    slot, their prompt tokens and how many of them the prefix cache held (0
+    without one); ``cache`` is the ``PrefixCache`` (None unless enabled).
     """
 
     def __init__(self, config: OpenAIConfig, seed: int = 1) -> None:
         self.config = config
+        self.seed = seed
+        prefix: PrefixCacheConfig | None = config.prefix_cache
+        self.per_token = prefix.per_token if prefix is not None else 0.0
+        self.cache = PrefixCache(prefix.block, prefix.capacity) if prefix is not None and prefix.enabled else None
+        self.prompt_tokens = 0
+        self.cached_tokens = 0
+        self._history: dict[bytes, None] = {}
         self.ttft: LatencyModel = latency_model(config.ttft)
         self.inter_token: LatencyModel = latency_model(config.inter_token)
         self._fixed_itl = self.inter_token.delay if isinstance(self.inter_token, FixedLatency) else None
@@ -294,6 +432,74 @@ class OpenAIBehaviour:
 
     def sample_ttft(self, plan: Plan) -> float:
         return self.ttft.sample(plan.rng)
+
+    # prefill, text, history ---------------------------------------------------------
+
+    def prefill(self, request: ParsedRequest) -> tuple[float, list[int] | None]:
+        """(The per-token prefill time of a request that got its slot, the names of its prompt's blocks).
+
+        ``per_token`` x the prompt tokens the prefix cache does not hold (all of
+        them without a cache); the prompt's blocks are cached from now on.
+        """
+        cache = self.cache
+        if cache is None:
+            self.prompt_tokens += request.prompt_tokens
+            return self.per_token * request.prompt_tokens, None
+        words = request.prompt_words or ()
+        cached, names = cache.lookup(words)
+        cache.insert(names)
+        self.prompt_tokens += len(words)
+        self.cached_tokens += cached
+        return self.per_token * (len(words) - cached), names
+
+    def cache_completion(self, request: ParsedRequest, text: str) -> None:
+        """Cache the blocks of a finished request's prompt followed by its output (as the next turn sends them)."""
+        if self.cache is None:
+            return
+        output = role_words("assistant", text) if request.kind == "chat" else text.split()
+        self.cache.insert(self.cache.names((*(request.prompt_words or ()), *output)))
+
+    def text(self, plan: Plan, before: int, count: int) -> str:
+        """The text of tokens ``before+1 .. before+count``: ``TOKEN_TEXT`` each.
+
+        With ``check_history`` the first token is ``m<seed>-<request index> ``
+        instead (still one word), so no two completions of a server have the same text.
+        """
+        if before == 0 and count and self.config.check_history:
+            return f"m{self.seed}-{plan.index} " + TOKEN_TEXT * (count - 1)
+        return TOKEN_TEXT * count
+
+    def remember(self, text: str) -> None:
+        """A completion was produced in full: its text may come back as an assistant message."""
+        history = self._history
+        history[hashlib.blake2b(text.encode(), digest_size=16).digest()] = None
+        if len(history) > HISTORY_KEPT:
+            del history[next(iter(history))]
+
+    def check_history(self, request: ParsedRequest) -> None:
+        """Raise RequestError (400) unless every assistant message is the text of a completion produced here."""
+        if not request.assistant:
+            return
+        history = self._history
+        for ordinal, (index, text) in enumerate(request.assistant, 1):
+            if text is None or hashlib.blake2b(text.encode(), digest_size=16).digest() not in history:
+                self.counts["history_mismatch"] += 1
+                raise RequestError(
+                    400, f"assistant message {ordinal} was not produced by this server", f"messages[{index}]"
+                )
+        self.counts["history_ok"] += 1
+
+    def stats(self) -> dict[str, int]:
+        """What ``GET /v1/mock/stats`` answers."""
+        counts = self.counts
+        return {
+            "requests": self.requests,
+            "history_ok": counts["history_ok"],
+            "history_mismatch": counts["history_mismatch"],
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cache_blocks": len(self.cache) if self.cache is not None else 0,
+        }
 
     def sample_inter_token(self, plan: Plan, count: int) -> float:
         """The sum of ``count`` inter-token delays (seconds, before slowdown)."""
@@ -446,7 +652,9 @@ class _Exchange:
         self.state = "running"
         oa, plan = self._oa, self.plan
         self.record.started = _monotonic()
-        delay = oa.sample_ttft(plan) * oa.slowdown_factor()
+        delay = oa.sample_ttft(plan)
+        prefill, _ = oa.prefill(self.request)
+        delay = (delay + prefill) * oa.slowdown_factor()
         if plan.stall_after == 0:
             delay += oa.config.stall.duration
         self.target = self._next_mark(0)
@@ -470,6 +678,11 @@ class _Exchange:
         oa = self._oa
         oa.counts[outcome] += 1
         oa.records.append(record)
+        if outcome == "ok" and (oa.cache is not None or oa.config.check_history):
+            text = oa.text(self.plan, 0, self.plan.tokens)
+            if oa.config.check_history:
+                oa.remember(text)
+            oa.cache_completion(self.request, text)
         self._conn._oa_exchanges.pop(self.seq, None)
         if state == "running":
             oa.release()
@@ -568,7 +781,7 @@ class _Exchange:
             role = {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}
             parts.append(self._event(self._chunk_object(role)))
         if first or last:
-            parts.append(self._content(TOKEN_TEXT * count, first))
+            parts.append(self._content(self._oa.text(self.plan, before, count), first))
         else:
             event = self._cache.get(count)
             if event is None:
@@ -595,7 +808,7 @@ class _Exchange:
         return b"".join(parts)
 
     def _full_body(self) -> bytes:
-        text = TOKEN_TEXT * self.plan.tokens
+        text = self._oa.text(self.plan, 0, self.plan.tokens)
         if self.request.kind == "chat":
             obj = "chat.completion"
             choice = {
@@ -694,7 +907,11 @@ class OpenAIConnection(Connection):
         self._oa_url += url
 
     def on_headers_complete(self) -> None:
-        self._oa_kind = OPENAI_PATHS.get(self._oa_url.split(b"?", 1)[0])
+        self._oa_kind = self._route(self._oa_url.split(b"?", 1)[0])
+
+    def _route(self, path: bytes) -> str | None:
+        """What serves ``path``: an ``OPENAI_PATHS`` kind, ``stats`` or None (``Connection``'s plain answer)."""
+        return OPENAI_PATHS.get(path) or ("stats" if path == STATS_PATH else None)
 
     def on_body(self, body: bytes) -> None:
         if self._oa_kind is not None:
@@ -710,20 +927,26 @@ class OpenAIConnection(Connection):
             return
         if self._close_seq is not None:
             return
-        seq = self._next_seq
-        self._next_seq = seq + 1
         parser = self._parser
         chunked = parser.get_http_version() != "1.0"
         keep_alive = chunked and parser.should_keep_alive()
-        if not keep_alive:
-            self._close_after(seq)
+        seq = self._number(keep_alive)
         oa: OpenAIBehaviour = self._shared.openai
+        if kind == "stats":
+            status = 200 if parser.get_method() == b"GET" else 405
+            body = orjson.dumps(oa.stats()) if status == 200 else _error_body(405, "/v1/mock/stats takes GET")
+            self._oa_body = []
+            self._deliver(seq, _json_response(status, body, keep_alive))
+            return
         try:
             if parser.get_method() != b"POST":
                 raise RequestError(405, f"{self._oa_url.decode('latin-1')} takes POST")
             if self._oa_body_size > MAX_BODY_BYTES:
                 raise RequestError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-            request = parse_request(kind, b"".join(self._oa_body))
+            history = oa.config.check_history
+            request = parse_request(kind, b"".join(self._oa_body), words=oa.cache is not None, history=history)
+            if history:
+                oa.check_history(request)
         except RequestError as exc:
             oa.counts["invalid"] += 1
             self._deliver(seq, _json_response(exc.status, _error_body(exc.status, exc.message, exc.param), keep_alive))
@@ -741,6 +964,14 @@ class OpenAIConnection(Connection):
             exchange.begin()
 
     # internals ----------------------------------------------------------------------
+
+    def _number(self, keep_alive: bool) -> int:
+        """The sequence number of the request just parsed (its answer's place on the wire); the last if not ``keep_alive``."""
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        if not keep_alive:
+            self._close_after(seq)
+        return seq
 
     def _refuse(
         self,

@@ -118,6 +118,12 @@ async def start_server(
 
         shared.openai = OpenAIBehaviour(config.openai, config.seed)
         connection_class = OpenAIConnection
+    if config.flow:
+        # /flow/ paths too (FlowConnection is an OpenAIConnection that serves OpenAI paths only with openai on).
+        from bench.mock.flow import FlowConnection, FlowState
+
+        shared.flow = FlowState(config.seed)
+        connection_class = FlowConnection
 
     def factory() -> Connection:
         return connection_class(shared)
