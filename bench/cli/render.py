@@ -16,7 +16,7 @@ from rich.text import Text
 from bench.engine.aggregate import Snapshot
 from bench.engine.gate import Verdict
 from bench.engine.profile import Profile, SlaRule, redact_url
-from bench.engine.schedule import rate_ramp
+from bench.engine.schedule import rate_ramp, scheduled_in_second
 
 
 def _ms(value: float | None) -> str:
@@ -66,6 +66,8 @@ def progress_fraction(profile: Profile, snap: Snapshot) -> tuple[float | None, s
     if load.stages:
         stages_s = sum(s.duration_s for s in load.stages)
         planned_s = stages_s if planned_s is None else min(planned_s, stages_s)
+    if load.replay is not None:
+        planned_s = load.replay.end_s  # the last line's due time
     if planned_s:
         time_fraction = min(1.0, snap.elapsed_s / planned_s)
         fraction = time_fraction if fraction is None else max(fraction, time_fraction)
@@ -78,7 +80,10 @@ def progress_fraction(profile: Profile, snap: Snapshot) -> tuple[float | None, s
 def live_view(profile: Profile, snap: Snapshot) -> Group:
     """The live panel: progress, rates, in-flight, errors and last-second vs cumulative percentiles."""
     fraction, label = progress_fraction(profile, snap)
-    requested = rate_ramp(profile.load).value_at(max(0.0, snap.elapsed_s - 1.0)) if profile.load.model == "open" else None
+    if profile.load.replay is not None:  # the trace's own count in the last whole second
+        requested = scheduled_in_second(profile.load, max(0, int(snap.elapsed_s) - 1))
+    else:
+        requested = rate_ramp(profile.load).value_at(max(0.0, snap.elapsed_s - 1.0)) if profile.load.model == "open" else None
     width = 30
     if fraction is not None:
         filled = int(round(fraction * width))
@@ -193,7 +198,10 @@ def _criterion(rule: SlaRule) -> str:
 def _load_words(profile: Profile) -> str:
     """``closed loop, 20 users, 400 requests + 20 warm-up`` or ``open loop, ramp 50 -> 300 -> 100/s (poisson), 30 s``."""
     load = profile.load
-    if load.model == "open":
+    if load.replay is not None:
+        r = load.replay
+        what = f"open loop, replay {r.file}: {r.count:,} requests over {r.span_s:g} s of trace" + (f" at {r.speed:g}x speed" if r.speed != 1 else "")
+    elif load.model == "open":
         if load.stages:
             what = "ramp " + " -> ".join(f"{v:g}" for v in [load.rate_per_s or 0, *(s.target for s in load.stages)]) + "/s"
         else:
