@@ -266,6 +266,10 @@ def test_replay_refuses_data_and_request_kinds_and_speed_needs_replay(tmp_path: 
         bench.load_profile(write_profile(tmp_path, {"replay": "t.jsonl"}, request_kinds=[{"name": "a", "path": "/a"}]))
     with pytest.raises(ProfileError, match="load.speed: speed sets the pace of load.replay"):
         bench.load_profile(write_profile(tmp_path, {"rate": "5/s", "requests": 5, "speed": 2}))
+    (tmp_path / "h.jsonl").write_text(GOOD + '{"timestamp_ms": 1, "method": "head"}\n')
+    with pytest.raises(ProfileError, match=r"h.jsonl:2: method: HEAD with target.method GET: the fast transport cannot mix"):
+        bench.load_profile(write_profile(tmp_path, {"replay": "h.jsonl"}, client={"transport": "fast"}))
+    assert bench.load_profile(write_profile(tmp_path, {"replay": "h.jsonl"}, client={"transport": "h2"})).load.replay.count == 2
     with pytest.raises(ProfileError, match="--rate: load.replay sends"):
         bench.load_profile(write_profile(tmp_path, {"replay": "t.jsonl"}), {"rate": "10/s"})
 

@@ -700,6 +700,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     client = _parse_client(
         _Fields(source, "client", top.raw("client", {}), ("transport", "pool_size", "keepalive", "connect_timeout", "tls_verify", "max_body"))
     )
+    if load.replay is not None and client.transport == "fast":
+        _check_replay_head(load.replay, kinds[0].method)
     sla_fields = _Fields(source, "sla", top.raw("sla", {}), tuple(SLA_METRICS) + SLA_OPTIONS)
     sla = _parse_sla(sla_fields)
     sla_options = SlaOptions(
@@ -1108,6 +1110,19 @@ def _parse_replay_load(f: _Fields, target: Target, kinds: tuple[RequestKind, ...
         stages=(),
         replay=replay,
     )
+
+
+def _check_replay_head(replay: Replay, default_method: str) -> None:
+    """The fast transport reads a run's responses either all as answers to HEAD (no body) or none: a trace cannot mix them."""
+    for line in replay.lines:
+        method = line.fields.get("method") or default_method
+        if (method == "HEAD") != (default_method == "HEAD"):
+            raise ProfileError(
+                replay.path, "method",
+                f"{method} with target.method {default_method}: the fast transport cannot mix HEAD and other methods in one run; "
+                "use client.transport aiohttp or h2, or replay the HEAD lines in a trace of their own",
+                line=line.number,
+            )
 
 
 def _parse_stages(f: _Fields) -> list[tuple[str, float, float]]:
