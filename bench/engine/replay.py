@@ -194,7 +194,7 @@ def _check_line(where: str, number: int, value: dict[str, Any], kind: RequestKin
     body = value.get("body")
     if body is not None and not isinstance(body, (str, dict, list)):
         raise error("body", f"expected a mapping or list (sent as JSON) or a string, got {body!r}")
-    needed = set(url_fields) | template_fields(path or "")
+    needed = template_fields(path) if path is not None else set(url_fields)  # a line's path replaces the URL's
     if body is None:
         needed |= template_fields(kind.body)
         if kind.api == "openai-chat" and not isinstance(value.get("messages"), list) and "prompt" not in value:
@@ -228,7 +228,7 @@ def _prepare_line(line: TraceLine, kind: RequestKind, base_url: str, extra: tupl
     row = line.fields
     path = row.get("path")
     if path is not None:
-        url = urljoin(_fill_url(base_url, row), _fill_url(path, row))
+        url = urljoin(base_url, _fill_url(path, row))
     elif kind.api and urlsplit(base_url).path in ("", "/"):
         url = urljoin(base_url, API_PRESETS[kind.api])
     else:
