@@ -11,6 +11,7 @@ environment, so nothing is read from or written to ``~/.ray``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import secrets
@@ -227,6 +228,23 @@ def test_two_ray_workers_match_a_local_run(tmp_path, ray_session, recorded):
     # Same mock, same plan: the same latency, and the same verdict.
     assert abs(report["latency"]["p50"] - local_report["latency"]["p50"]) <= 2.0, (report["latency"], local_report["latency"])
     assert report["sla"]["passed"] == local_report["sla"]["passed"] is True, (report["sla"], local_report["sla"])
+
+
+def test_a_replayed_trace_keeps_every_lines_time_on_ray_workers(tmp_path, ray_session):
+    # Each actor is sent only its own lines (replay.for_worker); together they send each line once, at its time.
+    times = [i * 10.0 for i in range(40)] + [500.0] * 20 + [700.0 + i * 5 for i in range(40)]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"timestamp_ms": t, "path": f"/r/{n}"}) + "\n" for n, t in enumerate(times)))
+    profile_path = tmp_path / "p.yaml"
+    profile_path.write_text(yaml.safe_dump({"mock": {"latency": {"model": "fixed", "delay": "2ms"}}, "load": {"replay": "t.jsonl", "speed": 2, "workers": 2}}))
+    rows_path = tmp_path / "rows.csv"
+    result = bench.run(bench.load_profile(profile_path, {"engine": "ray", "csv": str(rows_path)}))
+    assert result.status == "completed", result.messages
+    assert (result.summary["requests"]["sent"], result.summary["requests"]["ok"]) == (100, 100)
+    rows = list(csv.DictReader(rows_path.open()))
+    assert sorted(int(r["kind"].removeprefix("line:")) for r in rows) == list(range(1, 101))
+    assert {r["worker"] for r in rows} == {"0", "1"}
+    for r in rows:
+        assert abs(float(r["intended_ms"]) - times[int(r["kind"].removeprefix("line:")) - 1] / 2) < 0.002, r
 
 
 def test_a_version_mismatch_refuses_the_run_and_leaves_nothing(tmp_path, ray_session, monkeypatch):

@@ -338,7 +338,12 @@ def validate(profile: Path = typer.Argument(..., help="YAML load profile.")) -> 
     except ProfileError as exc:
         raise _fail_usage(str(exc)) from None
     load = prof.load
-    what = f"rate {load.rate_per_s:g}/s ({load.arrival})" if load.model == "open" else f"concurrency {load.concurrency}"
+    if load.replay is not None:
+        what = f"replay {load.replay.file} ({load.replay.count:,} lines over {load.replay.span_s:g} s, speed {load.replay.speed:g})"
+    elif load.model == "open":
+        what = f"rate {load.rate_per_s:g}/s ({load.arrival})" if load.rate_per_s is not None else f"ramping rate ({load.arrival})"
+    else:
+        what = f"concurrency {load.concurrency}"
     target = prof.target.url or "the bundled mock server"
     console.print(escape(f"{profile}: valid - {load.model} loop, {what}, {load.workers} worker(s), target {target}"), highlight=False)
 

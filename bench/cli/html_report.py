@@ -643,7 +643,11 @@ def _load_text(data: dict[str, Any]) -> str:
     model = data["load_model"]
     if not isinstance(load, dict):
         return f"{model} loop"
-    if model == "open":
+    replay = load.get("replay")
+    if model == "open" and isinstance(replay, dict):
+        speed = replay.get("speed")
+        what = f"replay of {replay.get('file')} ({replay.get('lines')} lines" + (f", speed {speed:g}" if isinstance(speed, (int, float)) else "") + ")"
+    elif model == "open":
         rate = load.get("rate_per_s")
         what = f"rate {rate:g}/s" if isinstance(rate, (int, float)) else "ramping rate"
         if load.get("arrival"):

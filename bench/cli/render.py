@@ -17,7 +17,7 @@ from rich.text import Text
 from bench.engine.aggregate import Snapshot
 from bench.engine.gate import Verdict
 from bench.engine.profile import Profile, SlaRule, redact_url
-from bench.engine.schedule import rate_ramp, schedule_end_s
+from bench.engine.schedule import rate_ramp, schedule_end_s, scheduled_in_second
 
 
 def _ms(value: float | None) -> str:
@@ -83,6 +83,8 @@ def _rate(value: float) -> str:
 
 def planned_end_s(profile: Profile, snap: Snapshot) -> float | None:
     """When the plan stops issuing work (seconds from the start, warm-up included); None: only the request count ends it."""
+    if profile.load.replay is not None:
+        return profile.load.replay.end_s  # the last line's due time
     end = schedule_end_s(profile.load)  # the workers' own end (schedule.py)
     return None if math.isinf(end) else end
 
@@ -121,6 +123,8 @@ def scheduled_rate(profile: Profile, snap: Snapshot) -> float | None:
     load = profile.load
     if load.model != "open" or snap.closed_s <= 0:
         return None
+    if load.replay is not None:  # the trace's own count in that second
+        return scheduled_in_second(load, snap.closed_s - 1)
     ramp = rate_ramp(load)
     end = schedule_end_s(load)
     b = min(float(snap.closed_s), end)
@@ -611,7 +615,10 @@ def _criterion(rule: SlaRule) -> str:
 def _load_words(profile: Profile) -> str:
     """``closed loop, 20 users, 400 requests + 20 warm-up`` or ``open loop, ramp 50 -> 300 -> 100/s (poisson), 30 s``."""
     load = profile.load
-    if load.model == "open":
+    if load.replay is not None:
+        r = load.replay
+        what = f"open loop, replay {r.file}: {r.count:,} requests over {r.span_s:g} s of trace" + (f" at {r.speed:g}x speed" if r.speed != 1 else "")
+    elif load.model == "open":
         if load.stages:
             what = "ramp " + " -> ".join(f"{v:g}" for v in [load.rate_per_s or 0, *(s.target for s in load.stages)]) + "/s"
         else:

@@ -238,6 +238,8 @@ def fingerprint(report: Mapping[str, Any]) -> dict[str, Any]:
         "concurrency": load.get("concurrency"),
         "stages": load.get("stages"),
         "arrival": load.get("arrival"),
+        # A replayed trace offers the load its lines and speed make: the same file (by content) at the same speed.
+        "replay": (replay.get("sha256"), replay.get("speed")) if isinstance(replay := load.get("replay"), dict) else None,
         "request": (target.get("method"), target.get("body_sha256", target.get("body_bytes"))),
         # The bundled mock stands in for the API under test: a slower mock is a slower API, not another target.
         "target": target.get("url") or "bundled mock server",

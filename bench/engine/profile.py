@@ -36,6 +36,7 @@ from bench.engine.requests import (
     synthetic_rows,
     template_fields,
 )
+from bench.engine.replay import Replay, read_trace
 from bench.mock.config import MockConfig, MockConfigError
 from bench.sessions.spec import CAPTURE_SOURCES, Capture, Step, Think
 
@@ -119,6 +120,7 @@ class Load:
     warmup_requests: int
     warmup_s: float
     stages: tuple[Stage, ...]
+    replay: Replay | None = None  # open loop at the trace's own times (replay.py)
 
     @property
     def peak_concurrency(self) -> int:
@@ -236,7 +238,7 @@ class Profile:
     @property
     def plain(self) -> bool:
         """One fixed request, no checks or streaming: the transports' prebuilt fast path."""
-        if self.session or len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None:
+        if self.session or len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None or self.load.replay is not None:
             return False
         kind = self.kinds[0] if self.kinds else None
         if kind is None:
@@ -344,7 +346,7 @@ def load_scenarios(
         except ProfileError as exc:
             if exc.flag is not None:
                 raise
-            raise ProfileError(source, exc.field, f"in scenario {name!r}: {exc.message}") from None
+            raise ProfileError(exc.path, exc.field, f"in scenario {name!r}: {exc.message}", line=exc.line, column=exc.column) from None
         for out in (profile.output.json_path, profile.output.csv_path, *profile.output.extra_paths()):
             if out is not None:
                 key = str(out)
@@ -675,7 +677,14 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     target_fields = _Fields(source, "target", top.raw("target", {}), TARGET_FIELDS)
     target = _parse_target(target_fields)
     kinds = _parse_kinds(source, target_fields, top.raw("request_kinds"))
-    data_spec = _parse_data(source, top.raw("data"), kinds)
+    raw_load = top.raw("load")
+    if isinstance(raw_load, dict) and raw_load.get("replay") is not None:
+        for section in ("request_kinds", "data"):
+            if top.has(section):
+                raise top.error(section, f"load.replay builds every request from its trace line (path, method, headers, body, fields); remove {section} (or replay)")
+        data_spec = None  # the trace's lines fill the templates: checked line by line in _parse_replay_load
+    else:
+        data_spec = _parse_data(source, top.raw("data"), kinds)
     api_key_env = target_fields.string("api_key_env")
     if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
         raise target_fields.error("api_key_env", f"expected the NAME of an environment variable (the key itself never goes in a profile), got {api_key_env!r}")
@@ -683,17 +692,23 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     if target.url is not None and top.has("mock"):
         raise top.error("mock", "target.url is set, so this mock section would never be used; remove one of them")
     mock = _parse_mock(source, top.raw("mock", {})) if target.url is None else None
-    load = _parse_load(
-        _Fields(
-            source,
-            "load",
-            top.raw("load", {}),
-            ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages"),
-        )
+    load_fields = _Fields(
+        source,
+        "load",
+        top.raw("load", {}),
+        ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages", "replay", "speed"),
     )
+    if load_fields.has("replay"):
+        load = _parse_replay_load(load_fields, target, kinds)
+    else:
+        if load_fields.has("speed"):
+            raise load_fields.error("speed", "speed sets the pace of load.replay; this profile replays no trace")
+        load = _parse_load(load_fields)
     client = _parse_client(
         _Fields(source, "client", top.raw("client", {}), ("transport", "pool_size", "keepalive", "connect_timeout", "tls_verify", "max_body"))
     )
+    if load.replay is not None and client.transport == "fast":
+        _check_replay_head(load.replay, kinds[0].method)
     sla_fields = _Fields(source, "sla", top.raw("sla", {}), tuple(SLA_METRICS) + SLA_OPTIONS)
     sla = _parse_sla(sla_fields)
     sla_options = SlaOptions(
@@ -717,6 +732,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     resolved["goodput"] = dict(goodput)
     resolved["target"]["api_key_env"] = api_key_env
     session = _parse_session(source, top.raw("session"), target, data_spec, kinds, client)
+    if session and load.replay is not None:
+        raise top.error("session", "load.replay sends each trace line as one request; a session's steps cannot be replayed from it: remove one of them")
     step_rules = _parse_step_sla(sla_fields, session)
     if step_rules:
         sla = (*sla, *step_rules)
@@ -1180,6 +1197,71 @@ def _parse_load(f: _Fields) -> Load:
     )
 
 
+#: What a trace replay decides itself: when each request goes (so no rate, concurrency, ramp or arrival process)
+#: and how many there are (so no request count, duration or warm-up).
+REPLAY_EXCLUDES = ("rate", "concurrency", "stages", "arrival", "seed", "requests", "duration", "warmup")
+
+
+def _parse_replay_load(f: _Fields, target: Target, kinds: tuple[RequestKind, ...]) -> Load:
+    """``load.replay: FILE`` (JSONL, relative to the profile) and ``speed``: an open loop at the trace's own times."""
+    for key in REPLAY_EXCLUDES:
+        if f.has(key):
+            raise f.error(key, f"load.replay sends each line of the trace at its own time, once; remove {key} (or replay)")
+    name = f.string("replay") or ""
+    path = Path(name)
+    if not path.is_absolute():
+        path = Path(f.source).parent / path
+    if path.suffix.lower() not in (".jsonl", ".ndjson"):
+        raise f.error("replay", f"expected a .jsonl trace (one JSON object per line), got {name!r}")
+    speed = f.raw("speed", 1)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed <= 0:
+        raise f.error("speed", f"expected a number > 0 (2: twice as fast), got {speed!r}")
+    try:
+        replay = read_trace(path, name, float(speed), kinds[0], target.url, METHODS)
+    except FileNotFoundError:
+        raise f.error("replay", f"file not found: {str(path)!r} (relative to the profile)") from None
+    except IsADirectoryError:
+        raise f.error("replay", f"{str(path)!r} is a directory, not a trace file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise f.error("replay", f"cannot read {str(path)!r}: {exc}") from None
+    max_in_flight = f.integer("max_in_flight", DEFAULT_MAX_IN_FLIGHT, minimum=1) or DEFAULT_MAX_IN_FLIGHT
+    workers = f.integer("workers", minimum=1)
+    if workers is None:
+        workers = max(1, min(os.cpu_count() or 1, replay.count))
+    elif workers > replay.count:
+        raise f.error("workers", f"{workers} workers cannot share a trace of {replay.count} line(s); use at most {replay.count}")
+    elif workers > max_in_flight:
+        raise f.error("workers", f"{workers} workers cannot share max_in_flight {max_in_flight}")
+    return Load(
+        model=OPEN_LOOP,
+        workers=workers,
+        rate_per_s=None,
+        concurrency=None,
+        arrival="replay",
+        seed=1,
+        max_in_flight=max_in_flight,
+        requests=None,
+        duration_s=None,
+        warmup_requests=0,
+        warmup_s=0.0,
+        stages=(),
+        replay=replay,
+    )
+
+
+def _check_replay_head(replay: Replay, default_method: str) -> None:
+    """The fast transport reads a run's responses either all as answers to HEAD (no body) or none: a trace cannot mix them."""
+    for line in replay.lines:
+        method = line.fields.get("method") or default_method
+        if (method == "HEAD") != (default_method == "HEAD"):
+            raise ProfileError(
+                replay.path, "method",
+                f"{method} with target.method {default_method}: the fast transport cannot mix HEAD and other methods in one run; "
+                "use client.transport aiohttp or h2, or replay the HEAD lines in a trace of their own",
+                line=line.number,
+            )
+
+
 def _parse_stages(f: _Fields) -> list[tuple[str, float, float]]:
     raw = f.raw("stages")
     if raw is None:
@@ -1409,6 +1491,7 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
             "warmup_requests": load.warmup_requests,
             "warmup_s": load.warmup_s,
             "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
+            "replay": load.replay.describe() if load.replay is not None else None,
         },
         "client": {
             "transport": client.transport,

@@ -28,6 +28,7 @@ Ray is imported only here; the runner imports this module only for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import platform
@@ -50,6 +51,7 @@ import bench
 from bench.engine.errors import RunError
 from bench.engine.local import Event, WorkerFailed
 from bench.engine.profile import EngineConfig
+from bench.engine.replay import for_worker
 from bench.engine.worker import Worker, WorkerSpec
 
 NAMESPACE = "bench"
@@ -331,6 +333,8 @@ class RayEngine:
             options["resources"] = {self.config.resource: 1}
         for i, spec in enumerate(self.specs):
             strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg, placement_group_bundle_index=i)
+            # A replayed trace: each actor is sent only its own lines (1/W of the trace, pickled once for it).
+            spec = dataclasses.replace(spec, profile=for_worker(spec.profile, spec.index, spec.count))
             self.actors.append(RemoteWorker.options(scheduling_strategy=strategy, name=None, **options).remote(spec))
         try:
             infos = ray.get([a.info.remote() for a in self.actors], timeout=READY_TIMEOUT_S)

@@ -291,12 +291,14 @@ def make_engine(name: str, specs: list[WorkerSpec]) -> Engine:
 def planned_measured_requests(load: Load) -> int | None:
     """An upper bound on the measured requests a run completes, when the plan gives one (for ``sla.fail_fast``).
 
-    A request count; or an open loop's constant rate times its duration (poisson:
+    A request count; a trace's line count; or an open loop's constant rate times its duration (poisson:
     the expected count plus six standard deviations). A closed loop run for a
     duration has no such bound.
     """
     if load.requests is not None:
         return load.requests
+    if load.replay is not None:
+        return load.replay.count
     if load.model == "open" and not load.stages and load.duration_s is not None and load.rate_per_s:
         expected = load.rate_per_s * load.duration_s
         spread = 0.0 if load.arrival == "constant" else 6 * math.sqrt(expected)

@@ -15,6 +15,10 @@ ramped by stages like k6's ramping-arrival-rate). Its integral
   Poisson process of intensity r(t)/W, and their union a Poisson process of
   intensity r(t) (superposition), with any number of workers.
 
+Trace replay (``load.replay``). Request k of the time-sorted trace is due at
+its timestamp divided by the speed; worker i takes k = i, i+W, ... as with
+constant arrivals, so every request keeps its time (see ``replay.py``).
+
 Closed loop. The concurrency c(t) is piecewise linear the same way; worker i's
 share of a total C is C//W, plus one for the first C % W workers.
 """
@@ -26,6 +30,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
+from bench.engine import replay as trace
 from bench.engine.profile import Load
 
 
@@ -140,6 +145,9 @@ def arrival_offsets(load: Load, index: int, count: int) -> Iterator[float]:
 
     Stops at the end of the plan's time; the request count is the worker's to enforce.
     """
+    if load.replay is not None:
+        yield from trace.offsets(load.replay, index, count)
+        return
     ramp = rate_ramp(load)
     end_s = schedule_end_s(load)
     if load.arrival == "poisson":
@@ -158,3 +166,10 @@ def arrival_offsets(load: Load, index: int, count: int) -> Iterator[float]:
             return
         yield t
         n += count
+
+
+def scheduled_in_second(load: Load, second: int) -> float:
+    """Sends the open-loop plan asks for in ``[second, second + 1)`` from the start (a trace's own count, or r(t))."""
+    if load.replay is not None:
+        return float(trace.scheduled_between(load.replay, second, second + 1))
+    return rate_ramp(load).value_at(second)

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from bench.engine.profile import OPEN_LOOP, Profile
 from bench.engine.samples import MEASURED, WARMUP, Recorder
 from bench.engine.schedule import arrival_offsets, concurrency_ramp, schedule_end_s, share
+from bench.engine.replay import prepare_replay
 from bench.engine.requests import PreparedRequest, check_response, prepare
 from bench.engine.responses import ResponseFacts, receiver_for
 from bench.engine.transports import make_transport
@@ -166,6 +167,10 @@ class Worker:
             from bench.sessions.runner import SessionRunner
 
             self.sessions = SessionRunner(self)
+        elif self.load.replay is not None:  # one request per line of this worker's share, in the order of its offsets
+            self.prepared = prepare_replay(
+                self.load.replay, profile.kinds[0], self.spec.url, self.spec.extra_headers, self.spec.index, self.spec.count
+            )
         elif not profile.plain:
             self.prepared = prepare(
                 profile.kinds, profile.data, self.spec.url, self.spec.extra_headers, self.spec.index, self.spec.count, seed=self.load.seed
