@@ -100,6 +100,9 @@ def warmup_progress(profile: Profile, snap: Snapshot) -> tuple[float, str]:
     load = profile.load
     if load.warmup_s > 0:
         return min(1.0, snap.elapsed_s / load.warmup_s), f"{min(snap.elapsed_s, load.warmup_s):.1f}/{load.warmup_s:g} s"
+    if profile.session:  # a count of sessions; their requests, as far as every step is sent
+        planned = load.warmup_requests * len(profile.session)
+        return min(1.0, snap.warmup_sent / planned), f"{load.warmup_requests:,} sessions"
     return min(1.0, snap.warmup_sent / load.warmup_requests), f"{min(snap.warmup_sent, load.warmup_requests):,}/{load.warmup_requests:,} requests"
 
 
@@ -140,7 +143,8 @@ def _run_state(profile: Profile, snap: Snapshot) -> str:
         return "draining"
     load = profile.load
     planned = planned_end_s(profile, snap)
-    if (planned is not None and snap.elapsed_s >= planned) or (load.requests is not None and snap.sent >= load.requests):
+    started = snap.sessions_started if profile.session else snap.sent
+    if (planned is not None and snap.elapsed_s >= planned) or (load.requests is not None and started >= load.requests):
         return "draining"
     if in_warmup(profile, snap):
         return "warm-up"
@@ -151,8 +155,9 @@ def progress(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
     """Done fraction and a label: elapsed and remaining time, requests done and an ETA, or done."""
     load = profile.load
     state = _run_state(profile, snap)
+    done, unit = (snap.sessions_done, "sessions") if profile.session else (snap.completed, "req")
     if state == "done":
-        finished = load.requests is None or snap.completed >= load.requests
+        finished = load.requests is None or done >= load.requests
         planned = planned_end_s(profile, snap)
         if planned is not None and snap.elapsed_s < planned - 1.0 and (load.requests is None or not finished):
             finished = False
@@ -174,11 +179,11 @@ def progress(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
     else:
         parts.append(_clock(snap.elapsed_s))
     if load.requests is not None:
-        count_fraction = min(1.0, snap.completed / load.requests)
+        count_fraction = min(1.0, done / load.requests)
         fraction = count_fraction if fraction is None else max(fraction, count_fraction)
-        parts.append(f"{snap.completed:,}/{load.requests:,} req")
-        if snap.average_rps > 0 and snap.completed:
-            eta = max(0.0, load.requests - snap.completed) / snap.average_rps
+        parts.append(f"{done:,}/{load.requests:,} {unit}")
+        if done and snap.measured_s > 0:
+            eta = max(0.0, load.requests - done) / (done / snap.measured_s)
             left = eta if left is None else min(left, eta)
     if state == "draining":
         pass  # the phase line says it
@@ -628,7 +633,7 @@ def _load_words(profile: Profile) -> str:
         users = " -> ".join(str(int(v)) for v in [load.concurrency or 0, *(s.target for s in load.stages)])
         what = f"closed loop, {users} users"
     if load.requests is not None:
-        what += f", {load.requests:,} requests"
+        what += f", {load.requests:,} {'sessions' if profile.session else 'requests'}"
     if load.duration_s is not None:
         what += f"{' or' if load.requests is not None else ','} {load.duration_s:g} s"
     elif load.stages and load.requests is None:

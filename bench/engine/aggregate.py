@@ -242,6 +242,8 @@ class Snapshot:
     output_tokens: int = 0
     output_tokens_per_s: float | None = None
     stopping: str | None = None  # why the run was told to stop early (interrupted, aborted...), while it drains
+    sessions_started: int = 0  # a session profile's measured sessions (load.requests counts these)
+    sessions_done: int = 0  # completed + failed + unfinished
 
     @property
     def done(self) -> bool:
@@ -478,6 +480,8 @@ class Aggregator:
             status_codes=tuple(sorted(m.status.items(), key=lambda kv: (-kv[1], kv[0]))),
             error_kinds=tuple(sorted(m.errors.items(), key=lambda kv: (-kv[1], kv[0]))),
             total_max_ms=m.latency.get_max_value() / 1000 if total else None,
+            sessions_started=self.sessions.started,
+            sessions_done=self.sessions.completed + self.sessions.failed + self.sessions.unfinished,
             last_max_ms=last.max_ms if last else None,
             output_tokens=m.output_tokens,
             output_tokens_per_s=m.output_tokens / measured_s if m.token_sources and measured_s > 0 else None,
