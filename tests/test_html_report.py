@@ -19,8 +19,6 @@ is installed (Debian: apt-get install chromium).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re

@@ -509,7 +509,6 @@ def search(
     for flag, out in (("--json", json_path), ("--html", html_path)):
         if out is not None and not Path(out).resolve().parent.is_dir():
             raise _fail_usage(f"{flag}: directory {Path(out).parent} does not exist")
-    unit = "users" if over == "concurrency" else "/s"
 
     overrides = {"workers": workers, "url": url, "engine": engine, "ray_address": ray_address}
     probing: list[Profile] = []  # the probe now running, for the live view

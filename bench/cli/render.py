@@ -274,7 +274,6 @@ def _now(snap: Snapshot) -> str:
 
 
 def _lines(profile: Profile, snap: Snapshot, width: int) -> list[Text]:
-    load = profile.load
     state = _run_state(profile, snap)
     fraction, label = progress(profile, snap)
     name = profile.name if len(profile.name) <= 24 else profile.name[:23] + "…"
@@ -682,7 +681,9 @@ def summary_screen(summary: dict[str, Any], verdict: Verdict) -> Group:
         rows.add_row("errors", Text(", ".join(causes[:6]) + (f", +{len(causes) - 6} more" if len(causes) > 6 else ""), style="red"))
     stats = "  ".join(f"{key} {_ms3(lat.get(key))}" for key in ("p50", "p90", "p95", "p99", "max"))
     rows.add_row("latency", stats)
-    if summary.get("sessions"):
+    if summary.get("turns"):
+        meaning = "each turn from when it was due (the previous turn's end)"
+    elif summary.get("sessions"):
         meaning = "each step from when it was due (think time excluded)"
     elif summary.get("load_model") == "closed":
         meaning = "service time, from the actual send (closed loop)"
@@ -700,7 +701,13 @@ def summary_screen(summary: dict[str, Any], verdict: Verdict) -> Group:
         duration = sessions["duration"]
         if duration.get("count"):
             line.append(f"; duration p50 {_ms3(duration.get('p50'))} p95 {_ms3(duration.get('p95'))}")
-        rows.add_row("sessions", line)
+        rows.add_row("conversations" if summary.get("turns") else "sessions", line)
+        for number, turn in summary.get("turns", {}).items():
+            ttft, lat = turn["ttft"], turn["latency"]
+            shown = f"TTFT p50 {_ms3(ttft.get('p50'))} p95 {_ms3(ttft.get('p95'))}" if ttft.get("count") else f"p50 {_ms3(lat.get('p50'))} p95 {_ms3(lat.get('p95'))}"
+            sent = turn["requests"]["sent"]
+            tokens = f"  in {turn['input_tokens'] / sent:,.0f} tok/req" if sent else ""
+            rows.add_row(f"  turn {number}", shown + tokens)
         for name, step in summary.get("steps", {}).items():
             lat = step["latency"]
             rate = step.get("error_rate")

@@ -568,6 +568,9 @@ class Aggregator:
     def _steps(self) -> list[tuple[str, PhaseTally]]:
         return [(label[5:], tally) for label, tally in self.groups.items() if label.startswith("step:")]
 
+    def _turns(self) -> list[tuple[str, PhaseTally]]:
+        return sorted(((label[5:], t) for label, t in self.groups.items() if label.startswith("turn:")), key=lambda kv: int(kv[0]))
+
     def _session_summary(self, seconds: float) -> dict[str, Any]:
         """``steps`` (per step: requests and latency shaped like the top level) and ``sessions``, for a session profile."""
         if not self.groups and self.sessions.empty:
@@ -590,10 +593,23 @@ class Aggregator:
                 "rps": t.completed / seconds if seconds > 0 else None,
                 "latency": latency_stats(t.latency),
             }
+        turns = {}
+        for number, t in self._turns():
+            turns[number] = {
+                "requests": {"sent": t.sent, "completed": t.completed, "ok": t.ok, "http_errors": t.http_errors,
+                             "client_errors": t.client_errors, "check_failures": t.check_errors, "unfinished": t.sent - t.completed},
+                "error_rate": t.failed / t.completed if t.completed else None,
+                "latency": latency_stats(t.latency),
+                "ttft": latency_stats(t.ttft),
+                "tpot": latency_stats(t.tpot),
+                "input_tokens": t.input_tokens,
+                "output_tokens": t.output_tokens,
+            }  # fmt: skip
         s = self.sessions
         duration = new_histogram()
         record_counts(s.duration, duration)
         return {
+            **({"turns": turns} if turns else {}),
             "steps": steps,
             "sessions": {
                 "started": s.started,

@@ -238,12 +238,17 @@ class Profile:
     @property
     def plain(self) -> bool:
         """One fixed request, no checks or streaming: the transports' prebuilt fast path."""
-        if self.session or len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None or self.load.replay is not None:
+        if self.session or self.conversation or len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None or self.load.replay is not None:
             return False
         kind = self.kinds[0] if self.kinds else None
         if kind is None:
             return True
         return kind.name == "default" and kind.api is None and kind.check is None and not kind.stream and kind.path is None
+
+    @property
+    def conversation(self) -> bool:
+        """Multi-turn chat: every data row holds ``turns``, each turn sent with the whole history so far."""
+        return self.data is not None and bool(self.data.rows) and "turns" in self.data.rows[0]
 
     @property
     def uses_mock(self) -> bool:
@@ -1059,27 +1064,46 @@ def _parse_data(source: str, raw: Any, kinds: tuple[RequestKind, ...]) -> DataSp
             raise f.error("file", f"{name} has no rows")
         where = name
     else:
-        g = _Fields(source, "data.synthetic", f.raw("synthetic"), ("count", "prompt_tokens", "max_tokens"))
+        g = _Fields(source, "data.synthetic", f.raw("synthetic"), ("count", "prompt_tokens", "max_tokens", "turns"))
         # Rows are generated while the profile loads (and no worker prepares more than 50,000):
         # bounds keep `bench validate` instant instead of hanging on a typo'd size.
         count = g.integer("count", 100, minimum=1, maximum=MAX_SYNTHETIC_ROWS) or 100
+        turns = g.integer("turns", 1, minimum=1, maximum=MAX_TURNS) or 1
+        if turns > 1 and not any(k.api == "openai-chat" for k in kinds):
+            raise g.error("turns", "multi-turn conversations need target.api: openai-chat (each turn sends the chat history)")
         prompt_tokens = _int_range(g, "prompt_tokens", (32, 256))
-        if count * prompt_tokens[1] > MAX_SYNTHETIC_WORDS:
+        if count * prompt_tokens[1] * turns > MAX_SYNTHETIC_WORDS:
             raise g.error(
                 "prompt_tokens",
-                f"count x prompt_tokens is {count * prompt_tokens[1]:,} words, more than {MAX_SYNTHETIC_WORDS:,} to generate; use fewer rows or shorter prompts",
+                f"count x prompt_tokens x turns is {count * prompt_tokens[1] * turns:,} words, more than {MAX_SYNTHETIC_WORDS:,} to generate; use fewer rows or shorter prompts",
             )
-        rows = synthetic_rows(count, prompt_tokens, _int_range(g, "max_tokens", (16, 128)), seed)
+        rows = synthetic_rows(count, prompt_tokens, _int_range(g, "max_tokens", (16, 128)), seed, turns)
         where = "synthetic"
+    conversations = [i for i, row in enumerate(rows, 1) if "turns" in row]
+    if conversations:
+        _check_turns(f, where, rows, kinds)
     for kind in kinds:
         needed = template_fields(kind.body) | preset_fields(kind)
         for row_number, row in enumerate(rows, 1):
-            missing = needed - set(row)
+            missing = needed - set(row) - ({"prompt"} if "turns" in row else set())
             if missing:
                 raise f.error("file", f"{where} row {row_number} has no field {sorted(missing)[0]!r}, which request kind {kind.name!r} uses")
     if order == "weighted" and not all(isinstance(r.get("weight", 1), (int, float)) and r.get("weight", 1) > 0 for r in rows):
         raise f.error("order", "weighted order needs a positive number in each row's weight field")
     return DataSpec(tuple(rows), order, seed, where)
+
+
+MAX_TURNS = 1000
+
+
+def _check_turns(f: _Fields, where: str, rows: list[dict[str, Any]], kinds: tuple[RequestKind, ...]) -> None:
+    """Conversation rows: every row a non-empty ``turns`` list of user messages, for one openai-chat kind."""
+    if len(kinds) != 1 or kinds[0].api != "openai-chat":
+        raise f.error("file", f"{where} rows with turns are conversations: they need one request kind with target.api: openai-chat")
+    for row_number, row in enumerate(rows, 1):
+        turns = row.get("turns")
+        if not isinstance(turns, list) or not turns or len(turns) > MAX_TURNS or not all(isinstance(t, str) and t for t in turns):
+            raise f.error("file", f"{where} row {row_number}: turns must be a list of 1 to {MAX_TURNS} non-empty user messages (strings), got {turns!r}"[:300])
 
 
 def _int_range(f: _Fields, key: str, default: tuple[int, int]) -> tuple[int, int]:

@@ -24,6 +24,8 @@ SCHEMA_VERSION = 1
 
 def latency_meaning(profile: Profile) -> str:
     """What the run's ``latency`` distribution measures, in words for the report and the tables."""
+    if profile.conversation:
+        return "turn latency: from when each turn was due (its conversation's start, or the previous turn's end) to the last response byte"
     if profile.session:
         return "step latency: from when each step was due (its session's start, or the previous step's end, plus its think time) to the last response byte"
     if profile.load.model == CLOSED_LOOP:

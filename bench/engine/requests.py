@@ -172,13 +172,23 @@ def _number_or_text(value: str | None) -> Any:
             return value
 
 
-def synthetic_rows(count: int, prompt_tokens: tuple[int, int], max_tokens: tuple[int, int], seed: int) -> list[dict[str, Any]]:
-    """Seeded rows with a prompt of a random number of words and a random max_tokens (uniform ranges)."""
+def synthetic_rows(count: int, prompt_tokens: tuple[int, int], max_tokens: tuple[int, int], seed: int, turns: int = 1) -> list[dict[str, Any]]:
+    """Seeded rows with a prompt of a random number of words and a random max_tokens (uniform ranges).
+
+    With ``turns`` above 1 each row is a conversation: ``turns`` holds that many
+    user messages (the first is ``prompt``), each of its own random length.
+    """
     rng = random.Random(f"bench-synthetic:{seed}")
     rows = []
     for _ in range(count):
-        n = rng.randint(*prompt_tokens)
-        rows.append({"prompt": " ".join(rng.choice(_WORDS) for _ in range(n)), "max_tokens": rng.randint(*max_tokens), "prompt_tokens": n})
+        said = []
+        for _ in range(turns):
+            n = rng.randint(*prompt_tokens)
+            said.append((" ".join(rng.choice(_WORDS) for _ in range(n)), n))
+        row: dict[str, Any] = {"prompt": said[0][0], "max_tokens": rng.randint(*max_tokens), "prompt_tokens": said[0][1]}
+        if turns > 1:
+            row["turns"] = [text for text, _ in said]
+        rows.append(row)
     return rows
 
 

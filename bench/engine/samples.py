@@ -59,6 +59,7 @@ class PhaseCounts:
     output_tokens: int = 0
     token_sources: dict[str, int] = field(default_factory=dict)
     good: int = 0
+    input_tokens: int = 0  # prompt tokens sent (multi-turn conversations count them per turn)
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     first_intended_ns: int | None = None
@@ -88,6 +89,7 @@ class PhaseCounts:
         self.check_errors += other.check_errors
         self.output_tokens += other.output_tokens
         self.good += other.good
+        self.input_tokens += other.input_tokens
         for source, n in other.token_sources.items():
             self.token_sources[source] = self.token_sources.get(source, 0) + n
         for code, n in other.status.items():
@@ -182,6 +184,7 @@ class PhaseReport:
     first_send_ns: int | None
     last_send_ns: int | None
     last_end_ns: int | None
+    input_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -528,6 +531,7 @@ class Recorder:
             c.first_send_ns,
             c.last_send_ns,
             c.last_end_ns,
+            c.input_tokens,
         )
 
     def take(self, phase: str) -> PhaseReport | None:

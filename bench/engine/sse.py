@@ -239,11 +239,13 @@ class OpenAIStreamMetrics:
         "first_token_ns", "last_token_ns", "content_events", "events",
         "malformed_events", "itl_ns", "itl_dropped", "done",
         "usage_completion_tokens", "usage_prompt_tokens", "error",
-        "incomplete",
+        "incomplete", "text",
     )
 
     def __init__(self, max_itl: int = 100_000,
-                 max_event_bytes: int = _DEFAULT_MAX_EVENT) -> None:
+                 max_event_bytes: int = _DEFAULT_MAX_EVENT, keep_text: bool = False) -> None:
+        # The reply's content deltas in order, when asked (a conversation sends it back in the next turn's history).
+        self.text: list[str] | None = [] if keep_text else None
         self._parser = SSEParser(max_event_bytes)
         self.max_itl = max_itl
         self.first_byte_ns: int | None = None
@@ -322,6 +324,8 @@ class OpenAIStreamMetrics:
             if delta.__class__ is dict and delta:
                 v = delta.get("content")
                 if v.__class__ is str and v:
+                    if self.text is not None:
+                        self.text.append(v)
                     return True
                 v = delta.get("reasoning_content")
                 if v.__class__ is str and v:

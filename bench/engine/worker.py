@@ -127,7 +127,7 @@ class Worker:
         self.load = spec.profile.load
         self.open_loop = self.load.model == OPEN_LOOP
         # A session's steps count latency from when each was due, in a closed loop too (see bench.sessions.runner).
-        self.recorder = Recorder(self.open_loop or bool(spec.profile.session))
+        self.recorder = Recorder(self.open_loop or bool(spec.profile.session) or spec.profile.conversation)
         self.sessions: Any = None  # a SessionRunner, for a profile with session steps
         self.in_flight = 0
         self.stopping = False
@@ -167,6 +167,10 @@ class Worker:
             from bench.sessions.runner import SessionRunner
 
             self.sessions = SessionRunner(self)
+        elif profile.conversation:
+            from bench.sessions.conversation import ConversationRunner
+
+            self.sessions = ConversationRunner(self)
         elif self.load.replay is not None:  # one request per line of this worker's share, in the order of its offsets
             self.prepared = prepare_replay(
                 self.load.replay, profile.kinds[0], self.spec.url, self.spec.extra_headers, self.spec.index, self.spec.count

@@ -27,7 +27,7 @@ from bench.engine.profile import Output, Profile, load_profile
 from bench.engine.report import json_safe
 from bench.engine.runner import RunResult, run
 from bench.search.judge import LIMITED, STOPPED, UNMEASURED, ProbeVerdict, judge
-from bench.search.strategy import FAIL, PASS, UNSURE, Plan
+from bench.search.strategy import UNSURE, Plan
 
 
 @dataclass

@@ -222,60 +222,55 @@ class SessionRunner:
             counts.started += 1
         row = self.rows[self.row_cursor]
         self.row_cursor = (self.row_cursor + 1) % len(self.rows)
-        values: dict[str, Any] = dict(row)
+        state = self._begin(row)
+        parts = self._parts(row)
         due_ns = start_ns
-        steps = self.steps
-        for i, step in enumerate(steps):
-            if step.think is not None:
-                due_ns += int(step.think.draw(self.rng) * 1e9)
+        for i in range(parts):
+            pause_s = self._pause_s(i)
+            if pause_s:
+                due_ns += int(pause_s * 1e9)
                 await _sleep_until(due_ns)
             if self.worker.stopping and i > 0:
                 if measured:
                     self.counts.unfinished += 1
                 return
             try:
-                end_ns, failure = await self._step(i, step, phase, due_ns, values, http)
+                end_ns, failure = await self._part(i, phase, due_ns, state, http)
             except asyncio.CancelledError:
                 if measured:
                     self.counts.unfinished += 1
                 raise
             if failure is not None:
                 if measured:
-                    self.counts.fail(failure, len(steps) - i - 1)
+                    self.counts.fail(failure, parts - i - 1)
                 return
             due_ns = end_ns
         if measured:
             self.counts.complete(due_ns - start_ns)
 
+    # What a session is made of; a conversation (bench.sessions.conversation) answers these differently.
+
+    def _begin(self, row: dict[str, Any]) -> Any:
+        """A new session's state: the placeholder values (the data row, then captures)."""
+        return dict(row)
+
+    def _parts(self, row: dict[str, Any]) -> int:
+        return len(self.steps)
+
+    def _pause_s(self, index: int) -> float:
+        think = self.steps[index].think
+        return think.draw(self.rng) if think is not None else 0.0
+
+    async def _part(self, index: int, phase: str, due_ns: int, state: Any, http: aiohttp.ClientSession) -> tuple[int, str | None]:
+        return await self._step(index, self.steps[index], phase, due_ns, state, http)
+
     async def _step(self, index: int, step: Step, phase: str, due_ns: int, values: dict[str, Any], http: aiohttp.ClientSession) -> tuple[int, str | None]:
         """Send one step, record it, capture from it; (its end, the failure kind or None)."""
-        worker = self.worker
         where, headers, body = render_step(step, values)
         url = urljoin(self.base_url, where) if where is not None and step.url is None else (where or self.base_url)
         data, headers = _body_bytes(body, headers)
         group = self.groups[step.name] if phase == MEASURED else None
-        worker.in_flight += 1
-        sent_ns = time.monotonic_ns()
-        worker.recorder.sent(phase, sent_ns, due_ns)
-        if group is not None:
-            group.sent(MEASURED, sent_ns, due_ns)
-        status: int | None = None
-        payload, response_headers, nbytes, error = b"", {}, 0, None
-        try:
-            async with http.request(step.method, url, headers=(*headers, *self.extra_headers), data=data, allow_redirects=False) as response:
-                status = response.status
-                response_headers = response.headers
-                payload = await _read_within(response, self.max_body)
-                if payload is None:
-                    status, error = None, "body_too_large"
-                else:
-                    nbytes = len(payload)
-        except asyncio.CancelledError:
-            status, error = None, "cancelled"
-            self._record(phase, group, due_ns, sent_ns, None, error, 0, None, index)
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure is counted as a kind, never raised
-            status, error = None, map_error(exc)
+        sent_ns, (status, payload, response_headers, nbytes, error) = await self._exchange(index, phase, group, due_ns, http, step.method, url, headers, data)
         facts, failure = None, error
         if status is not None:
             if step.check is not None:
@@ -292,6 +287,50 @@ class SessionRunner:
                         break
                     values[capture.name] = value
         return self._record(phase, group, due_ns, sent_ns, status, error, nbytes, facts, index), failure
+
+    async def _exchange(self, index: int, phase: str, group: Recorder | None, due_ns: int, http: aiohttp.ClientSession, *request: Any):
+        """Count the request as sent (the run's and its group's), send it; (sent time, what ``_send`` returned).
+
+        Cancelled by the drain, it is recorded as ``cancelled`` before the cancellation goes on.
+        """
+        worker = self.worker
+        worker.in_flight += 1
+        sent_ns = time.monotonic_ns()
+        worker.recorder.sent(phase, sent_ns, due_ns)
+        if group is not None:
+            group.sent(MEASURED, sent_ns, due_ns)
+        try:
+            return sent_ns, await self._send(http, *request)
+        except asyncio.CancelledError:
+            self._record(phase, group, due_ns, sent_ns, None, "cancelled", 0, None, index)
+            raise
+
+    async def _send(self, http: aiohttp.ClientSession, method: str, url: str, headers, data: bytes | None, stream: Any = None):
+        """One exchange: (status, body, response headers, bytes, None) or (None, b"", {}, 0, error kind).
+
+        The body is kept whole (captures and checks read it), within
+        ``client.max_body``; with ``stream`` (an OpenAIStreamMetrics) a
+        successful response is fed to it as it arrives instead.
+        """
+        try:
+            async with http.request(method, url, headers=(*headers, *self.extra_headers), data=data, allow_redirects=False) as response:
+                status, response_headers = response.status, response.headers
+                if stream is not None and status < 400:
+                    nbytes = 0
+                    async for chunk in response.content.iter_any():
+                        stream.feed(chunk, time.monotonic_ns())
+                        nbytes += len(chunk)
+                        if nbytes > self.max_body:
+                            return None, b"", {}, 0, "body_too_large"
+                    return status, b"", response_headers, nbytes, None
+                payload = await _read_within(response, self.max_body)
+                if payload is None:
+                    return None, b"", {}, 0, "body_too_large"
+                return status, payload, response_headers, len(payload), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is counted as a kind, never raised
+            return None, b"", {}, 0, map_error(exc)
 
     def _record(self, phase: str, group: Recorder | None, due_ns: int, sent_ns: int, status, error, nbytes: int, facts, index: int) -> int:
         worker = self.worker
