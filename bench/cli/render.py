@@ -100,9 +100,10 @@ def warmup_progress(profile: Profile, snap: Snapshot) -> tuple[float, str]:
     load = profile.load
     if load.warmup_s > 0:
         return min(1.0, snap.elapsed_s / load.warmup_s), f"{min(snap.elapsed_s, load.warmup_s):.1f}/{load.warmup_s:g} s"
-    if profile.session:  # a count of sessions; their requests, as far as every step is sent
-        planned = load.warmup_requests * len(profile.session)
-        return min(1.0, snap.warmup_sent / planned), f"{load.warmup_requests:,} sessions"
+    if profile.session or profile.conversation:  # a count of sessions; their requests, as far as every step is sent
+        steps = len(profile.session) or max(len(row["turns"]) for row in profile.data.rows)  # type: ignore[union-attr]
+        planned = load.warmup_requests * steps
+        return min(1.0, snap.warmup_sent / planned), f"{load.warmup_requests:,} {_unit(profile)}"
     return min(1.0, snap.warmup_sent / load.warmup_requests), f"{min(snap.warmup_sent, load.warmup_requests):,}/{load.warmup_requests:,} requests"
 
 
@@ -135,6 +136,11 @@ def scheduled_rate(profile: Profile, snap: Snapshot) -> float | None:
     return ramp.integral_to(b) - ramp.integral_to(a)
 
 
+def _unit(profile: Profile) -> str:
+    """What ``load.requests`` counts: sessions, conversations, or requests."""
+    return "sessions" if profile.session else "conversations" if profile.conversation else "requests"
+
+
 def _run_state(profile: Profile, snap: Snapshot) -> str:
     """done, draining (nothing more is due, requests still in flight), warm-up, or running."""
     if snap.done:
@@ -143,7 +149,7 @@ def _run_state(profile: Profile, snap: Snapshot) -> str:
         return "draining"
     load = profile.load
     planned = planned_end_s(profile, snap)
-    started = snap.sessions_started if profile.session else snap.sent
+    started = snap.sessions_started if profile.session or profile.conversation else snap.sent
     if (planned is not None and snap.elapsed_s >= planned) or (load.requests is not None and started >= load.requests):
         return "draining"
     if in_warmup(profile, snap):
@@ -155,7 +161,7 @@ def progress(profile: Profile, snap: Snapshot) -> tuple[float | None, str]:
     """Done fraction and a label: elapsed and remaining time, requests done and an ETA, or done."""
     load = profile.load
     state = _run_state(profile, snap)
-    done, unit = (snap.sessions_done, "sessions") if profile.session else (snap.completed, "req")
+    done, unit = (snap.sessions_done, _unit(profile)) if profile.session or profile.conversation else (snap.completed, "req")
     if state == "done":
         finished = load.requests is None or done >= load.requests
         planned = planned_end_s(profile, snap)
@@ -632,7 +638,7 @@ def _load_words(profile: Profile) -> str:
         users = " -> ".join(str(int(v)) for v in [load.concurrency or 0, *(s.target for s in load.stages)])
         what = f"closed loop, {users} users"
     if load.requests is not None:
-        what += f", {load.requests:,} {'sessions' if profile.session else 'requests'}"
+        what += f", {load.requests:,} {_unit(profile)}"
     if load.duration_s is not None:
         what += f"{' or' if load.requests is not None else ','} {load.duration_s:g} s"
     elif load.stages and load.requests is None:
@@ -644,19 +650,24 @@ def _load_words(profile: Profile) -> str:
     return what
 
 
-def run_header(profile: Profile, version: str) -> Text:
-    """What is about to run, before it starts: target, load, workers and transport, SLA criteria."""
+def run_header(profile: Profile, version: str) -> Group:
+    """What is about to run, before it starts: target, load, workers and transport, SLA criteria (long lines wrap under their value)."""
     kinds = profile.kinds
-    method = profile.target.method if len(kinds) <= 1 else f"{len(kinds)} request kinds"
+    if profile.session:
+        method = f"a session of {len(profile.session)} steps ({', '.join(step.name for step in profile.session)}) on"
+    elif profile.conversation:
+        method = f"{kinds[0].api} conversations of up to {max(len(row['turns']) for row in profile.data.rows)} turns on"  # type: ignore[union-attr]
+    else:
+        method = profile.target.method if len(kinds) <= 1 else f"{len(kinds)} request kinds"
     where = redact_url(profile.target.url) if profile.target.url else "bundled mock server"
     workers = f"{profile.load.workers} worker{'s' if profile.load.workers != 1 else ''}"
-    lines = [
-        Text.assemble((f"bench {version}", "bold"), "  ", (profile.name, "bold cyan")),
-        Text(f"  target  {method} {where}"),
-        Text(f"  load    {_load_words(profile)}; {workers}, {profile.client.transport}"),
-        Text("  SLA     " + (", ".join(_criterion(r) for r in profile.sla) or "none: the run passes whatever it measures")),
-    ]
-    return Text("\n").join(lines)
+    grid = Table.grid()
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row("  target  ", f"{method} {where}")
+    grid.add_row("  load    ", f"{_load_words(profile)}; {workers}, {profile.client.transport}")
+    grid.add_row("  SLA     ", ", ".join(_criterion(r) for r in profile.sla) or "none: the run passes whatever it measures")
+    return Group(Text.assemble((f"bench {version}", "bold"), "  ", (profile.name, "bold cyan")), grid)
 
 
 def summary_screen(summary: dict[str, Any], verdict: Verdict) -> Group:
