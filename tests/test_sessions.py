@@ -195,3 +195,15 @@ def test_compare_shows_each_step_and_gates_on_it(tmp_path: Path, flow) -> None:
         assert metric in result.stdout
     tight = run_cli(tmp_path, "compare", "a.json", "b.json", "--fail-on-regression", "steps.nope.p95=10%")
     assert tight.returncode == 1 and "steps.nope.p95: cannot judge" in tight.stderr
+
+
+def test_the_shipped_session_runs_against_the_mocks_flow_endpoints(tmp_path: Path) -> None:
+    # The mock's cart needs the token AND the cookie of the same login (401 / 403 otherwise), and the
+    # second add checks the item count: every session completing means captures and cookies worked there too.
+    profile_path = Path(__file__).resolve().parent.parent / "profiles" / "session.yaml"
+    result = run_cli(tmp_path, "run", str(profile_path), "--requests", "12", "--quiet", "--json", "s.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert report["sessions"]["completed"] == report["sessions"]["started"] == 12
+    assert report["status_codes"] == {"200": 36, "201": 24}
+    assert list(report["steps"]) == ["login", "profile", "cart", "add", "add-again"]
