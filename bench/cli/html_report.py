@@ -215,7 +215,7 @@ def check_report(data: Any) -> None:
         _expect(data, key, (str, type(None)), "", required=False)
     for key in ("requests", "latency", "histograms", "sla"):
         _expect(data, key, (dict,), "")
-    for key in ("profile", "trust", "service", "generator"):
+    for key in ("profile", "trust", "service", "generator", "steps", "turns", "sessions"):
         _expect(data, key, (dict,), "", required=False)
     for key in ("error_rate", "rps", "duration_s"):
         _expect(data, key, _OPT_NUMBER, "", required=False)
@@ -1185,15 +1185,16 @@ def _category_text(name: str, count: int) -> str:
 def steps_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str]) -> Chart:
     """Latency p50/p95/p99 by session step: per step, one bar per run (bands: p50 dark, p95, p99 light); crosses: each step's own SLA thresholds."""
     names = list(dict.fromkeys(name for run in runs for name in steps_of(run.data)))
-    slot = 0.8 / max(1, len(runs))
+    present = [(j, run, label) for j, (run, label) in enumerate(zip(runs, labels)) if steps_of(run.data)]  # j: the run's colour
+    slot = 0.8 / max(1, len(present))
     bars: list[Bar] = []
     thresholds: list[Threshold] = []
-    for j, (run, label) in enumerate(zip(runs, labels)):
+    for k, (j, run, label) in enumerate(present):
         color = RUN_COLORS[j % len(RUN_COLORS)]
         steps = steps_of(run.data)
-        who = f"{label}: " if len(runs) > 1 else ""
+        who = f"{label}: " if len(present) > 1 else ""
         for i, name in enumerate(names):
-            x = i - 0.4 + (j + 0.5) * slot
+            x = i - 0.4 + (k + 0.5) * slot
             latency = _dict(steps.get(name), "latency")
             for p, opacity in BAR_BANDS:
                 value = _number(latency.get(p))
@@ -1204,8 +1205,8 @@ def steps_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str]) -> Ch
             if step in names and check["unit"] == "ms" and check["criterion"] in LATENCY_CRITERIA:
                 status = STATUS_TEXT.get(check["status"], check["status"])
                 text = f"{who}SLA {step} {check['criterion']} {fmt_value(check['threshold'], 'ms')}: {status}"
-                thresholds.append(Threshold(check["threshold"], text, color, x=names.index(step) - 0.4 + (j + 0.5) * slot))
-    keys = [(RUN_COLORS[j % len(RUN_COLORS)], label) for j, label in enumerate(labels)] if len(runs) > 1 else []
+                thresholds.append(Threshold(check["threshold"], text, color, x=names.index(step) - 0.4 + (k + 0.5) * slot))
+    keys = [(RUN_COLORS[j % len(RUN_COLORS)], label) for j, _, label in present] if len(present) > 1 else []
     keys += [(f"#374151{round(opacity * 255):02x}", p) for p, opacity in reversed(BAR_BANDS)]
     return Chart(
         chart_id,
@@ -1233,7 +1234,7 @@ def turns_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str]) -> Ch
         if not turns:
             continue
         last = max(last, turns[-1][0])
-        who = f"{label} " if len(runs) > 1 else ""
+        who = f"{label} " if sum(1 for r in runs if turns_of(r.data)) > 1 else ""
         for p, dash in (("p50", ""), ("p95", "6 3")):
             points = [(float(n), _number(_dict(turn, metric).get(p))) for n, turn in turns]
             lines.append(Line(f"{who}{name} {p}", RUN_COLORS[j % len(RUN_COLORS)], points, dash=dash))
