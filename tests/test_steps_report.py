@@ -82,6 +82,8 @@ def test_steps_section_has_the_chart_tables_and_session_counts(reports: dict[str
     sessions = data["sessions"]
     assert sessions["started"] == 10 and f"10 started, {sessions['completed']} completed, {sessions['failed']} failed" in section
     assert "skipped steps" in section and "sessions per second" in section and "session duration" in section
+    # What the run sent: each step's method and path.
+    assert "POST /flow/login on the bundled mock server (step login)" in page and "GET {{home}} on the bundled mock server (step profile)" in page
     # The SLA table names the step a criterion judges.
     assert 'step <a href="#steps">login</a>: p95 &lt;=' in page and 'step <a href="#steps">add</a>: p99 &lt;=' in page
     assert page.count('data-charts="10"') == 1  # the distribution, the steps, 4 per run

@@ -19,6 +19,11 @@ inside is left out (its counts would read as a dip) and said so under the
 charts. A threshold far above the data is not drawn at its height (it would
 flatten the data) but named at the chart's top edge with an arrow.
 
+Session runs get a Steps section (latency p50/p95/p99 by step, a bar per
+run, each step's own SLA thresholds as crosses; the session counts and a
+table by step per run); conversations a Turns section (TTFT p50/p95 by turn,
+the runs overlaid; a table by turn per run).
+
 Runs that offered different load or hit different targets are refused, as
 ``bench compare`` refuses them, unless forced; then the page says so at the top.
 
@@ -1403,13 +1408,15 @@ nav a { margin-right: 12px; }
 
 
 def endpoints(data: dict[str, Any]) -> list[str]:
-    """What the run sent, method and URL, one line per request kind; the bundled mock server named as such."""
+    """What the run sent, method and URL, one line per request kind (or session step); the bundled mock server named as such."""
     profile = data.get("profile") if isinstance(data.get("profile"), dict) else {}
     target = profile.get("target") if isinstance(profile.get("target"), dict) else {}
     mock = "url" in target and target.get("url") is None
     base = data.get("target_url") or (target.get("url") if isinstance(target.get("url"), str) else "")
     kinds = profile.get("request_kinds") if isinstance(profile.get("request_kinds"), list) else []
     kinds = [k for k in kinds if isinstance(k, dict)] or [{"method": target.get("method"), "name": None}]
+    steps = [s for s in profile["session"] if isinstance(s, dict)] if isinstance(profile.get("session"), list) else []
+    kinds = steps or kinds
     lines = []
     for kind in kinds:
         method = kind.get("method") if isinstance(kind.get("method"), str) else ""
@@ -1427,7 +1434,9 @@ def endpoints(data: dict[str, Any]) -> list[str]:
         else:
             shown = f"{method} {url or '–'}"
         extra = []
-        if len(kinds) > 1 and kind.get("name"):
+        if steps:
+            extra.append(f"step {kind.get('name')}")
+        elif len(kinds) > 1 and kind.get("name"):
             extra.append(f"kind {kind['name']}, weight {kind.get('weight', 1):g}" if isinstance(kind.get("weight", 1), (int, float)) else f"kind {kind['name']}")
         if kind.get("api"):
             extra.append(f"{kind['api']}{', streamed' if kind.get('stream') else ''}")
