@@ -19,6 +19,11 @@ inside is left out (its counts would read as a dip) and said so under the
 charts. A threshold far above the data is not drawn at its height (it would
 flatten the data) but named at the chart's top edge with an arrow.
 
+Session runs get a Steps section (latency p50/p95/p99 by step, a bar per
+run, each step's own SLA thresholds as crosses; the session counts and a
+table by step per run); conversations a Turns section (TTFT p50/p95 by turn,
+the runs overlaid; a table by turn per run).
+
 Runs that offered different load or hit different targets are refused, as
 ``bench compare`` refuses them, unless forced; then the page says so at the top.
 
@@ -215,7 +220,7 @@ def check_report(data: Any) -> None:
         _expect(data, key, (str, type(None)), "", required=False)
     for key in ("requests", "latency", "histograms", "sla"):
         _expect(data, key, (dict,), "")
-    for key in ("profile", "trust", "service", "generator"):
+    for key in ("profile", "trust", "service", "generator", "steps", "turns", "sessions"):
         _expect(data, key, (dict,), "", required=False)
     for key in ("error_rate", "rps", "duration_s"):
         _expect(data, key, _OPT_NUMBER, "", required=False)
@@ -369,7 +374,8 @@ def _criteria_text(search: Search) -> str:
     for check in search.runs[0].data["sla"]["checks"]:
         op = check.get("op") if isinstance(check.get("op"), str) else check["label"].split()[-1] if check["label"].split() else ""
         window = f" over {check['window_s']:g} s" if isinstance(check.get("window_s"), (int, float)) else ""
-        texts.append(f"{check['criterion']} {op} {fmt_value(check['threshold'], check['unit'])}{window}" + (" (default)" if check.get("default") else ""))
+        step = f"step {check['step']} " if isinstance(check.get("step"), str) else ""
+        texts.append(f"{step}{check['criterion']} {op} {fmt_value(check['threshold'], check['unit'])}{window}" + (" (default)" if check.get("default") else ""))
     return ", ".join(texts)
 
 
@@ -436,7 +442,7 @@ def capacity_chart(chart_id: str, search: Search) -> Chart:
     if search.runs:
         for check in search.runs[0].data["sla"]["checks"]:
             criterion = check["criterion"]
-            if check["unit"] == "ms" and criterion in LATENCY_CRITERIA:
+            if check["unit"] == "ms" and criterion in LATENCY_CRITERIA and not _step_of(check):
                 window = f" over {check['window_s']:g} s" if isinstance(check.get("window_s"), (int, float)) else ""
                 thresholds.append(Threshold(check["threshold"], f"SLA {criterion} {fmt_value(check['threshold'], 'ms')}{window}", SLA_COLOR))
     marks = []
@@ -703,6 +709,19 @@ class Line:
 
 
 @dataclass
+class Bar:
+    """A vertical bar from 0 to ``value`` centred on ``x`` (``width`` in x units); ``kind`` goes into its class."""
+
+    x: float
+    width: float
+    value: float
+    color: str
+    title: str
+    opacity: float = 1.0
+    kind: str = ""
+
+
+@dataclass
 class Threshold:
     """A horizontal line (an SLA threshold, a target) or, on a percentile chart, a cross at (x, value)."""
 
@@ -738,6 +757,8 @@ class Chart:
     marks: list[Mark] = field(default_factory=list)
     #: Extra legend keys drawn as dots: (color, text), e.g. the outcome of each point.
     dot_keys: list[tuple[str, str]] = field(default_factory=list)
+    #: Bars drawn under the lines (a chart by category: x is the category's index).
+    bars: list[Bar] = field(default_factory=list)
 
 
 #: Drawing area of every chart, in SVG user units (the SVG scales to the page's width).
@@ -789,7 +810,7 @@ def svg_chart(chart: Chart) -> str:
     """The chart as inline SVG plus an HTML legend; every label escaped. Hover a point: its value (an SVG <title>)."""
     width, height = CHART_WIDTH, chart.height
     left, right, top, bottom = MARGIN_LEFT, width - MARGIN_RIGHT, MARGIN_TOP, height - MARGIN_BOTTOM
-    values = [y for line in chart.lines for _, y in line.points if y is not None]
+    values = [y for line in chart.lines for _, y in line.points if y is not None] + [bar.value for bar in chart.bars]
     data_max = max(values, default=0.0)
     inside = [t for t in chart.thresholds if not values or t.value <= data_max * THRESHOLD_FIT]
     above = [t for t in chart.thresholds if t not in inside]
@@ -846,6 +867,13 @@ def svg_chart(chart: Chart) -> str:
         f'<text x="14" y="{(top + bottom) / 2:.0f}" text-anchor="middle" font-size="12" fill="#5b6472" '
         f'transform="rotate(-90 14 {(top + bottom) / 2:.0f})">{esc(chart.y_title)}</text>'
     )
+    for bar in chart.bars:
+        x, y = sx(bar.x - bar.width / 2), sy(bar.value)
+        opacity = f' fill-opacity="{bar.opacity:g}"' if bar.opacity < 1 else ""
+        parts.append(
+            f'<rect class="bar {esc(bar.kind)}" x="{x:.1f}" y="{y:.1f}" width="{sx(bar.x + bar.width / 2) - x:.1f}" height="{max(0.0, bottom - y):.1f}" '
+            f'fill="{bar.color}"{opacity}><title>{esc(bar.title)}</title></rect>'
+        )
     for t in inside:
         y = sy(t.value)
         if t.x is None:
@@ -987,12 +1015,18 @@ def target_line(data: dict[str, Any], end_s: float) -> list[tuple[float, float |
     return points
 
 
+def _step_of(check: dict[str, Any]) -> str | None:
+    """The session step a criterion judges (``sla.steps.NAME``), or None for the whole run's figures."""
+    step = check.get("step")
+    return step if isinstance(step, str) else None
+
+
 def _sla_thresholds(data: dict[str, Any], prefix: str = "") -> list[Threshold]:
     """Threshold lines of the ms criteria on one metric (request latency, or ttft./tpot./itl.), whole-run ones and windows alike."""
     found = []
     for check in data["sla"]["checks"]:
         criterion = check["criterion"]
-        if check["unit"] != "ms" or not criterion.startswith(prefix) or criterion[len(prefix):] not in LATENCY_CRITERIA:
+        if _step_of(check) or check["unit"] != "ms" or not criterion.startswith(prefix) or criterion[len(prefix):] not in LATENCY_CRITERIA:
             continue
         if not prefix and "." in criterion:
             continue
@@ -1099,7 +1133,7 @@ def distribution_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str]
         prefix = "" if metric == "latency" else f"{metric}."
         for check in run.data["sla"]["checks"]:
             criterion = check["criterion"]
-            p = criterion[len(prefix):] if criterion.startswith(prefix) else None
+            p = criterion[len(prefix):] if criterion.startswith(prefix) and not _step_of(check) else None
             if p in PERCENTILE_CRITERIA and (prefix or "." not in criterion) and check["unit"] == "ms" and check.get("window_s") is None:
                 x = 1.0 / (1.0 - PERCENTILE_CRITERIA[p] / 100.0)
                 thresholds.append(Threshold(check["threshold"], f"SLA of {label}: {criterion} {fmt_value(check['threshold'], 'ms')}", color, x=x))
@@ -1117,6 +1151,215 @@ def distribution_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str]
         empty_text=f"no {name} was measured",
         height=380,
     )
+
+
+# --------------------------------------------------------------------------- a session's steps, a conversation's turns
+
+
+def _dict(container: Any, key: str) -> dict[str, Any]:
+    """``container[key]`` when both are objects, else an empty dict (a report's optional parts, read defensively)."""
+    value = container.get(key) if isinstance(container, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def steps_of(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A session run's steps by name, in the order the report lists them (the session's order)."""
+    return {str(name): step for name, step in _dict(data, "steps").items() if isinstance(step, dict)}
+
+
+def turns_of(data: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """A conversation run's turns as (number, figures), by number."""
+    found = [(int(key), turn) for key, turn in _dict(data, "turns").items() if isinstance(turn, dict) and key.isascii() and key.isdigit() and len(key) < 7]
+    return sorted(found, key=lambda item: item[0])
+
+
+#: A step's bar for one run: p99 behind (lightest), p95, p50 in front (darkest); runs side by side.
+BAR_BANDS = (("p99", 0.3), ("p95", 0.6), ("p50", 1.0))
+
+
+def _category_text(name: str, count: int) -> str:
+    """A category's axis label, shortened to fit its share of the axis."""
+    room = max(4, int((CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT) / max(1, count) / 7))
+    return name if len(name) <= room else name[: room - 1] + "…"
+
+
+def steps_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str]) -> Chart:
+    """Latency p50/p95/p99 by session step: per step, one bar per run (bands: p50 dark, p95, p99 light); crosses: each step's own SLA thresholds."""
+    names = list(dict.fromkeys(name for run in runs for name in steps_of(run.data)))
+    present = [(j, run, label) for j, (run, label) in enumerate(zip(runs, labels)) if steps_of(run.data)]  # j: the run's colour
+    slot = 0.8 / max(1, len(present))
+    bars: list[Bar] = []
+    thresholds: list[Threshold] = []
+    for k, (j, run, label) in enumerate(present):
+        color = RUN_COLORS[j % len(RUN_COLORS)]
+        steps = steps_of(run.data)
+        who = f"{label}: " if len(present) > 1 else ""
+        for i, name in enumerate(names):
+            x = i - 0.4 + (k + 0.5) * slot
+            latency = _dict(steps.get(name), "latency")
+            for p, opacity in BAR_BANDS:
+                value = _number(latency.get(p))
+                if value is not None:
+                    bars.append(Bar(x, slot * 0.85, value, color, f"{who}step {name} {p} {fmt_ms(value)}", opacity, p))
+        for check in run.data["sla"]["checks"]:
+            step = _step_of(check)
+            if step in names and check["unit"] == "ms" and check["criterion"] in LATENCY_CRITERIA:
+                status = STATUS_TEXT.get(check["status"], check["status"])
+                text = f"{who}SLA {step} {check['criterion']} {fmt_value(check['threshold'], 'ms')}: {status}"
+                thresholds.append(Threshold(check["threshold"], text, color, x=names.index(step) - 0.4 + (k + 0.5) * slot))
+    keys = [(RUN_COLORS[j % len(RUN_COLORS)], label) for j, _, label in present] if len(present) > 1 else []
+    keys += [(f"#374151{round(opacity * 255):02x}", p) for p, opacity in reversed(BAR_BANDS)]
+    return Chart(
+        chart_id,
+        [],
+        "session step",
+        "latency (ms)",
+        (-0.5, len(names) - 0.5),
+        x_ticks=[(float(i), _category_text(name, len(names))) for i, name in enumerate(names)],
+        thresholds=thresholds,
+        empty_text="no step was measured",
+        height=340,
+        dot_keys=keys,
+        bars=bars,
+    )
+
+
+def turns_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str]) -> Chart:
+    """TTFT p50 (solid) and p95 (dashed) by turn number, one colour per run; request latency when no run streamed (no TTFT)."""
+    metric = "ttft" if any(_number(_dict(turn, "ttft").get("count")) for run in runs for _, turn in turns_of(run.data)) else "latency"
+    name = "TTFT" if metric == "ttft" else "latency"
+    lines = []
+    last = 1
+    for j, (run, label) in enumerate(zip(runs, labels)):
+        turns = turns_of(run.data)
+        if not turns:
+            continue
+        last = max(last, turns[-1][0])
+        who = f"{label} " if sum(1 for r in runs if turns_of(r.data)) > 1 else ""
+        for p, dash in (("p50", ""), ("p95", "6 3")):
+            points = [(float(n), _number(_dict(turn, metric).get(p))) for n, turn in turns]
+            lines.append(Line(f"{who}{name} {p}", RUN_COLORS[j % len(RUN_COLORS)], points, dash=dash))
+    step = max(1, math.ceil(last / 20))
+    return Chart(
+        chart_id,
+        lines,
+        "turn of the conversation",
+        f"{name} (ms)",
+        (0.5, last + 0.5),
+        x_ticks=[(float(n), str(n)) for n in range(1, last + 1, step)],
+        hover_x="turn {s}",
+        empty_text="no turn was measured",
+        height=320,
+    )
+
+
+def _errors(requests: dict[str, Any]) -> int | None:
+    counts = [requests.get(k) for k in ("http_errors", "client_errors", "check_failures")]
+    return sum(n for n in counts if isinstance(n, int) and not isinstance(n, bool)) if any(isinstance(n, int) for n in counts) else None
+
+
+def _sessions_facts(data: dict[str, Any], noun: str) -> str:
+    """The session (or conversation) counts of a run as a facts list: started, completed, failed by kind, unfinished, skipped steps, rate, duration."""
+    s = _dict(data, "sessions")
+    if not s:
+        return ""
+    failures = ", ".join(f"{kind}: {_int(n)}" for kind, n in _dict(s, "failures").items())
+    rows = [
+        (noun, f"{_int(s.get('started'))} started, {_int(s.get('completed'))} completed, {_int(s.get('failed'))} failed"
+         + (f" ({esc(failures)})" if failures else "") + f", {_int(s.get('unfinished'))} unfinished"),
+        (f"{noun} per second", f"{rate:,.2f}/s" if (rate := _number(s.get("per_s"))) is not None else "–"),
+        (f"{noun[:-1]} duration", ", ".join(f"{p} {esc(fmt_ms(_dict(s, 'duration').get(p)))}" for p in ("p50", "p95", "p99", "max"))),
+    ]  # fmt: skip
+    if noun == "sessions":
+        rows.insert(1, ("skipped steps", f"{_int(s.get('skipped_steps'))} (not sent: their session had failed)"))
+    return '<dl class="facts">' + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+
+
+def _steps_table(data: dict[str, Any]) -> str:
+    rows = []
+    for name, step in steps_of(data).items():
+        requests, latency = _dict(step, "requests"), _dict(step, "latency")
+        rate = _number(step.get("error_rate"))
+        rows.append(
+            f"<tr><td>{esc(name)}</td><td class=\"num\">{_int(requests.get('sent'))}</td><td class=\"num\">{_int(requests.get('ok'))}</td>"
+            f"<td class=\"num\">{_int(_errors(requests))}</td>"
+            + "".join(f'<td class="num">{esc(fmt_ms(latency.get(p)))}</td>' for p in ("p50", "p95", "p99", "max"))
+            + f'<td class="num{" bad" if rate else ""}">{esc(fmt_value(rate, "ratio"))}</td></tr>'
+        )
+    head = "<tr><th>step</th>" + "".join(f'<th class="num">{h}</th>' for h in ("sent", "ok", "errors", "p50", "p95", "p99", "max", "error rate")) + "</tr>"
+    return f'<table class="steps">{head}{"".join(rows)}</table>'
+
+
+def _per_request(total: Any, count: Any) -> str:
+    total, count = _number(total), _number(count)
+    return f"{total / count:,.0f}" if total is not None and count else "–"
+
+
+def _turns_table(data: dict[str, Any]) -> str:
+    rows = []
+    for number, turn in turns_of(data):
+        requests, ttft, tpot, latency = (_dict(turn, k) for k in ("requests", "ttft", "tpot", "latency"))
+        rate = _number(turn.get("error_rate"))
+        rows.append(
+            f"<tr><td class=\"num\">{number}</td><td class=\"num\">{_int(requests.get('sent'))}</td><td class=\"num\">{_int(_errors(requests))}</td>"
+            + "".join(f'<td class="num">{esc(fmt_ms(v))}</td>' for v in (ttft.get("p50"), ttft.get("p95"), tpot.get("p50"), latency.get("p95")))
+            + f'<td class="num">{_per_request(turn.get("input_tokens"), requests.get("sent"))}</td>'
+            f'<td class="num">{_per_request(turn.get("output_tokens"), requests.get("ok"))}</td>'
+            f'<td class="num{" bad" if rate else ""}">{esc(fmt_value(rate, "ratio"))}</td></tr>'
+        )
+    titles = ("requests", "errors", "TTFT p50", "TTFT p95", "TPOT p50", "latency p95", "input tokens / request", "output tokens / request", "error rate")
+    head = '<tr><th class="num">turn</th>' + "".join(f'<th class="num">{h}</th>' for h in titles) + "</tr>"
+    return f'<table class="turns">{head}{"".join(rows)}</table>'
+
+
+def _by_run(runs: Sequence[Run], labels: Sequence[str], has: Any, body: Any) -> str:
+    """Each run that ``has`` it: a heading in the run's colour, then ``body(data)``."""
+    parts = []
+    for j, (run, label) in enumerate(zip(runs, labels)):
+        if has(run.data):
+            parts.append(f'<h3><span style="color:{RUN_COLORS[j % len(RUN_COLORS)]}">&#9632;</span> <a href="#run-{j + 1}">{esc(label)}</a></h3>{body(run.data)}')
+    return "".join(parts)
+
+
+def steps_section(runs: Sequence[Run], labels: Sequence[str]) -> tuple[str, list[str]]:
+    """The Steps section (empty when no run is a session run) and its chart's id."""
+    if not any(steps_of(run.data) for run in runs):
+        return "", []
+    note = (
+        "Each step's own requests; latency counts from when the step was due, so a slow step delays the ones after it. "
+        "Per step, one bar per run: dark to the p50, then to the p95, light to the p99; crosses mark the step's own SLA thresholds."
+    )
+    html_text = (
+        f'<section id="steps"><h2>Steps</h2><p class="sub">{esc(note)}</p>'
+        "<h3>Latency by step (p50 / p95 / p99)</h3>"
+        + svg_chart(steps_chart("chart-steps", runs, labels))
+        + _by_run(runs, labels, steps_of, lambda d: _sessions_facts(d, "sessions") + _steps_table(d))
+        + "</section>"
+    )
+    return html_text, ["chart-steps"]
+
+
+def turns_section(runs: Sequence[Run], labels: Sequence[str]) -> tuple[str, list[str]]:
+    """The Turns section (empty when no run holds conversations) and its chart's id."""
+    if not any(turns_of(run.data) for run in runs):
+        return "", []
+    chart = turns_chart("chart-turns", runs, labels)
+    note = (
+        "Turn k of every conversation: each turn sends the whole history so far, so a model server that reuses the prefix keeps TTFT flat "
+        "while one that does not pays for the growing history. Input tokens per request sent, output tokens per successful request."
+    )
+    html_text = (
+        f'<section id="turns"><h2>Turns</h2><p class="sub">{esc(note)}</p>'
+        f"<h3>{esc(chart.y_title[:-5])} by turn (solid: p50, dashed: p95; one colour per run)</h3>"
+        + svg_chart(chart)
+        + _by_run(runs, labels, turns_of, lambda d: _sessions_facts(d, "conversations") + _turns_table(d))
+        + "</section>"
+    )
+    return html_text, ["chart-turns"]
 
 
 # --------------------------------------------------------------------------- the page
@@ -1144,7 +1387,9 @@ dl.facts dd { margin: 0; word-break: break-all; }
 .result.pass { color: var(--pass); font-weight: 700; } .result.fail { color: var(--fail); font-weight: 700; } .result.unmeasurable { color: var(--warn); font-weight: 700; }
 figure.chart-box { margin: 0; }
 svg.chart { width: 100%; height: auto; display: block; font-family: inherit; }
-svg.chart .point:hover { stroke: #111; stroke-width: 2; }
+svg.chart .point:hover, svg.chart .bar:hover { stroke: #111; stroke-width: 2; }
+td.num.bad { color: var(--fail); font-weight: 600; }
+table.steps, table.turns { margin-top: 8px; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 12px; color: var(--muted); margin: 2px 0 0 60px; }
 .legend .key i { display: inline-block; width: 22px; vertical-align: middle; margin-right: 5px; }
 .legend .key b.dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; vertical-align: middle; margin-right: 5px; }
@@ -1163,13 +1408,15 @@ nav a { margin-right: 12px; }
 
 
 def endpoints(data: dict[str, Any]) -> list[str]:
-    """What the run sent, method and URL, one line per request kind; the bundled mock server named as such."""
+    """What the run sent, method and URL, one line per request kind (or session step); the bundled mock server named as such."""
     profile = data.get("profile") if isinstance(data.get("profile"), dict) else {}
     target = profile.get("target") if isinstance(profile.get("target"), dict) else {}
     mock = "url" in target and target.get("url") is None
     base = data.get("target_url") or (target.get("url") if isinstance(target.get("url"), str) else "")
     kinds = profile.get("request_kinds") if isinstance(profile.get("request_kinds"), list) else []
     kinds = [k for k in kinds if isinstance(k, dict)] or [{"method": target.get("method"), "name": None}]
+    steps = [s for s in profile["session"] if isinstance(s, dict)] if isinstance(profile.get("session"), list) else []
+    kinds = steps or kinds
     lines = []
     for kind in kinds:
         method = kind.get("method") if isinstance(kind.get("method"), str) else ""
@@ -1187,7 +1434,9 @@ def endpoints(data: dict[str, Any]) -> list[str]:
         else:
             shown = f"{method} {url or '–'}"
         extra = []
-        if len(kinds) > 1 and kind.get("name"):
+        if steps:
+            extra.append(f"step {kind.get('name')}")
+        elif len(kinds) > 1 and kind.get("name"):
             extra.append(f"kind {kind['name']}, weight {kind.get('weight', 1):g}" if isinstance(kind.get("weight", 1), (int, float)) else f"kind {kind['name']}")
         if kind.get("api"):
             extra.append(f"{kind['api']}{', streamed' if kind.get('stream') else ''}")
@@ -1254,8 +1503,13 @@ def _sla_table(run: Run) -> str:
     for c in checks:
         status = c["status"]
         note = f'<br><span class="sub">{esc(c["note"])}</span>' if c.get("note") else ""
+        label = esc(c["label"])
+        step = _step_of(c)
+        if step is not None:  # "login p95 <=" reads "step login: p95 <="
+            rest = c["label"][len(step) + 1 :] if c["label"].startswith(f"{step} ") else c["label"]
+            label = f'step <a href="#steps">{esc(step)}</a>: {esc(rest)}'
         rows.append(
-            f"<tr><td>{esc(c['label'])}{note}</td><td class=\"num\">{esc(fmt_value(c['threshold'], c['unit']))}</td>"
+            f"<tr><td>{label}{note}</td><td class=\"num\">{esc(fmt_value(c['threshold'], c['unit']))}</td>"
             f"<td class=\"num\">{esc(fmt_value(c['measured'], c['unit']))}</td>"
             f"<td class=\"result {_status_class(status)}\">{esc(STATUS_TEXT.get(status, status.upper()))}</td></tr>"
         )
@@ -1368,6 +1622,9 @@ def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: 
         if any(metric in run.inference for run in runs):
             chart_ids.append(f"chart-distribution-{metric}")
             distributions.append(f"<h3>{esc(name)} percentile distribution</h3>" + svg_chart(distribution_chart(f"chart-distribution-{metric}", runs, labels, metric)))
+    by_step, step_ids = steps_section(runs, labels)
+    by_turn, turn_ids = turns_section(runs, labels)
+    chart_ids += step_ids + turn_ids
     sections = []
     for index, (run, label) in enumerate(zip(runs, labels), start=1):
         section, ids = _run_section(index, run, label)
@@ -1382,6 +1639,7 @@ def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: 
         )
     plural = "run" if len(runs) == 1 else "runs"
     nav = "".join(f'<a href="#run-{i}">{esc(label)}</a>' for i, label in enumerate(labels, start=1))
+    nav += ('<a href="#steps">Steps</a>' if by_step else "") + ('<a href="#turns">Turns</a>' if by_turn else "")
     return (
         _page_head(title)
         + f'<body data-charts="{len(chart_ids)}">'
@@ -1394,6 +1652,8 @@ def render_html(runs: Sequence[Run], *, title: str | None = None, generated_at: 
         f"{_overview(runs, labels)}"
         + "".join(distributions)
         + "</section>"
+        + by_step
+        + by_turn
         + "".join(sections)
         + "</main>\n</body></html>\n"
     )

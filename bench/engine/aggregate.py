@@ -685,6 +685,8 @@ class Aggregator:
             "histograms": {
                 "unit": "us",
                 **{f"step:{name}": step.latency.encode().decode("ascii") for name, step in self._steps() if step.latency.get_total_count()},
+                **{f"turn:{n}": turn.latency.encode().decode("ascii") for n, turn in self._turns() if turn.latency.get_total_count()},
+                **{f"turn:{n}:ttft": turn.ttft.encode().decode("ascii") for n, turn in self._turns() if turn.ttft.get_total_count()},
                 "latency": m.latency.encode().decode("ascii") if m.latency.get_total_count() else "",
                 "service": m.service.encode().decode("ascii") if m.service.get_total_count() else "",
                 "schedule_lag": m.lag.encode().decode("ascii") if m.lag.get_total_count() else "",

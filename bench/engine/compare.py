@@ -46,13 +46,16 @@ METRICS: dict[str, tuple[str, bool]] = {
 #: A session step's own metrics: steps.NAME.p50 / .p95 / .p99 (recomputed from its histogram) and .error_rate.
 STEP_STATS = ("p50", "p95", "p99", "error_rate")
 _STEP_METRIC = re.compile(r"^steps\.([A-Za-z0-9_.-]+)\.(p50|p95|p99|error_rate)$")
+#: A conversation turn's own metrics: turns.K.p50 / .p95 / .p99 (latency), turns.K.ttft.p50 / .p95 / .p99 (from their histograms) and .error_rate.
+TURN_STATS = ("p50", "p95", "p99", "ttft.p50", "ttft.p95", "ttft.p99", "error_rate")
+_TURN_METRIC = re.compile(r"^turns\.([0-9]+)\.(p50|p95|p99|ttft\.p50|ttft\.p95|ttft\.p99|error_rate)$")
 
 
 def metric_info(metric: str) -> tuple[str, bool] | None:
-    """(unit, lower is better) of a metric, a session step's included; None when unknown."""
+    """(unit, lower is better) of a metric, a session step's or a conversation turn's included; None when unknown."""
     if metric in METRICS:
         return METRICS[metric]
-    match = _STEP_METRIC.match(metric)
+    match = _STEP_METRIC.match(metric) or _TURN_METRIC.match(metric)
     if match is None:
         return None
     return ("ratio", True) if match.group(2) == "error_rate" else ("ms", True)
@@ -203,6 +206,18 @@ def run_from_report(data: Any, source: str, *, label: str | None = None) -> Run:
         values.update({f"steps.{name}.{p}": part[p] for p in ("p50", "p95", "p99")})
         rate = step.get("error_rate") if isinstance(step, dict) else None
         values[f"steps.{name}.error_rate"] = float(rate) if isinstance(rate, (int, float)) else None
+    turns = data.get("turns") if isinstance(data.get("turns"), dict) else {}
+    for number, turn in turns.items():  # a conversation's turns, from their own histograms
+        turn = turn if isinstance(turn, dict) else {}
+        for key, prefix in (("", ""), (":ttft", "ttft.")):
+            part = latency_values(histograms.get(f"turn:{number}{key}") or "", f"{source}: turn {number}")
+            if part["p50"] is None:  # a report without the turn's histograms: its summary's figures (from the same histogram)
+                stats = turn.get(prefix.rstrip(".") or "latency")
+                stats = stats if isinstance(stats, dict) else {}
+                part = {p: float(stats[p]) if isinstance(stats.get(p), (int, float)) else None for p in ("p50", "p95", "p99")}
+            values.update({f"turns.{number}.{prefix}{p}": part[p] for p in ("p50", "p95", "p99")})
+        rate = turn.get("error_rate")
+        values[f"turns.{number}.error_rate"] = float(rate) if isinstance(rate, (int, float)) else None
     return Run(label or source, data, values)
 
 
@@ -277,13 +292,13 @@ def compare(sides: Sequence[Sequence[Run]]) -> dict[str, list[SideValue]]:
         if metric in INFERENCE_METRICS and all(v.value is None for v in values):
             continue
         table[metric] = values
-    step_metrics = dict.fromkeys(m for side in sides for run in side for m in run.values if m.startswith("steps."))
-    for metric in step_metrics:  # a session's steps, in the order the runs list them
+    step_metrics = dict.fromkeys(m for side in sides for run in side for m in run.values if m.startswith(("steps.", "turns.")))
+    for metric in step_metrics:  # a session's steps or a conversation's turns, in the order the runs list them
         table[metric] = [side_value(side, metric) for side in sides]
     return table
 
 
-_BOUND = re.compile(r"^\s*([a-z0-9_.]+)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pp|ms|s|/s)?\s*$")
+_BOUND = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pp|ms|s|/s)?\s*$")
 
 
 def parse_bounds(text: str) -> list[Bound]:
@@ -299,7 +314,7 @@ def parse_bounds(text: str) -> list[Bound]:
         metric, amount, unit = match.groups()
         info = metric_info(metric)
         if info is None:
-            raise CompareError(f"--fail-on-regression: unknown metric {metric!r}; known: {', '.join(METRICS)}, steps.NAME.{{{','.join(STEP_STATS)}}}")
+            raise CompareError(f"--fail-on-regression: unknown metric {metric!r}; known: {', '.join(METRICS)}, steps.NAME.{{{','.join(STEP_STATS)}}}, turns.K.{{{','.join(TURN_STATS)}}}")
         metric_unit = info[0]
         if unit is None:
             absolute = {"ms": f"{amount}ms", "ratio": f"{amount}pp"}.get(metric_unit, f"{amount}/s")
@@ -307,8 +322,8 @@ def parse_bounds(text: str) -> list[Bound]:
                 f"--fail-on-regression: {part.strip()!r} needs a unit: {metric}={amount}% (relative to the baseline) or {metric}={absolute} (absolute)"
             )
         kind = {"%": "%", "pp": "pp"}.get(unit, "abs")
-        if kind == "pp" and metric != "error_rate":
-            raise CompareError(f"--fail-on-regression: {part.strip()!r}: pp (percentage points) applies to error_rate only")
+        if kind == "pp" and metric_unit != "ratio":
+            raise CompareError(f"--fail-on-regression: {part.strip()!r}: pp (percentage points) applies to error rates only")
         if kind == "abs" and not (metric_unit == "ms" if unit in ("ms", "s") else metric_unit.endswith("/s")):
             raise CompareError(f"--fail-on-regression: {part.strip()!r}: {unit} does not fit {metric} ({metric_unit})")
         value = float(amount) * (1000.0 if unit == "s" else 1.0)
