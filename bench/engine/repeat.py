@@ -38,16 +38,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from bench.engine.aggregate import Snapshot
-from bench.engine.compare import METRICS, ORDER_STATISTIC, ci95, ci_method, order_statistic_rank, run_from_report
+from bench.engine.compare import ORDER_STATISTIC, ci95, ci_method, order_statistic_rank
 from bench.engine.errors import RunError
 from bench.engine.exports import junit_xml
-from bench.engine.gate import FAIL, PASS, UNMEASURABLE, Check, Verdict, compare as meets
+from bench.engine.gate import FAIL, PASS, UNMEASURABLE, Check, Verdict, compare as meets, measured_value
 from bench.engine.profile import Output, Profile
 from bench.engine.report import json_safe, write_json
 from bench.engine.runner import ABORTED, COMPLETED, CRASHED, INTERRUPTED, RunResult, preflight
 from bench.engine import runner
 
-#: The metrics the aggregate holds, by their names in ``compare.METRICS`` -> their path in ``aggregate``.
+#: The metrics the aggregate holds, by their SLA metric names (``gate.measured_value``) -> their path in ``aggregate``.
 AGGREGATE_METRICS: dict[str, tuple[str, ...]] = {
     **{m: ("latency", m) for m in ("p50", "p90", "p95", "p99", "max", "mean")},
     "rps": ("rps",),
@@ -146,9 +146,8 @@ def numbered(path: Path | None, k: int) -> Path | None:
 
 
 def metric_values(result: RunResult) -> dict[str, float | None]:
-    """One run's aggregate metrics, recomputed from its histograms as ``bench compare`` does."""
-    run = run_from_report(json_safe(result.report), result.profile.name)
-    return {m: _number(run.values.get(m)) for m in AGGREGATE_METRICS}
+    """One run's aggregate metrics: the values its summary shows and its SLA judges (``gate.measured_value``)."""
+    return {m: _number(measured_value(result.summary, m)[0]) for m in AGGREGATE_METRICS}
 
 
 def _number(value: Any) -> float | None:
