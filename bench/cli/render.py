@@ -838,9 +838,9 @@ def repeat_run_line(k: int, n: int, summary: dict[str, Any], status: str) -> str
     rps, rate = summary.get("rps"), summary.get("error_rate")
     figures = "  ".join(f"{p} {_ms3(lat.get(p))}" for p in ("p50", "p95", "p99"))
     return (
-        f"run {k} of {n}: {status}, {summary['requests']['sent']:,} requests, "
+        f"run {k} of {n}: {status}, {summary['requests']['sent']:,} req, "
         + ("-" if rps is None else f"{rps:,.1f} req/s")
-        + f", latency {figures}, errors "
+        + f", {figures}, errors "
         + ("-" if rate is None else f"{rate * 100:.2f} %")
     )
 

@@ -103,11 +103,11 @@ def run(
     status = COMPLETED
     for k in range(1, count + 1):
         run_profile = profile_for_run(profile, k)
-        if on_run_start is not None:
-            on_run_start(k, count, run_profile)
         try:
+            if on_run_start is not None:
+                on_run_start(k, count, run_profile)
             result = runner.run(run_profile, on_progress)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # between runs (a run itself takes Ctrl-C as its own drain)
             status = INTERRUPTED
             notes.append(f"interrupted before run {k} of {count} started")
             break
@@ -119,7 +119,12 @@ def run(
             break
         results.append(result)
         if on_run_end is not None:
-            on_run_end(k, count, result)
+            try:
+                on_run_end(k, count, result)
+            except KeyboardInterrupt:
+                status = INTERRUPTED
+                notes.append(f"interrupted after run {k} of {count}")
+                break
         if result.status != COMPLETED:
             status = result.status
             if k < count:
