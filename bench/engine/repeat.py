@@ -128,7 +128,8 @@ def run(
         if result.status != COMPLETED:
             status = result.status
             if k < count:
-                notes.append(f"run {k} of {count} ended {result.status}; the remaining {count - k} were not run")
+                rest = f"run {count}" if k + 1 == count else f"runs {k + 1} to {count}"
+                notes.append(f"run {k} of {count} ended {result.status}; {rest} not started")
             break
     return combine(profile, results, count, status, notes)
 
