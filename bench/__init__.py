@@ -6,6 +6,7 @@ The Python API is the CLI without the terminal::
     profile = bench.load_profile("profiles/sla.yaml", {"requests": 100})
     result = bench.run(profile)
     assert result.passed, result.verdict
+    repeated = bench.run(profile, repeat=3)   # a RepeatResult: .runs, .aggregate (median, 95 % CI per metric)
 
 The names below are imported on first use (PEP 562), so that ``import bench``
 is cheap and the command can time its own imports (see ``bench.cli.main``).
@@ -25,14 +26,16 @@ _EXPORTS = {
     "Profile": "bench.engine.profile",
     "load_profile": "bench.engine.profile",
     "RunResult": "bench.engine.runner",
-    "run": "bench.engine.runner",
+    "RepeatResult": "bench.engine.repeat",
+    "run": "bench.engine.repeat",  # runner.run, repeated when the profile (load.repeat) or repeat= asks
 }
-__all__ = ["BenchError", "Profile", "ProfileError", "RunError", "RunResult", "__version__", "load_profile", "run"]
+__all__ = ["BenchError", "Profile", "ProfileError", "RepeatResult", "RunError", "RunResult", "__version__", "load_profile", "run"]
 
 if TYPE_CHECKING:
     from bench.engine.errors import BenchError, ProfileError, RunError
     from bench.engine.profile import Profile, load_profile
-    from bench.engine.runner import RunResult, run
+    from bench.engine.repeat import RepeatResult, run
+    from bench.engine.runner import RunResult
 
 
 def __getattr__(name: str) -> Any:

@@ -119,6 +119,9 @@ def run(
     engine: Optional[str] = typer.Option(None, help="Where workers run: local (default) or ray (pip install 'bench-loadtest[ray]')."),
     ray_address: Optional[str] = typer.Option(None, help="With --engine ray: auto, HOST:PORT, or local (start a local Ray)."),
     on_worker_failure: Optional[str] = typer.Option(None, help="stop (default: exit 3, report incomplete) or continue (record the gap)."),
+    repeat: Optional[int] = typer.Option(
+        None, help="Run the profile N times as independent samples: per metric each run, the median and a 95 % CI; the SLA judged on the median (load.repeat)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
     details: bool = typer.Option(False, "--details", help="The full tables at the end (every percentile, status, error kind, the self-check)."),
 ) -> None:
@@ -152,6 +155,7 @@ def run(
         "engine": engine,
         "ray_address": ray_address,
         "on_worker_failure": on_worker_failure,
+        "repeat": repeat,
     }
     try:
         profiles = _load(target, overrides, scenario)
@@ -165,7 +169,7 @@ def run(
         if not quiet:
             console.print(render.run_header(prof, __version__), highlight=False)
         try:
-            result = _run_with_progress(prof, quiet)
+            result = _run_repeated(prof, quiet) if prof.repeat > 1 else _run_with_progress(prof, quiet)
         except ProfileError as exc:
             raise _fail_usage(str(exc)) from None
         except RunError as exc:
@@ -251,12 +255,16 @@ def _append_step_summary(result: RunResult) -> None:
 
 def _compare_scenarios(results: list[RunResult]) -> ExitCode:
     """Side by side: every scenario against the first, and the profile's regression bounds if any."""
-    from bench.engine.compare import compare as compare_runs, parse_bounds, regressions, run_from_report  # not on the start-up path
-    runs = [run_from_report(json_safe(r.report), r.profile.name) for r in results]
-    table = compare_runs([[run] for run in runs])
+    from bench.engine.compare import compare as compare_runs, parse_bounds, regressions, run_from_report, runs_of  # not on the start-up path
+    sides = []
+    for r in results:
+        report = json_safe(r.report)
+        sides.append(runs_of(report, r.profile.name, label=r.profile.name) or [run_from_report(report, r.profile.name)])
+    labels = [r.profile.name + (f" ({len(side)} runs)" if len(side) > 1 else "") for r, side in zip(results, sides)]
+    table = compare_runs(sides)
     bounds = parse_bounds(results[0].profile.fail_on_regression or "")
-    console.print(render.compare_table([r.label for r in runs], table, title="Scenarios compared (change against the first)"))
-    found = regressions(table, bounds, [r.label for r in runs])
+    console.print(render.compare_table(labels, table, title="Scenarios compared (change against the first)"))
+    found = regressions(table, bounds, labels)
     for line in found:
         err_console.print(f"[bold red]regression:[/] {escape(line)}", highlight=False)
     return ExitCode.SLA_FAILED if found else ExitCode.OK
@@ -283,11 +291,64 @@ def _run_with_progress(prof, quiet: bool) -> RunResult:
     return run_profile(prof, on_progress=log)
 
 
+def _run_repeated(prof: Profile, quiet: bool) -> RunResult:
+    """``--repeat N``: each run under a "run k of N" rule with its own live view (or status lines), a line as it ends."""
+    from bench.engine.repeat import run as run_repeated
+
+    live: list[Live] = []
+    last = [0.0]
+    current: list[Profile] = [prof]
+
+    def start(k: int, n: int, run_prof: Profile) -> None:
+        current[:] = [run_prof]
+        if quiet:
+            return
+        console.rule(f"run {k} of {n}", style="cyan")
+        if console.is_terminal:
+            live[:] = [Live(console=console, auto_refresh=False, transient=False)]
+            live[0].start()
+        last[0] = 0.0
+
+    def progress(snap) -> None:
+        if quiet:
+            return
+        if live:
+            live[0].update(render.live_view(current[0], snap), refresh=True)
+            return
+        now = time.monotonic()
+        if now - last[0] >= 5.0 or snap.done:
+            last[0] = now
+            print(render.status_line(current[0], snap), flush=True)
+
+    def end(k: int, n: int, result: RunResult) -> None:
+        if live:
+            live.pop().stop()
+        if not quiet:
+            console.print(escape(render.repeat_run_line(k, n, result.summary, result.status)), highlight=False)
+
+    try:
+        return run_repeated(prof, progress, on_run_start=start, on_run_end=end)
+    finally:
+        while live:
+            live.pop().stop()
+
+
 def _print_result(result: RunResult, details: bool, *, alone: bool = True) -> None:
     """The verdict and the numbers that matter (all tables with --details), then notes, warnings, files and the verdict line."""
     summary = dict(result.summary, load_model=result.profile.load.model)
     meaning = latency_meaning(result.profile)
-    if details:
+    aggregate = getattr(result, "aggregate", None)
+    if aggregate is not None:  # a repeated run: the runs side by side and the SLA on their medians (or bounds)
+        if details and getattr(result, "representative", 0):
+            console.print(f"The median run (run {result.representative}, by latency p95) in full:", highlight=False)  # type: ignore[attr-defined]
+            console.print(render.latency_table(summary, meaning))
+            console.print(render.requests_table(summary))
+            console.print(render.generator_table(summary))
+        if aggregate.get("runs"):
+            console.print(render.repeat_table(aggregate, median_run=getattr(result, "representative", None)))
+        if result.verdict.checks:
+            console.print(render.sla_table(result.verdict))
+    elif details:
         console.print(render.latency_table(summary, meaning))
         console.print(render.requests_table(summary))
         steps = render.steps_table(summary)
@@ -407,7 +468,9 @@ GROUP_SEPARATOR = "::"
 
 @app.command(context_settings={"ignore_unknown_options": False})
 def compare(
-    reports: list[str] = typer.Argument(..., help="JSON reports: A.json B.json [C.json ...], or A1 A2 -- B1 B2 for several runs per side; S.json#N is probe N of a search."),
+    reports: list[str] = typer.Argument(
+        ..., help="JSON reports: A.json B.json [C.json ...], or A1 A2 -- B1 B2 for several runs per side; a --repeat report counts as its runs; S.json#N is probe N of a search."
+    ),
     fail_on_regression: Optional[str] = typer.Option(
         None, help="Exit 1 when a candidate is worse than the baseline by more than e.g. p95=10%,error_rate=0.5pp,p99=20ms."
     ),
@@ -418,7 +481,7 @@ def compare(
     Exit codes: 0 no regression beyond the bounds; 1 a regression; 2 unreadable reports,
     bad bounds, or runs that are not comparable (without --force).
     """
-    from bench.engine.compare import CompareError, comparability, load_run, parse_bounds, regressions
+    from bench.engine.compare import CompareError, comparability, load_runs, parse_bounds, regressions
     from bench.engine.compare import compare as compare_runs
 
     groups: list[list[str]] = [[]]
@@ -432,10 +495,11 @@ def compare(
     if any(not g for g in groups) or len(groups) < 2:
         raise _fail_usage("compare needs at least two sides: A.json B.json, or A1.json A2.json -- B1.json B2.json")
     try:
-        sides = [[load_run(path) for path in group] for group in groups]
+        loaded = [[load_runs(path) for path in group] for group in groups]  # a repeated report: its runs
         bounds = parse_bounds(fail_on_regression or "")
     except CompareError as exc:
         raise _fail_usage(str(exc)) from None
+    sides = [[run for runs in group for run in runs] for group in loaded]
     problems = comparability([run for side in sides for run in side])
     if problems:
         for problem in problems:
@@ -443,10 +507,10 @@ def compare(
         if not force:
             raise _fail_usage("these runs offered different load; compare like with like, or pass --force")
         err_console.print("[bold yellow]warning: comparing runs that offered different load (--force)[/]", highlight=False)
-    labels = [" + ".join(run.label for run in side) if len(side) > 1 else side[0].label for side in sides]
+    labels = [" + ".join(_runs_label(path, runs) for path, runs in zip(paths, group)) for paths, group in zip(groups, loaded)]
     table = compare_runs(sides)
     many = any(len(side) > 1 for side in sides)
-    title = "Comparison (median of runs, 95 % CI of the mean)" if many else "Comparison (change against the first)"
+    title = "Comparison (median of runs [95 % CI: Student-t of the mean for 2-5 runs, order statistics of the median from 6])" if many else "Comparison (change against the first)"
     console.print(render.compare_table(labels, table, title=title))
     found = regressions(table, bounds, labels)
     for line in found:
@@ -454,6 +518,12 @@ def compare(
     if bounds and not found:
         console.print(escape("no regression beyond " + ", ".join(b.text for b in bounds)), highlight=False)
     raise typer.Exit(ExitCode.SLA_FAILED if found else ExitCode.OK)
+
+
+def _runs_label(path: str, runs: list) -> str:
+    """A report's name in the comparison: ``base.json``, or ``base.json (3 runs)`` for a repeated report."""
+    name = Path(path).name
+    return f"{name} ({len(runs)} runs)" if len(runs) > 1 else runs[0].label
 
 
 @app.command()

@@ -651,7 +651,7 @@ def _load_words(profile: Profile) -> str:
 
 
 def run_header(profile: Profile, version: str) -> Group:
-    """What is about to run, before it starts: target, load, workers and transport, SLA criteria (long lines wrap under their value)."""
+    """What is about to run, before it starts: target, load, workers and transport, SLA criteria, repeats (long lines wrap under their value)."""
     kinds = profile.kinds
     if profile.session:
         method = f"a session of {len(profile.session)} steps ({', '.join(step.name for step in profile.session)}) on"
@@ -667,6 +667,9 @@ def run_header(profile: Profile, version: str) -> Group:
     grid.add_row("  target  ", f"{method} {where}")
     grid.add_row("  load    ", f"{_load_words(profile)}; {workers}, {profile.client.transport}")
     grid.add_row("  SLA     ", ", ".join(_criterion(r) for r in profile.sla) or "none: the run passes whatever it measures")
+    if profile.repeat > 1:
+        judge = "the median" if profile.sla_options.repeat_judge == "median" else "the pessimistic bound of the 95 % CI"
+        grid.add_row("  repeat  ", f"{profile.repeat} runs, each an independent sample; SLA judged on {judge}")
     return Group(Text.assemble((f"bench {version}", "bold"), "  ", (profile.name, "bold cyan")), grid)
 
 
@@ -756,8 +759,13 @@ def summary_screen(summary: dict[str, Any], verdict: Verdict) -> Group:
 
 
 def sla_table(verdict: Verdict) -> Table:
-    table = Table(title="SLA")
-    for name, justify in (("criterion", "left"), ("threshold", "right"), ("measured", "right"), ("result", "center")):
+    """Per criterion its threshold, what was measured and the result; for a repeated run the median, the 95 % CI and which was judged."""
+    repeated = any(c.repeat is not None for c in verdict.checks)
+    judged = next((c.repeat.get("judged_on") for c in verdict.checks if c.repeat is not None), "median")
+    table = Table(title="SLA" if not repeated else f"SLA (judged on the {'median' if judged == 'median' else 'pessimistic bound of the 95 % CI'} of the runs)")
+    columns = [("criterion", "left"), ("threshold", "right")]
+    columns += [("median", "right"), ("95 % CI", "right"), ("judged", "right")] if repeated else [("measured", "right")]
+    for name, justify in (*columns, ("result", "center")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for check in verdict.checks:
         rule = check.rule
@@ -768,12 +776,84 @@ def sla_table(verdict: Verdict) -> Table:
             result = Text("NOT MEASURABLE", style="bold red")
         else:
             result = Text("FAIL", style="bold red")
-        table.add_row(rule.label, threshold, measured, result)
+        if repeated:
+            spread = check.repeat or {}
+            interval = _interval(rule.unit, spread.get("ci95_low"), spread.get("ci95_high"))
+            table.add_row(rule.label, threshold, _in_unit(rule.unit, spread.get("median")), interval, measured, result)
+        else:
+            table.add_row(rule.label, threshold, measured, result)
     notes = [f"{c.rule.label}: {c.note}" for c in verdict.checks if c.note]
     if notes:
         table.caption = "\n".join(notes)
         table.caption_justify = "left"
     return table
+
+
+def _interval(unit: str, low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "-"
+    if unit == "ratio":
+        return f"[{low * 100:.3g}, {high * 100:.3g}] %"
+    if unit == "ms":
+        return f"[{_ms3(low)}, {_ms3(high)}]"
+    return f"[{low:,.1f}, {high:,.1f}]"
+
+
+#: A repeated run's table rows: (label, aggregate path, unit).
+REPEAT_ROWS = (
+    *((f"latency {p}", ("latency", p), "ms") for p in ("p50", "p90", "p95", "p99", "max", "mean")),
+    ("req/s", ("rps",), "req/s"),
+    ("error rate", ("error_rate",), "ratio"),
+    *((f"{f.upper()} {p}", (f, p), "ms") for f in ("ttft", "tpot") for p in ("p50", "p95", "p99")),
+    ("output tok/s", ("output_tokens_per_s",), "tok/s"),
+)
+
+
+def _repeat_value(unit: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return _ms3(value)
+    if unit == "ratio":
+        return f"{value * 100:.2f} %"
+    return f"{value:,.1f}"
+
+
+def repeat_table(aggregate: dict[str, Any], numbers: list[int] | None = None, median_run: int | None = None) -> Table:
+    """A repeated run's figures: per metric each run's value, the median and the 95 % CI (the method in the caption)."""
+    runs = aggregate.get("counted_runs") or list(range(1, aggregate.get("runs", 0) + 1))
+    table = Table(title=f"Repeated runs: {len(runs)} completed, median and 95 % CI")
+    table.add_column("metric")
+    for k in runs:
+        table.add_column(f"run {k}" + (" *" if k == median_run else ""), justify="right")
+    table.add_column("median", justify="right", style="bold")
+    table.add_column("95 % CI", justify="right")
+    for label, path, unit in REPEAT_ROWS:
+        node: Any = aggregate
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        cells = [_repeat_value(unit, v) for v in node["values"]]
+        table.add_row(label, *cells, _repeat_value(unit, node["median"]), _interval(unit, node["ci95_low"], node["ci95_high"]))
+    caption = f"95 % CI: {aggregate.get('method_text', aggregate.get('method'))}"
+    if median_run:
+        caption += "; * the median run (by latency p95), whose figures the report's top level shows"
+    table.caption, table.caption_justify = caption, "left"
+    return table
+
+
+def repeat_run_line(k: int, n: int, summary: dict[str, Any], status: str) -> str:
+    """One line as run k of n ends: its status and the figures the aggregate takes."""
+    lat = summary["latency"]
+    rps, rate = summary.get("rps"), summary.get("error_rate")
+    figures = "  ".join(f"{p} {_ms3(lat.get(p))}" for p in ("p50", "p95", "p99"))
+    return (
+        f"run {k} of {n}: {status}, {summary['requests']['sent']:,} req, "
+        + ("-" if rps is None else f"{rps:,.1f} req/s")
+        + f", {figures}, errors "
+        + ("-" if rate is None else f"{rate * 100:.2f} %")
+    )
 
 
 def generator_table(summary: dict[str, Any]) -> Table:

@@ -2,8 +2,10 @@
 
 Percentiles are recomputed from each report's encoded latency histogram (not
 from rounded summaries); with several runs per side, each side's value is the
-median of its runs, with a 95 % Student-t confidence interval of the mean
-beside it. Runs are only comparable when they offered the same load to the
+median of its runs, with a 95 % confidence interval beside it (``ci95``: a
+Student-t interval of the mean for 2 to 5 runs, the distribution-free
+order-statistic interval of the median from 6). A repeated report (``bench
+run --repeat N``) counts as its N runs. Runs are only comparable when they offered the same load to the
 same target: ``comparability`` lists every difference, and the caller
 refuses (or, when forced, warns) before comparing.
 """
@@ -68,6 +70,54 @@ _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # fmt: skip
 
 
+#: From this many runs on, the order-statistic interval of the median reaches 95 % (below, even min..max covers less).
+ORDER_STATISTIC_MIN_RUNS = 6
+STUDENT_T = "student-t"
+ORDER_STATISTIC = "order-statistic"
+
+
+def ci_method(n: int) -> str | None:
+    """Which 95 % interval ``ci95`` gives for ``n`` runs: None for one run."""
+    if n < 2:
+        return None
+    return ORDER_STATISTIC if n >= ORDER_STATISTIC_MIN_RUNS else STUDENT_T
+
+
+def order_statistic_rank(n: int) -> tuple[int, float]:
+    """For ``n`` >= 6 runs: the largest k such that [x_(k), x_(n+1-k)] (sorted values, 1-based) covers the median
+    with probability >= 95 % whatever the distribution, and that coverage, 1 - 2 P(Binomial(n, 1/2) <= k - 1)."""
+    k, below = 0, 0.0
+    while True:
+        below_next = below + math.comb(n, k) / 2**n  # P(B <= k)
+        if 1 - 2 * below_next < 0.95:
+            return k, 1 - 2 * below
+        k, below = k + 1, below_next
+
+
+def ci95(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """A 95 % interval for a metric measured once per run.
+
+    2-5 runs: Student-t interval of the mean, mean +- t(0.975, n-1) s / sqrt(n), its low end
+    clipped at 0 (no metric here is negative). 6 or more: the order-statistic interval of the
+    median, [x_(k), x_(n+1-k)] (``order_statistic_rank``), which assumes nothing about the
+    distribution. One run: (None, None). An infinite value (error-aware latency) makes the
+    Student-t high end infinite.
+    """
+    n = len(values)
+    method = ci_method(n)
+    if method is None:
+        return None, None
+    ordered = sorted(values)
+    if method == ORDER_STATISTIC:
+        k, _ = order_statistic_rank(n)
+        return ordered[k - 1], ordered[n - k]
+    if not all(math.isfinite(v) for v in values):
+        return ordered[0], math.inf
+    mean = statistics.fmean(values)
+    half = _T95[min(n - 2, len(_T95) - 1)] * statistics.stdev(values) / math.sqrt(n)
+    return max(0.0, mean - half), mean + half
+
+
 class CompareError(BenchError):
     """A report that cannot be read or compared; the message names the file and the problem."""
 
@@ -118,6 +168,31 @@ def load_run(path: str | Path) -> Run:
     data = select_report(data, file, probe)
     label = Path(file).name + (f"#{probe}" if probe is not None else "")
     return run_from_report(data, name, label=label)
+
+
+def load_runs(path: str | Path) -> list[Run]:
+    """A report's runs: the N runs of a repeated report (``bench run --repeat N``), else the one run ``load_run`` reads."""
+    run = load_run(path)
+    return runs_of(run.report, str(path), label=run.label) or [run]
+
+
+def is_repeat_report(data: Any) -> bool:
+    """A ``bench run --repeat N`` report: each run's full report under ``runs``, the statistics under ``aggregate``."""
+    return isinstance(data, dict) and isinstance(data.get("runs"), list) and isinstance(data.get("aggregate"), dict)
+
+
+def runs_of(data: Any, source: str, *, label: str | None = None) -> list[Run]:
+    """The runs a repeated report counts in its aggregate (its completed runs), each as a Run; [] for any other report."""
+    if not is_repeat_report(data):
+        return []
+    counted = data["aggregate"].get("counted_runs")
+    numbers = counted if isinstance(counted, list) else list(range(1, len(data["runs"]) + 1))
+    runs = []
+    for number in numbers:
+        if not isinstance(number, int) or not 1 <= number <= len(data["runs"]):
+            raise CompareError(f"{source}: malformed repeated report (aggregate.counted_runs names run {number!r})")
+        runs.append(run_from_report(data["runs"][number - 1], f"{source} run {number}", label=f"{label or source} run {number}"))
+    return runs
 
 
 def split_probe(name: str) -> tuple[str, str | None]:
@@ -279,9 +354,8 @@ def side_value(runs: Sequence[Run], metric: str) -> SideValue:
         return SideValue(None, runs=len(runs))
     if len(values) == 1:
         return SideValue(values[0], runs=len(runs))
-    mean = statistics.fmean(values)
-    half = _T95[min(len(values) - 2, len(_T95) - 1)] * statistics.stdev(values) / math.sqrt(len(values))
-    return SideValue(statistics.median(values), mean - half, mean + half, len(values))
+    low, high = ci95(values)
+    return SideValue(statistics.median(values), low, high, len(values))
 
 
 def compare(sides: Sequence[Sequence[Run]]) -> dict[str, list[SideValue]]:

@@ -38,8 +38,11 @@ class Check:
     status: str = PASS
     samples: int | None = None
     note: str = ""
+    #: A repeated run's criterion (see bench.engine.repeat): each run's value, median, ci95_low/high, judged_on, bound.
+    repeat: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        extra = {} if self.repeat is None else {"repeat": dict(self.repeat)}
         return {
             "criterion": self.rule.name,
             "label": self.rule.label,
@@ -55,6 +58,7 @@ class Check:
             "status": self.status,
             "passed": self.passed,
             "note": self.note,
+            **extra,
         }
 
 

@@ -80,7 +80,11 @@ ERROR_CRITERIA = ("error_rate", "min_goodput")
 #: What switches the default error criterion off, explicitly: ``error_rate: off`` (YAML reads a bare off as false).
 SWITCHED_OFF = ("off", "none")
 #: Settings in the sla section that are not criteria.
-SLA_OPTIONS = ("error_aware", "min_samples", "windows", "fail_fast", "steps")
+SLA_OPTIONS = ("error_aware", "min_samples", "windows", "fail_fast", "steps", "repeat_judge")
+#: How a repeated run (load.repeat, --repeat) judges each criterion: on the median of the runs, or on its 95 % interval's pessimistic bound.
+REPEAT_JUDGES = ("median", "bound")
+#: The most runs one repeated run may make.
+MAX_REPEAT = 1000
 #: What a session step's own criteria may judge (sla.steps.NAME).
 STEP_METRICS = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean", "error_rate", "min_rps")
 
@@ -177,11 +181,14 @@ class SlaOptions:
     ``error_aware``: latency criteria count failed requests as infinitely slow.
     ``min_samples``: a criterion measured on fewer requests fails as not measurable.
     ``fail_fast``: stop the run as soon as a whole-run criterion can no longer pass (see ``gate.certain_failure``).
+    ``repeat_judge``: with ``load.repeat`` above 1, judge each criterion on the median of the runs (``median``)
+    or on the pessimistic bound of its 95 % interval (``bound``: the high bound of a ``<=`` criterion, the low of a ``>=``).
     """
 
     error_aware: bool = False
     min_samples: int = 1
     fail_fast: bool = False
+    repeat_judge: str = "median"
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +241,7 @@ class Profile:
     goodput: tuple[tuple[str, float], ...] = ()
     engine: EngineConfig = EngineConfig()
     session: tuple[Step, ...] = ()  # ordered steps each virtual user runs, then starts again (see bench.sessions)
+    repeat: int = 1  # load.repeat: run the profile this many times as independent samples (see bench.engine.repeat)
 
     @property
     def plain(self) -> bool:
@@ -278,6 +286,7 @@ OVERRIDE_FIELDS = {
     "engine": "engine.kind",
     "ray_address": "engine.address",
     "on_worker_failure": "engine.on_worker_failure",
+    "repeat": "load.repeat",
 }
 
 
@@ -701,8 +710,9 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         source,
         "load",
         top.raw("load", {}),
-        ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages", "replay", "speed"),
+        ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages", "replay", "speed", "repeat"),
     )
+    repeat = load_fields.integer("repeat", 1, minimum=1, maximum=MAX_REPEAT) or 1
     if load_fields.has("replay"):
         load = _parse_replay_load(load_fields, target, kinds)
     else:
@@ -720,6 +730,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         error_aware=sla_fields.boolean("error_aware", False),
         min_samples=sla_fields.integer("min_samples", 1, minimum=1) or 1,
         fail_fast=sla_fields.boolean("fail_fast", False),
+        repeat_judge=_repeat_judge(sla_fields),
     )
     output = _parse_output(_Fields(source, "output", top.raw("output", {}), OUTPUT_FIELDS))
     secret_raw = target_fields.raw("secret_headers", [])
@@ -727,7 +738,11 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         raise target_fields.error("secret_headers", f"expected a list of header names, got {secret_raw!r}")
     resolved = _resolved(name, target, load, client, sla, output, mock, frozenset(x.lower() for x in secret_raw))
     resolved["strict"] = strict
-    resolved["sla_options"] = {"error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples, "fail_fast": sla_options.fail_fast}
+    resolved["sla_options"] = {
+        "error_aware": sla_options.error_aware, "min_samples": sla_options.min_samples, "fail_fast": sla_options.fail_fast,
+        "repeat_judge": sla_options.repeat_judge,
+    }  # fmt: skip
+    resolved["load"]["repeat"] = repeat
     resolved["compare"] = {"fail_on_regression": fail_on_regression}
     resolved["request_kinds"] = [
         {"name": k.name, "weight": k.weight, "method": k.method, "path": k.path, "url": k.url, "api": k.api, "stream": k.stream}
@@ -752,7 +767,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     resolved["engine"] = dataclasses.asdict(engine)
     return Profile(
         name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression,
-        kinds, data_spec, api_key_env, goodput, engine, session,
+        kinds, data_spec, api_key_env, goodput, engine, session, repeat,
     )
 
 
@@ -1375,6 +1390,13 @@ def _parse_sla(f: _Fields) -> tuple[SlaRule, ...]:
     if rules and not errors_off and not any(r.name in ERROR_CRITERIA for r in rules):
         rules.append(SlaRule("error_rate", "error_rate", "<=", DEFAULT_ERROR_RATE, "ratio", default=True))
     return tuple(rules)
+
+
+def _repeat_judge(f: _Fields) -> str:
+    judge = f.string("repeat_judge", "median") or "median"
+    if judge not in REPEAT_JUDGES:
+        raise f.error("repeat_judge", f"expected median (the median of the runs) or bound (the pessimistic bound of its 95 % interval), got {judge!r}")
+    return judge
 
 
 def _error_rate_switched_off(f: _Fields) -> bool:
