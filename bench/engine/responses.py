@@ -9,6 +9,7 @@ TPOT, ITL gaps, output tokens and where their count came from.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 from bench.engine.requests import MAX_CHECKED_BODY, PreparedRequest, check_response
@@ -74,6 +75,52 @@ class Receiver:
             tokens, source = openai_response_metrics(self.body)
             return ResponseFacts(failed, output_tokens=tokens, token_source=source if tokens is not None else None)
         return ResponseFacts(failed)
+
+
+#: Body pieces a ``TimedReceiver`` keeps per request for ``output.chunks``; later ones are only counted.
+MAX_CHUNKS = 10_000
+
+
+class TimedReceiver(Receiver):
+    """A ``Receiver`` that also notes every body piece for ``output.chunks``: arrival time, bytes, content events.
+
+    Used only when that output is asked for, so the plain ``Receiver`` pays
+    nothing for it. The notes live in one flat ``array('q')`` (24 bytes a
+    piece) and stop at ``MAX_CHUNKS`` pieces; ``dropped`` counts the pieces
+    after that, whose bytes and events still count in ``total_bytes`` and
+    ``total_tokens``.
+    """
+
+    __slots__ = ("notes", "dropped", "total_bytes", "total_tokens")
+
+    def __init__(self, keep_body: bool, stream: bool):
+        Receiver.__init__(self, keep_body, stream)
+        self.notes = array("q")  # t_ns, bytes, content events; again for each piece
+        self.dropped = 0
+        self.total_bytes = 0
+        self.total_tokens = 0
+
+    def chunk(self, data: bytes, t_ns: int) -> None:
+        stream = self.stream
+        if stream is None:
+            Receiver.chunk(self, data, t_ns)
+            tokens = 0
+        else:
+            before = stream.content_events
+            Receiver.chunk(self, data, t_ns)
+            tokens = stream.content_events - before
+            self.total_tokens += tokens
+        n = len(data)
+        self.total_bytes += n
+        if len(self.notes) < 3 * MAX_CHUNKS:
+            self.notes.extend((t_ns, n, tokens))
+        else:
+            self.dropped += 1
+
+
+def timed_receiver_for(request: PreparedRequest) -> TimedReceiver:
+    """``receiver_for`` when ``output.chunks`` is written: every response is read through a receiver, streamed or not."""
+    return TimedReceiver(request.keep_body or (request.api is not None and not request.stream), request.stream)
 
 
 def receiver_for(request: PreparedRequest) -> Receiver | None:
