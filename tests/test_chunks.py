@@ -227,7 +227,8 @@ def test_the_piece_list_is_capped_and_the_rest_counted(monkeypatch) -> None:
     for i in range(5):
         receiver.chunk(event * 2, 1_000_000 * (i + 1))
     receiver.chunk(b"data: [DONE]\n\n", 9_000_000)
-    assert list(receiver.notes) == [1_000_000, 2 * len(event), 2, 2_000_000, 2 * len(event), 2, 3_000_000, 2 * len(event), 2]
+    assert receiver.pieces(0) == [[1.0, 2 * len(event), 2], [2.0, 2 * len(event), 2], [3.0, 2 * len(event), 2]]
+    assert receiver.pieces(500_000) == [[0.5, 2 * len(event), 2], [1.5, 2 * len(event), 2], [2.5, 2 * len(event), 2]]
     assert receiver.dropped == 3 and receiver.total_tokens == 10 and receiver.total_bytes == 10 * len(event) + 14
     facts = receiver.facts(request, 200, 0)
     assert facts.output_tokens == 10 and facts.ttft_ns == 1_000_000

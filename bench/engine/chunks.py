@@ -48,8 +48,7 @@ class ChunkLog:
         start = self.start_ns
         self.lines += 1
         if receiver is not None:
-            notes = receiver.notes
-            chunks = [[round((notes[i] - start) / 1e6, 3), notes[i + 1], notes[i + 2]] for i in range(0, len(notes), 3)]
+            chunks = receiver.pieces(start)
             stream, nbytes, tokens, dropped = receiver.stream is not None, receiver.total_bytes, receiver.total_tokens, receiver.dropped
         else:
             chunks, stream, nbytes, tokens, dropped = [], False, 0, 0, 0

@@ -147,8 +147,6 @@ class Worker:
         self.end_s = schedule_end_s(self.load)
         self.csv: io.TextIOBase | None = None
         self.chunks: Any = None  # a ChunkLog, when output.chunks is written
-        # With output.chunks, every response goes through a receiver that notes its pieces; without, nothing changes.
-        self.receiver_for = timed_receiver_for if spec.chunks_path else receiver_for
         self.start_ns = 0
         self.seq = 0
         self.rows = 0
@@ -473,7 +471,8 @@ class Worker:
         if self.prepared is not None:
             request = self.prepared[self.cursor]
             self.cursor = (self.cursor + 1) % len(self.prepared)
-            receiver = self.receiver_for(request)
+            # With output.chunks every response goes through a receiver that notes its pieces.
+            receiver = receiver_for(request) if self.chunks is None else timed_receiver_for(request)
         sent_ns = time.monotonic_ns()
         self.recorder.sent(phase, sent_ns, intended_ns, capped=capped)
         return request, receiver, sent_ns
