@@ -436,7 +436,7 @@ OPEN = "load: {rate: 50/s, duration: 10s}\nmock: {seed: 3}\n"
 def test_override_names_are_dotted_fields():
     assert set(OVERRIDE_FIELDS) == {
         "workers", "concurrency", "rate", "requests", "duration", "url", "method", "header", "body", "timeout", "sla",
-        "json", "csv", "hlog", "junit", "html", "engine", "ray_address", "on_worker_failure", "repeat",
+        "json", "csv", "hlog", "junit", "html", "chunks", "engine", "ray_address", "on_worker_failure", "repeat",
     }  # fmt: skip
     assert all(v.count(".") == 1 for v in OVERRIDE_FIELDS.values())
 

@@ -193,7 +193,7 @@ class SlaOptions:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """Where a run writes: JSON report, per-request CSV, HdrHistogram interval log, per-second CSV, JUnit XML."""
+    """Where a run writes: JSON report, per-request CSV, HdrHistogram interval log, per-second CSV, JUnit XML, per-request chunk timings (JSONL)."""
 
     json_path: Path | None
     csv_path: Path | None
@@ -201,9 +201,11 @@ class Output:
     series_csv_path: Path | None = None
     junit_path: Path | None = None
     html_path: Path | None = None  # written by the cli (bench run --html), not by the engine
+    chunks_path: Path | None = None
 
     def extra_paths(self) -> tuple[Path | None, ...]:
-        return (self.hlog_path, self.series_csv_path, self.junit_path, self.html_path)
+        """The paths after json and csv, in the order of OUTPUT_FIELDS."""
+        return (self.hlog_path, self.series_csv_path, self.junit_path, self.html_path, self.chunks_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +250,8 @@ class Profile:
         """One fixed request, no checks or streaming: the transports' prebuilt fast path."""
         if self.session or self.conversation or len(self.kinds) > 1 or self.data is not None or self.api_key_env is not None or self.load.replay is not None:
             return False
+        if self.output.chunks_path is not None:  # every response is read through a receiver that times its pieces
+            return False
         kind = self.kinds[0] if self.kinds else None
         if kind is None:
             return True
@@ -283,6 +287,7 @@ OVERRIDE_FIELDS = {
     "hlog": "output.hlog",
     "junit": "output.junit",
     "html": "output.html",
+    "chunks": "output.chunks",
     "engine": "engine.kind",
     "ray_address": "engine.address",
     "on_worker_failure": "engine.on_worker_failure",
@@ -754,6 +759,10 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     session = _parse_session(source, top.raw("session"), target, data_spec, kinds, client)
     if session and load.replay is not None:
         raise top.error("session", "load.replay sends each trace line as one request; a session's steps cannot be replayed from it: remove one of them")
+    if output.chunks_path is not None and (session or (data_spec is not None and data_spec.rows and "turns" in data_spec.rows[0])):
+        raise ProfileError(
+            source, "output.chunks", "per-chunk timings are written for single requests; sessions and multi-turn conversations do not record them yet: remove output.chunks"
+        )
     step_rules = _parse_step_sla(sla_fields, session)
     if step_rules:
         sla = (*sla, *step_rules)
@@ -1470,7 +1479,7 @@ def _parse_ratio(value: Any) -> float:
     return ratio
 
 
-OUTPUT_FIELDS = ("json", "csv", "hlog", "series_csv", "junit", "html")
+OUTPUT_FIELDS = ("json", "csv", "hlog", "series_csv", "junit", "html", "chunks")
 
 
 def _parse_output(f: _Fields) -> Output:
@@ -1492,7 +1501,7 @@ def _parse_output(f: _Fields) -> Output:
         if not os.access(parent, os.W_OK):
             raise f.error(key, f"directory {str(parent)!r} is not writable (for {value!r})")
         paths[key] = path
-    return Output(paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"], paths["html"])
+    return Output(paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"], paths["html"], paths["chunks"])
 
 
 _SECRET_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password|session|credential", re.IGNORECASE)

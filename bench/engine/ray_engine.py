@@ -87,7 +87,7 @@ class WorkerActor:
     async def info(self) -> dict[str, Any]:
         """Where this worker runs and with which versions (checked against the driver's)."""
         ctx = ray.get_runtime_context()
-        csv_dir = os.path.dirname(self.spec.csv_path) if self.spec.csv_path else None
+        csv_dir = os.path.dirname(self.spec.csv_path or self.spec.chunks_path or "") or None  # output.csv's parts, or output.chunks'
         return {
             "pid": os.getpid(),
             "node_id": ctx.get_node_id(),
@@ -354,9 +354,10 @@ class RayEngine:
         blind = [i for i, info in enumerate(infos) if info["csv_dir_visible"] is False]
         if blind:
             where = ", ".join(sorted({infos[i]["ip"] for i in blind}))
+            field = "output.csv" if spec.csv_path else "output.chunks"
             raise RunError(
-                f"output.csv needs the workers to share the driver's filesystem, but worker(s) {', '.join(map(str, blind))} "
-                f"run on another machine ({where}); with a multi-node Ray cluster leave out --csv/output.csv "
+                f"{field} needs the workers to share the driver's filesystem, but worker(s) {', '.join(map(str, blind))} "
+                f"run on another machine ({where}); with a multi-node Ray cluster leave out --{field[7:]}/{field} "
                 "(the JSON report, --hlog and the per-second series still work)"
             )
         if _is_loopback(spec.url):

@@ -33,6 +33,7 @@ from bench.engine.aggregate import Aggregator, Snapshot
 from bench.engine.errors import ProfileError, RunError
 from bench.engine.gate import Verdict, certain_failure, compare, evaluate, failure_alarm, window_key, window_specs
 from bench.engine.profile import Load, Profile, redact_url
+from bench.engine.chunks import merge_chunk_parts
 from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
 from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
 from bench.engine.selfcheck import assess
@@ -196,8 +197,13 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     extra_headers = _secret_headers(profile)
     csv_dir = tempfile.mkdtemp(prefix="bench-csv-") if profile.output.csv_path else None
     csv_parts = [Path(csv_dir) / f"worker-{i}.csv" for i in range(load.workers)] if csv_dir else []
+    chunks_dir = tempfile.mkdtemp(prefix="bench-chunks-") if profile.output.chunks_path else None
+    chunk_parts = [Path(chunks_dir) / f"worker-{i}.jsonl" for i in range(load.workers)] if chunks_dir else []
     specs = [
-        WorkerSpec(i, load.workers, profile, url, INTERVAL_S, str(csv_parts[i]) if csv_parts else None, extra_headers)
+        WorkerSpec(
+            i, load.workers, profile, url, INTERVAL_S, str(csv_parts[i]) if csv_parts else None, extra_headers,
+            str(chunk_parts[i]) if chunk_parts else None,
+        )
         for i in range(load.workers)
     ]
     engine = make_engine(engine_name, specs)
@@ -266,6 +272,10 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         merge_csv_parts(profile.output.csv_path, csv_parts)
         os.rmdir(csv_dir)
         written.append(profile.output.csv_path)
+    if profile.output.chunks_path and chunks_dir:
+        merge_chunk_parts(profile.output.chunks_path, chunk_parts)
+        os.rmdir(chunks_dir)
+        written.append(profile.output.chunks_path)
     if hlog is not None:
         written.append(hlog.path)
     if profile.output.series_csv_path:

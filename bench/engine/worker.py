@@ -33,7 +33,7 @@ from bench.engine.samples import MEASURED, WARMUP, Recorder
 from bench.engine.schedule import arrival_offsets, concurrency_ramp, schedule_end_s, share
 from bench.engine.replay import prepare_replay
 from bench.engine.requests import PreparedRequest, check_response, prepare
-from bench.engine.responses import ResponseFacts, receiver_for
+from bench.engine.responses import ResponseFacts, receiver_for, timed_receiver_for
 from bench.engine.transports import make_transport
 
 CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes,kind,ttft_ms,output_tokens\n"
@@ -53,6 +53,7 @@ class WorkerSpec:
     interval_s: float
     csv_path: str | None
     extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. the API key from the environment; never reported
+    chunks_path: str | None = None  # this worker's part of output.chunks
 
 
 def die_with_parent() -> None:
@@ -145,6 +146,7 @@ class Worker:
         self.measured_until_ns = 0
         self.end_s = schedule_end_s(self.load)
         self.csv: io.TextIOBase | None = None
+        self.chunks: Any = None  # a ChunkLog, when output.chunks is written
         self.start_ns = 0
         self.seq = 0
         self.rows = 0
@@ -181,6 +183,10 @@ class Worker:
             )
         if self.spec.csv_path:
             self.csv = open(self.spec.csv_path, "w", buffering=1 << 16, encoding="ascii")
+        if self.spec.chunks_path:
+            from bench.engine.chunks import ChunkLog
+
+            self.chunks = ChunkLog(self.spec.chunks_path, self.spec.index)
         # Everything alive now (the modules, the parent's heap inherited by fork, the pool) lives for the
         # whole run: freezing it keeps the cycle collector from walking it again. Its full collections
         # otherwise stalled the loop for milliseconds, and open-loop sends due meanwhile left late.
@@ -188,6 +194,8 @@ class Worker:
         self.emit(("ready",))
         self.start_ns = await self._started
         self.recorder.origin_ns = self.start_ns  # report times from the common start: comparable across hosts
+        if self.chunks is not None:
+            self.chunks.start_ns = self.start_ns
         await sleep_until(self.start_ns)  # every worker begins at the same instant, none early
         self.cpu_start = time.process_time()
         reporter = asyncio.ensure_future(self._report_loop())
@@ -204,6 +212,8 @@ class Worker:
             self.emit(("interval", self._flush(final=True)))
             if self.csv is not None:
                 self.csv.close()
+            if self.chunks is not None:
+                self.chunks.close()
             await self.transport.close()
 
     def _pool_size(self) -> int:
@@ -461,7 +471,8 @@ class Worker:
         if self.prepared is not None:
             request = self.prepared[self.cursor]
             self.cursor = (self.cursor + 1) % len(self.prepared)
-            receiver = receiver_for(request)
+            # With output.chunks every response goes through a receiver that notes its pieces.
+            receiver = receiver_for(request) if self.chunks is None else timed_receiver_for(request)
         sent_ns = time.monotonic_ns()
         self.recorder.sent(phase, sent_ns, intended_ns, capped=capped)
         return request, receiver, sent_ns
@@ -486,6 +497,8 @@ class Worker:
         self.recorder.finished(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, facts, good)
         if self.csv is not None:
             self._write_row(phase, intended_ns, sent_ns, end_ns, status, error, nbytes, request, facts)
+        if self.chunks is not None:
+            self.chunks.write(phase, request.kind_name if request is not None else None, intended_ns, sent_ns, end_ns, status, error, receiver, facts)
 
     def _meets_objectives(self, facts: ResponseFacts | None, latency_ns: int) -> bool:
         """Goodput: every per-request objective (ms) met; a TTFT objective needs a streamed first token."""
