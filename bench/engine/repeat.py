@@ -139,7 +139,7 @@ def profile_for_run(profile: Profile, k: int) -> Profile:
     load = dataclasses.replace(profile.load, seed=profile.load.seed + k - 1)
     mock = dataclasses.replace(profile.mock, seed=profile.mock.seed + k - 1) if profile.mock is not None else None
     out = profile.output
-    output = Output(None, numbered(out.csv_path, k), numbered(out.hlog_path, k), numbered(out.series_csv_path, k), None, None)
+    output = Output(None, numbered(out.csv_path, k), numbered(out.hlog_path, k), numbered(out.series_csv_path, k), None, None, numbered(out.chunks_path, k))
     resolved = dict(profile.resolved)
     resolved["load"] = {**resolved.get("load", {}), "seed": load.seed, "repeat": 1}
     resolved["run_of_repeat"] = {"run": k, "of": profile.repeat}
