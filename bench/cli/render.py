@@ -873,6 +873,8 @@ def generator_table(summary: dict[str, Any]) -> Table:
         )
     for worker, cpu in sorted(gen.get("worker_cpu", {}).items()):
         table.add_row(f"worker {worker} CPU", f"{cpu * 100:.0f} %")
+    if gen.get("loop_lag_p99_ms") is not None:
+        table.add_row("event-loop lag p50 / p99 / max", f"{_ms(gen['loop_lag_p50_ms'])} / {_ms(gen['loop_lag_p99_ms'])} / {_ms(gen['loop_lag_max_ms'])}")
     if gen.get("parent_cpu") is not None:
         table.add_row("parent CPU (aggregator, live view)", f"{gen['parent_cpu'] * 100:.0f} %")
     verdict = Text("yes", style="green") if trust.get("trusted", True) else Text("NO", style="bold red")

@@ -281,6 +281,7 @@ class Aggregator:
         self.cpu_s: dict[int, float] = {}
         self.wall_s: dict[int, float] = {}
         self.recent_cpu: dict[int, float] = {}
+        self.loop_lag = new_histogram()  # every worker's event-loop lateness samples (see Worker._on_tick)
         self.finished: set[int] = set()
         self.lost: set[int] = set()
         self._open_seconds: dict[int, SecondBucket] = {}
@@ -322,6 +323,8 @@ class Aggregator:
             self.recent_cpu[report.worker] = (report.cpu_s - previous_cpu) / (report.wall_s - previous_wall)
         self.cpu_s[report.worker] = report.cpu_s
         self.wall_s[report.worker] = report.wall_s
+        if report.loop_lag:
+            record_counts(report.loop_lag, self.loop_lag)
         self._elapsed_s = max(self._elapsed_s, (report.seq + 1) * self.interval_s)
         if report.final:
             self.finished.add(report.worker)
@@ -527,7 +530,12 @@ class Aggregator:
                 achieved = (m.sent - 1) / sent_span
                 ratio = achieved / requested
         cpu = {str(w): self.cpu_s[w] / self.wall_s[w] for w in sorted(self.cpu_s) if self.wall_s.get(w)}
-        return {"requested_rps": requested, "achieved_rps": achieved, "rate_ratio": ratio, "worker_cpu": cpu}
+        # How late the workers' event loops ran a due timer (warm-up included), over every worker's samples.
+        lag = latency_stats(self.loop_lag)
+        return {
+            "requested_rps": requested, "achieved_rps": achieved, "rate_ratio": ratio, "worker_cpu": cpu,
+            "loop_lag_p50_ms": lag["p50"], "loop_lag_p99_ms": lag["p99"], "loop_lag_max_ms": lag["max"],
+        }  # fmt: skip
 
     def _inference(self, seconds: float) -> dict[str, Any] | None:
         """Inference metrics, present when any response reported tokens or a first token (see sse.py for definitions)."""

@@ -9,6 +9,7 @@ TPOT, ITL gaps, output tokens and where their count came from.
 
 from __future__ import annotations
 
+import time
 from array import array
 from dataclasses import dataclass
 
@@ -141,9 +142,26 @@ def timed_receiver_for(request: PreparedRequest) -> TimedReceiver:
     return TimedReceiver(request.keep_body or (request.api is not None and not request.stream), request.stream)
 
 
+#: Tests only (never set by a profile, a flag or the environment): CPU seconds each body piece costs on top,
+#: spent busy in the receiver, to stand for a client too slow for its load. Set before the workers fork.
+_test_chunk_cost_s = 0.0
+
+
+class _SlowReceiver(Receiver):
+    """A Receiver that burns ``_test_chunk_cost_s`` of CPU per body piece: a client delay the self-check must see."""
+
+    __slots__ = ()
+
+    def chunk(self, data: bytes, t_ns: int) -> None:
+        Receiver.chunk(self, data, t_ns)
+        until = time.perf_counter() + _test_chunk_cost_s
+        while time.perf_counter() < until:
+            pass
+
+
 def receiver_for(request: PreparedRequest) -> Receiver | None:
     """A receiver when the response must be looked at (checks, streaming, token usage); None otherwise."""
     keep = request.keep_body or (request.api is not None and not request.stream)
     if not keep and not request.stream:
         return None
-    return Receiver(keep, request.stream)
+    return (_SlowReceiver if _test_chunk_cost_s else Receiver)(keep, request.stream)

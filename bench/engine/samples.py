@@ -240,6 +240,7 @@ class IntervalReport:
     ``cpu_s`` and ``wall_s`` are the worker's CPU and wall time since the common start.
     ``groups``: measured requests by label (a session's step ``step:NAME``), each as a phase of its own;
     ``sessions``: the session counts, for a profile with ``session:`` steps.
+    ``loop_lag``: how late the worker's event loop ran its lateness timer in this interval, as bucket floor (µs) -> count.
     """
 
     worker: int
@@ -252,6 +253,7 @@ class IntervalReport:
     final: bool = False
     groups: dict[str, PhaseReport] | None = None
     sessions: SessionCounts | None = None
+    loop_lag: dict[int, int] | None = None
 
 
 def bucket_floor(value_us: int) -> int:

@@ -38,6 +38,7 @@ from bench.engine.transports import make_transport
 
 CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes,kind,ttft_ms,output_tokens\n"
 RAMP_TICK_S = 0.05
+LOOP_TICK_S = 0.005  # the lateness timer's period: 200 samples a second of how late the loop runs a due callback
 _CANCELLED = (None, 0, "cancelled")
 INTERRUPT_DRAIN_S = 3.0
 
@@ -157,6 +158,9 @@ class Worker:
         self._started = asyncio.get_event_loop().create_future()
         self._slot_freed = asyncio.Event()
         self._submits = False  # the transport has the callback form (``submit``/``cancel``)
+        self.loop_lag: dict[int, int] = {}  # this interval's timer lateness, bucket floor (µs) -> count
+        self._tick: asyncio.TimerHandle | None = None
+        self._tick_due_ns = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -199,6 +203,7 @@ class Worker:
         await sleep_until(self.start_ns)  # every worker begins at the same instant, none early
         self.cpu_start = time.process_time()
         reporter = asyncio.ensure_future(self._report_loop())
+        self._arm_tick(time.monotonic_ns())
         try:
             if self.sessions is not None:
                 await self.sessions.run()
@@ -209,6 +214,8 @@ class Worker:
             await self._drain()
         finally:
             reporter.cancel()
+            if self._tick is not None:
+                self._tick.cancel()
             self.emit(("interval", self._flush(final=True)))
             if self.csv is not None:
                 self.csv.close()
@@ -243,10 +250,35 @@ class Worker:
             self.emit(("interval", self._flush()))
             self.seq += 1
 
+    def _arm_tick(self, now_ns: int) -> None:
+        self._tick_due_ns = now_ns + int(LOOP_TICK_S * 1e9)
+        self._tick = asyncio.get_running_loop().call_later(LOOP_TICK_S, self._on_tick)
+
+    def _on_tick(self) -> None:
+        """The lateness timer: how long after its due time the loop got to it, the delay any callback due then saw.
+
+        A loop busy with a burst of callbacks (a round of streamed chunks,
+        responses, sends) runs everything that became due meanwhile late,
+        timestamps taken in those callbacks included; schedule lag shows this
+        only in an open loop and only at send times. The loop's timers have
+        millisecond resolution, so an idle loop shows up to about 1 ms.
+        """
+        now_ns = time.monotonic_ns()
+        late_us = (now_ns - self._tick_due_ns) // 1000
+        if late_us < 1:  # (a millisecond timer can also fire a little early)
+            late_us = 1
+        shift = late_us.bit_length() - 11  # bucket_floor inlined
+        key = late_us if shift <= 0 else (late_us >> shift) << shift
+        self.loop_lag[key] = self.loop_lag.get(key, 0) + 1
+        self._arm_tick(now_ns)
+
     def _flush(self, final: bool = False):
         cpu_s = time.process_time() - self.cpu_start
         wall_s = (time.monotonic_ns() - self.start_ns) / 1e9
         report = self.recorder.flush(self.spec.index, self.seq, self.in_flight, cpu_s, wall_s, final=final)
+        if self.loop_lag:
+            report = dataclasses.replace(report, loop_lag=self.loop_lag)
+            self.loop_lag = {}
         if self.sessions is not None:
             groups, counts = self.sessions.take()
             report = dataclasses.replace(report, groups=groups, sessions=counts)

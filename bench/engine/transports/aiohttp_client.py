@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import sys
 import time
+import types
 from collections import deque
 from typing import Any
 
@@ -45,6 +47,51 @@ class _PlainRequest(aiohttp.ClientRequest):
     """
 
     DEFAULT_HEADERS: dict[str, str] = {}
+
+    if sys.version_info < (3, 12):  # aiohttp starts this eagerly itself from Python 3.12 on
+
+        def write_bytes(self, writer: Any, conn: Any, content_length: int | None = None) -> Any:
+            """Write the request body now, in the sending task, not in a task of its own that runs later.
+
+            aiohttp writes a request with a body (the headers coalesced with it)
+            from a new task; before Python 3.12 that task cannot start eagerly,
+            so it runs only after every callback already queued. When a round of
+            streams ends together, each user records its response and sends the
+            next request, and every request's bytes then waited for all the
+            other users' turns: 43 ms at p50 (up to 108 ms) between the send
+            time and the write at 256 streams, counted into TTFT and latency.
+            Here the body coroutine's first step runs at once (what aiohttp does
+            with ``eager_start`` on 3.12+); if it has to wait (a full socket
+            buffer, a 100-continue), the task aiohttp makes goes on from there.
+            """
+            coro = super().write_bytes(writer, conn, content_length)
+            try:
+                waiting_on = coro.send(None)
+            except StopIteration:
+                return _written()
+            return _resumed(coro, waiting_on)
+
+
+async def _written() -> None:
+    """The body was written at once: the task aiohttp makes for it has nothing left to do."""
+
+
+@types.coroutine
+def _resumed(coro: Any, waiting_on: Any) -> Any:
+    """Drive a coroutine that already ran its first step and is waiting on ``waiting_on``, as a task would."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except BaseException as exc:  # noqa: BLE001 - cancellation and the rest go into the coroutine, as a task's would
+            try:
+                waiting_on = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                waiting_on = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 class FifoSlots:
