@@ -177,11 +177,11 @@ def test_a_fixed_window_spreads_the_first_sends_over_it_seeded(tmp_path: Path) -
             return sorted(float(r["sent_ms"]) for r in csv.DictReader(f) if float(r["sent_ms"]) < 600)
 
     one, again, other = first_sends(1), first_sends(1), first_sends(2)
-    assert len(one) == 32 and one[0] < 5 and 430 < one[-1] < 510
+    assert len(one) == 32 and one[0] < 20 and 430 < one[-1] < 520
     gaps = [b - a for a, b in zip(one, one[1:])]
     assert max(gaps) < 70  # no hole: two workers, one start per 1/16 of the window each
-    assert max(abs(a - b) for a, b in zip(one, again)) < 5  # the same seed: the same starts (to the timers' ms)
-    assert max(abs(a - b) for a, b in zip(one, other)) > 5
+    assert max(abs(a - b) for a, b in zip(one, again)) < 10  # the same seed: the same starts (to the timers, on a busy machine)
+    assert max(abs(a - b) for a, b in zip(one, other)) > 10
 
 
 @pytest.mark.slow
@@ -202,5 +202,5 @@ def test_session_users_start_spread_too(tmp_path: Path) -> None:
 
     spread, lockstep = first_sends({"spawn": "500ms"}), first_sends({"spawn": "0s"})
     assert len(spread) == len(lockstep) == 16
-    assert spread[0] < 5 and 400 < spread[-1] < 510 and max(b - a for a, b in zip(spread, spread[1:])) < 130
+    assert spread[0] < 20 and 400 < spread[-1] < 520 and max(b - a for a, b in zip(spread, spread[1:])) < 130
     assert lockstep[-1] - lockstep[0] < 50
