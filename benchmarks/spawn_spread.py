@@ -4,11 +4,12 @@ Against a server that queues the start of each request, users that send in
 lock-step wait behind each other: the 64th request of a burst waits for 63.
 This runs a streamed chat closed loop (64 users) against GuideLLM's mock
 server (``guidellm mock-server``, one Sanic worker, TTFT 150 ms, ITL 10 ms by
-default) when ``guidellm`` is on PATH or given with ``--guidellm``, else
-against the bundled mock with ``mock.openai.slots: 1`` (a server that queues
-request starts), and prints TTFT p50/p95, req/s and the send bursts (sends
-within one millisecond, per worker) of each, alternating the two ``--repeat``
-times. Then, with ``--persist``, the bursts second by second over a 10 s run
+default) when ``guidellm`` is on PATH or given with ``--guidellm`` (skipped
+with a message otherwise: the bundled mock has no model of a server that
+serialises only the start of each request; its ``openai.slots: 1`` serialises
+whole generations, so 64 users queue behind each other however they start),
+and prints TTFT p50/p95, req/s and the send bursts (sends within one
+millisecond, per worker) of each, alternating the two ``--repeat`` times. Then, with ``--persist``, the bursts second by second over a 10 s run
 of 32 users against a fixed 50 ms mock (``fast``, one worker): whether the
 users keep the phases they started with.
 
@@ -69,17 +70,12 @@ def run(profile: dict) -> dict:
     return bench.run(bench.load_profile(path)).summary
 
 
-def chat_profile(url: str | None, model: str, users: int, seconds: float, spawn: str | None) -> dict:
+def chat_profile(url: str, model: str, users: int, seconds: float, spawn: str | None) -> dict:
     profile: dict = {
-        "target": {"api": "openai-chat", "model": model, "stream": True, "max_tokens": 32},
+        "target": {"url": url, "api": "openai-chat", "model": model, "stream": True, "max_tokens": 32},
         "data": {"synthetic": {"count": 200, "prompt_tokens": 64, "max_tokens": 32}},
         "load": {"concurrency": users, "duration": f"{seconds:g}s"},
     }
-    if url is not None:
-        profile["target"]["url"] = url
-    else:  # one slot: request starts queue; 150 ms to the first token, 10 ms per token, as GuideLLM's mock
-        profile["mock"] = {"openai": {"ttft": {"model": "fixed", "delay": "150ms"}, "inter_token": {"model": "fixed", "delay": "10ms"},
-                                      "output_tokens": {"fixed": 32}, "slots": 1, "queue": 1000}}  # fmt: skip
     if spawn is not None:
         profile["load"]["spawn"] = spawn
     return profile
@@ -114,15 +110,14 @@ def main() -> None:
     parser.add_argument("--persist", action="store_true", help="also the per-second bursts over a run against a fixed-latency mock")
     args = parser.parse_args()
     print(machine_line())
-    proc = None
-    url, model = None, "demo-model"
-    if args.guidellm:
-        proc, model = start_guidellm(args.guidellm)
-        url = f"http://127.0.0.1:{proc.args[-1]}/v1/chat/completions"  # type: ignore[index]
-        print(f"target: guidellm mock-server (model {model}), {args.users} users, {args.seconds:g} s, streamed chat")
-    else:
-        print("guidellm not found (pip install guidellm, or --guidellm PATH): the bundled mock with openai.slots 1 instead")
-        print(f"target: bundled mock, one slot, TTFT 150 ms, ITL 10 ms, 32 tokens; {args.users} users, {args.seconds:g} s")
+    if not args.guidellm:
+        print("guidellm not found (pip install guidellm, or --guidellm PATH): the GuideLLM comparison is skipped")
+        if args.persist:
+            persistence(args.seconds)
+        return
+    proc, model = start_guidellm(args.guidellm)
+    url = f"http://127.0.0.1:{proc.args[-1]}/v1/chat/completions"  # type: ignore[index]
+    print(f"target: guidellm mock-server (model {model}), {args.users} users, {args.seconds:g} s, streamed chat")
     try:
         print(f"{'spawn':>6} {'TTFT p50':>9} {'TTFT p95':>9} {'req/s':>7}  sends per busy ms p50/p90/p99/max")
         for _ in range(args.repeat):
@@ -134,9 +129,8 @@ def main() -> None:
                     f"{bursts['p50']}/{bursts['p90']}/{bursts['p99']}/{bursts['max']}" + (f"  errors {s['errors']}" if s["errors"] else "")
                 )
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
+        proc.terminate()
+        proc.wait(10)
     if args.persist:
         persistence(args.seconds)
 
