@@ -871,6 +871,9 @@ def generator_table(summary: dict[str, Any]) -> Table:
             "send rate achieved / scheduled",
             f"{gen['achieved_rps']:,.1f} / {gen['requested_rps']:,.1f} req/s ({gen['rate_ratio'] * 100:.1f} %)",
         )
+    bursts = gen.get("send_bursts")
+    if bursts:
+        table.add_row("sends per busy ms p50 / p90 / p99 / max", f"{bursts['p50']} / {bursts['p90']} / {bursts['p99']} / {bursts['max']}")
     for worker, cpu in sorted(gen.get("worker_cpu", {}).items()):
         table.add_row(f"worker {worker} CPU", f"{cpu * 100:.0f} %")
     if gen.get("loop_lag_p99_ms") is not None:

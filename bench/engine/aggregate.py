@@ -137,6 +137,31 @@ def mean_and_stddev(histogram: HdrHistogram) -> tuple[float, float]:
     return mean, max(0.0, squares / total - mean * mean) ** 0.5
 
 
+def send_bursts(bursts: dict[int, int]) -> dict[str, Any] | None:
+    """The load's shape from sends within one millisecond -> milliseconds (per worker, every phase, merged).
+
+    ``busy_ms``: milliseconds with at least one send; ``p50``..``max``: sends
+    in such a millisecond, nearest rank over them (1: sends never share a
+    millisecond; a closed loop whose users send in lock-step shows its users
+    per worker); ``sends``: the sends counted. None when nothing was sent.
+    """
+    busy = sum(bursts.values())
+    if not busy:
+        return None
+    items = sorted(bursts.items())
+    result: dict[str, Any] = {"busy_ms": busy, "sends": sum(n * ms for n, ms in items)}
+    running = 0
+    i = 0
+    for p in (50, 90, 99):
+        target = max(1, math.ceil(p / 100 * busy))
+        while running + items[i][1] < target:
+            running += items[i][1]
+            i += 1
+        result[f"p{p}"] = items[i][0]
+    result["max"] = items[-1][0]
+    return result
+
+
 def _pname(p: float) -> str:
     return f"p{p:g}"
 
@@ -276,6 +301,7 @@ class Aggregator:
         self.warmup = PhaseTally()
         self.groups: dict[str, PhaseTally] = {}  # label (a session's step "step:NAME") -> its measured requests
         self.sessions = SessionCounts()
+        self.bursts: dict[int, int] = {}  # sends within one millisecond (of one worker) -> milliseconds, merged
         self.last_seq: dict[int, int] = {}
         self.in_flight: dict[int, int] = {}
         self.cpu_s: dict[int, float] = {}
@@ -315,6 +341,10 @@ class Aggregator:
                 tally.merge(part)
         if report.sessions is not None:
             self.sessions.merge(report.sessions)
+        if report.bursts:
+            bursts = self.bursts
+            for n, ms in report.bursts.items():
+                bursts[n] = bursts.get(n, 0) + ms
         self.last_seq[report.worker] = report.seq
         self.in_flight[report.worker] = report.in_flight
         previous_cpu = self.cpu_s.get(report.worker, 0.0)
@@ -535,6 +565,7 @@ class Aggregator:
         return {
             "requested_rps": requested, "achieved_rps": achieved, "rate_ratio": ratio, "worker_cpu": cpu,
             "loop_lag_p50_ms": lag["p50"], "loop_lag_p99_ms": lag["p99"], "loop_lag_max_ms": lag["max"],
+            "send_bursts": send_bursts(self.bursts),
         }  # fmt: skip
 
     def _inference(self, seconds: float) -> dict[str, Any] | None:

@@ -125,6 +125,9 @@ class Load:
     warmup_s: float
     stages: tuple[Stage, ...]
     replay: Replay | None = None  # open loop at the trace's own times (replay.py)
+    # Closed loop: the window the first users' starts are spread over (schedule.SpawnPlan); None: auto
+    # (one response time, at most SPAWN_AUTO_S), 0: every user at once.
+    spawn_s: float | None = None
 
     @property
     def peak_concurrency(self) -> int:
@@ -508,6 +511,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source:
         if name == "rate":
             current.pop("concurrency", None)
             current.pop("stages", None)
+            current.pop("spawn", None)
         elif name == "concurrency":
             for key_of_open_loop in ("rate", "stages", "arrival", "max_in_flight"):
                 current.pop(key_of_open_loop, None)
@@ -715,7 +719,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         source,
         "load",
         top.raw("load", {}),
-        ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages", "replay", "speed", "repeat"),
+        ("workers", "concurrency", "rate", "arrival", "seed", "max_in_flight", "requests", "duration", "warmup", "stages", "replay", "speed", "repeat", "spawn"),
     )
     repeat = load_fields.integer("repeat", 1, minimum=1, maximum=MAX_REPEAT) or 1
     if load_fields.has("replay"):
@@ -1215,6 +1219,7 @@ def _parse_load(f: _Fields) -> Load:
     if requests is None and duration_s is None and not stage_list:
         raise f.error("requests", "set load.requests, load.duration or load.stages, or the run would never end")
     warmup_requests, warmup_s = _parse_warmup(f)
+    spawn_s = _parse_spawn(f, model, duration_s)
     if model == CLOSED_LOOP:
         start_concurrency = concurrency if concurrency is not None else (0 if stage_list else None)
         peak = max([start_concurrency or 0] + [int(s.target) for s in stage_list])
@@ -1242,12 +1247,31 @@ def _parse_load(f: _Fields) -> Load:
         warmup_requests=warmup_requests,
         warmup_s=warmup_s,
         stages=stage_list,
+        spawn_s=spawn_s,
     )
+
+
+def _parse_spawn(f: _Fields, model: str, duration_s: float | None) -> float | None:
+    """``spawn: auto`` (the default: None), or a duration over which the closed loop's first users start (``0s``: all at once)."""
+    if not f.has("spawn"):
+        return None
+    if model != CLOSED_LOOP:
+        raise f.error("spawn", "spawn spreads the start of a closed loop's users (concurrency); an open loop's rate already spaces its sends")
+    raw = f.raw("spawn")
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return None
+    try:
+        spawn_s = parse_duration(raw)
+    except UnitError as exc:
+        raise f.error("spawn", f"expected auto or a duration such as 1s (0s: every user starts at once): {exc}") from None
+    if duration_s is not None and spawn_s >= duration_s:
+        raise f.error("spawn", f"{raw} is not shorter than the duration ({duration_s:g} s): the last users would start after the run ended")
+    return spawn_s
 
 
 #: What a trace replay decides itself: when each request goes (so no rate, concurrency, ramp or arrival process)
 #: and how many there are (so no request count, duration or warm-up).
-REPLAY_EXCLUDES = ("rate", "concurrency", "stages", "arrival", "seed", "requests", "duration", "warmup")
+REPLAY_EXCLUDES = ("rate", "concurrency", "stages", "arrival", "seed", "requests", "duration", "warmup", "spawn")
 
 
 def _parse_replay_load(f: _Fields, target: Target, kinds: tuple[RequestKind, ...]) -> Load:
@@ -1546,6 +1570,7 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
             "warmup_requests": load.warmup_requests,
             "warmup_s": load.warmup_s,
             "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
+            "spawn": ("auto" if load.spawn_s is None else f"{load.spawn_s:g}s") if load.model == CLOSED_LOOP else None,
             "replay": load.replay.describe() if load.replay is not None else None,
         },
         "client": {

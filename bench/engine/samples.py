@@ -241,6 +241,7 @@ class IntervalReport:
     ``groups``: measured requests by label (a session's step ``step:NAME``), each as a phase of its own;
     ``sessions``: the session counts, for a profile with ``session:`` steps.
     ``loop_lag``: how late the worker's event loop ran its lateness timer in this interval, as bucket floor (µs) -> count.
+    ``bursts``: the load's shape, sends within one millisecond -> how many milliseconds had that many.
     """
 
     worker: int
@@ -254,6 +255,7 @@ class IntervalReport:
     groups: dict[str, PhaseReport] | None = None
     sessions: SessionCounts | None = None
     loop_lag: dict[int, int] | None = None
+    bursts: dict[int, int] | None = None  # sends within one millisecond -> milliseconds, closed this interval (Recorder)
 
 
 def bucket_floor(value_us: int) -> int:
@@ -327,6 +329,14 @@ class Recorder:
         self.origin_ns = 0  # the common start: span times are reported relative to it
         # Per phase, per histogram: bucket floor -> count, shipped as they are at flush.
         self.pending: dict[str, dict[str, dict[int, int]]] = {phase: _empty_counts() for phase in self.phases}
+        # The load's shape: sends per millisecond of the monotonic clock, every phase. ``sends`` counts every
+        # send since the start (never reset); ``_ms`` is the millisecond of the latest send and ``_ms_first``
+        # the count before its first send; ``bursts`` holds, for the milliseconds closed this interval,
+        # sends within one millisecond -> milliseconds (only milliseconds with a send count).
+        self.sends = 0
+        self._ms = -1
+        self._ms_first = 0
+        self.bursts: dict[int, int] = {}
 
     def sent(self, phase: str, sent_ns: int, intended_ns: int | None = None, *, capped: bool = False) -> None:
         """Count a request as sent; the intended/actual send times bound the phase for the rate check.
@@ -335,6 +345,10 @@ class Recorder:
         """
         tally = self.phases[phase]
         tally.sent += 1
+        ms = sent_ns // 1_000_000
+        if ms != self._ms:
+            self._new_ms(ms)
+        self.sends += 1
         if capped:
             tally.capped += 1
         sent_ns -= self.origin_ns
@@ -440,6 +454,10 @@ class Recorder:
         end_rel = tally.last_end_ns = end_ns - self.origin_ns
         if again:
             tally.sent += 1
+            ms = end_ns // 1_000_000
+            if ms != self._ms:
+                self._new_ms(ms)
+            self.sends += 1
             if tally.first_send_ns is None:
                 tally.first_send_ns = tally.first_intended_ns = end_rel
             tally.last_send_ns = tally.last_intended_ns = end_rel
@@ -477,6 +495,15 @@ class Recorder:
             counts[key] += 1
         except KeyError:
             counts[key] = 1
+
+    def _new_ms(self, ms: int) -> None:
+        """A send in a new millisecond: count the last one's sends (``bursts``) and start this one."""
+        n = self.sends - self._ms_first
+        if n:
+            bursts = self.bursts
+            bursts[n] = bursts.get(n, 0) + 1
+        self._ms = ms
+        self._ms_first = self.sends
 
     @staticmethod
     def _inference(tally: PhaseCounts, pending: dict[str, dict[int, int]], facts: Any) -> None:
@@ -547,7 +574,13 @@ class Recorder:
         return report
 
     def flush(self, worker: int, seq: int, in_flight: int, cpu_s: float, wall_s: float = 0.0, final: bool = False) -> IntervalReport:
-        """Package the current interval as a report and start a new, empty one."""
+        """Package the current interval as a report and start a new, empty one.
+
+        The millisecond of the latest send stays open (more sends may fall in it) unless ``final``.
+        """
+        if final:
+            self._new_ms(-1)
+        bursts, self.bursts = self.bursts, {}
         reports: dict[str, PhaseReport | None] = {}
         for name, counts in self.phases.items():
             if counts.sent == 0 and counts.completed == 0 and counts.unsent == 0:
@@ -556,7 +589,7 @@ class Recorder:
             reports[name] = self._report(name)
             self.phases[name] = PhaseCounts()
             self.pending[name] = _empty_counts()
-        return IntervalReport(worker, seq, reports[MEASURED], reports[WARMUP], in_flight, cpu_s, wall_s, final)
+        return IntervalReport(worker, seq, reports[MEASURED], reports[WARMUP], in_flight, cpu_s, wall_s, final, bursts=bursts or None)
 
 
 def _empty_counts() -> dict[str, dict[int, int]]:

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 
 from bench.engine.profile import OPEN_LOOP, Profile
 from bench.engine.samples import MEASURED, WARMUP, Recorder
-from bench.engine.schedule import arrival_offsets, concurrency_ramp, schedule_end_s, share
+from bench.engine.schedule import SpawnPlan, arrival_offsets, concurrency_ramp, schedule_end_s, share
 from bench.engine.replay import prepare_replay
 from bench.engine.requests import PreparedRequest, check_response, prepare
 from bench.engine.responses import ResponseFacts, receiver_for, timed_receiver_for
@@ -39,6 +39,7 @@ from bench.engine.transports import make_transport
 CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes,kind,ttft_ms,output_tokens\n"
 RAMP_TICK_S = 0.05
 LOOP_TICK_S = 0.005  # the lateness timer's period: 200 samples a second of how late the loop runs a due callback
+SPAWN_LOOK_S = 0.001  # spawn auto: how often the closed loop looks for the first response while users wait to start
 _CANCELLED = (None, 0, "cancelled")
 INTERRUPT_DRAIN_S = 3.0
 
@@ -385,12 +386,25 @@ class Worker:
         def target_at(t: float) -> int:
             return share(int(round(ramp.value_at(t))), index, count)
 
+        # The users there at the start begin spread over the spawn window (SpawnPlan), a ramp's when it asks.
+        spawn = SpawnPlan(self.load, index, target_at(0.0))
         while not self.stopping and not finished.is_set():
             elapsed = (time.monotonic_ns() - self.start_ns) / 1e9
             self._user_limit = target_at(elapsed)
+            ramping = bool(self.load.stages) and elapsed < ramp.end_s
+            if spawn.waiting_for_response(len(users)) and self.recorder.sends > len(users):
+                spawn.response_seen(elapsed)  # a user has sent again: a response has ended
+            spawn_wait_s = 0.0
             while len(users) < self._user_limit:
+                due_s = spawn.due_s(len(users))
+                if due_s > elapsed:
+                    spawn_wait_s = min(due_s - elapsed, SPAWN_LOOK_S if spawn.waiting_for_response(len(users)) else math.inf)
+                    break
                 users.append(asyncio.ensure_future(user(len(users), finished)))
-            if not self.load.stages or elapsed >= ramp.end_s:
+            if spawn_wait_s and (not ramping or spawn_wait_s < RAMP_TICK_S):
+                await asyncio.sleep(spawn_wait_s)  # (finished is looked at by the loop)
+                continue
+            if not ramping:
                 break
             try:
                 await asyncio.wait_for(finished.wait(), RAMP_TICK_S)

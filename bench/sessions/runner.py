@@ -1,7 +1,7 @@
 """Sessions inside a worker: virtual users running a profile's steps in order, with captures, cookies and think times.
 
 Closed loop: ``load.concurrency`` users, each starting its next session when
-the last one ends. Open loop: new sessions arrive at ``load.rate`` (k6's
+the last one ends; they start spread over ``load.spawn`` (``SpawnPlan``). Open loop: new sessions arrive at ``load.rate`` (k6's
 arrival-rate semantics), whatever the earlier ones are doing. The request
 count and warm-up count sessions, not requests.
 
@@ -36,8 +36,9 @@ import orjson
 from bench.engine.requests import check_response
 from bench.engine.responses import ResponseFacts
 from bench.engine.samples import MEASURED, PhaseReport, Recorder, SessionCounts
-from bench.engine.schedule import arrival_offsets, concurrency_ramp, share
+from bench.engine.schedule import SpawnPlan, arrival_offsets, concurrency_ramp, share
 from bench.engine.transports.aiohttp_client import map_error
+from bench.engine.worker import SPAWN_LOOK_S
 from bench.engine.worker import sleep_until as _sleep_until
 from bench.sessions.spec import Step, capture_value, render_step
 
@@ -161,12 +162,25 @@ class SessionRunner:
         index, count = worker.spec.index, worker.spec.count
         finished = asyncio.Event()
         users: list[asyncio.Task] = []
+        # The users there at the start begin spread over the spawn window, as the worker's own closed loop does.
+        spawn = SpawnPlan(worker.load, index, share(int(round(ramp.value_at(0.0))), index, count))
         while not worker.stopping and not finished.is_set():
             elapsed = (time.monotonic_ns() - worker.start_ns) / 1e9
             self.limit = share(int(round(ramp.value_at(elapsed))), index, count)
+            ramping = bool(worker.load.stages) and elapsed < ramp.end_s
+            if spawn.waiting_for_response(len(users)) and worker.recorder.sends > len(users):
+                spawn.response_seen(elapsed)  # a user has sent its next step: a response has ended
+            spawn_wait_s = 0.0
             while len(users) < self.limit:
+                due_s = spawn.due_s(len(users))
+                if due_s > elapsed:
+                    spawn_wait_s = min(due_s - elapsed, SPAWN_LOOK_S if spawn.waiting_for_response(len(users)) else math.inf)
+                    break
                 users.append(self._spawn(self._user(len(users), finished)))
-            if not worker.load.stages or elapsed >= ramp.end_s:
+            if spawn_wait_s and (not ramping or spawn_wait_s < RAMP_TICK_S):
+                await asyncio.sleep(spawn_wait_s)
+                continue
+            if not ramping:
                 break
             try:
                 await asyncio.wait_for(finished.wait(), RAMP_TICK_S)
