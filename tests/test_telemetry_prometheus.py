@@ -129,6 +129,17 @@ def test_prometheus_stores_the_reports_counts(tmp_path: Path) -> None:
         # the request rate was visible while the run went, in one query: about the profile's 150/s
         peak = query(prom_port, f'max_over_time(sum(rate(bench_requests_total{{{sel}}}[5s]))[10m:1s])')
         assert peak is not None and 100 <= peak <= 220, (peak, query_raw(prom_port, f'bench_requests_total{{{sel}}}[10m]'))
+        # every query of the shipped Grafana dashboard parses and runs; those on this run's series find data
+        dashboard = json.loads((REPO / "dashboards" / "bench.json").read_text())
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "5s").replace("$profile", ".*").replace("$scenario", ".*")
+                found = query_raw(prom_port, f"last_over_time(({expr})[10m:1s])")
+                assert found["status"] == "success", (panel["title"], found)
+                if not found["data"]["result"]:
+                    empty.append(panel["title"])
+        assert sorted(set(empty)) == ["Inference: TTFT p50 / p95", "Inference: output tokens per second"], empty  # not an inference run
         print(f"prometheus: sent {requests['sent']}, ok {requests['ok']}, errors {errors}, latency count {report['latency']['count']}, "
               f"p95 report {report['latency']['p95']:.1f} ms vs histogram_quantile {p95 * 1000:.1f} ms, peak rate {peak:.0f}/s, run {took:.1f} s")
     finally:
