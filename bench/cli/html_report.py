@@ -1109,6 +1109,38 @@ def tokens_chart(chart_id: str, seconds: Seconds) -> Chart:
     return _seconds_chart(chart_id, seconds, [Line("output tokens/s", "#17becf", _rate(seconds, "output_tokens"), unit=" tok/s")], "output tokens per second")
 
 
+TARGET_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def target_metric_groups(data: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """The report's ``target_metrics`` by metric name (series differing only in labels share a chart); malformed entries are left out."""
+    raw = data.get("target_metrics")
+    groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    if not isinstance(raw, dict):
+        return groups
+    for series, points in raw.items():
+        if not isinstance(series, str) or not isinstance(points, list):
+            continue
+        clean = [
+            (float(p[0]), float(p[1]))
+            for p in points
+            if isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+        ]
+        if clean:
+            groups.setdefault(series.split("{", 1)[0], {})[series] = clean
+    return groups
+
+
+def target_metric_chart(chart_id: str, seconds: Seconds, name: str, series: dict[str, list[tuple[float, float]]]) -> Chart:
+    """One metric of the target over the run, on the same time axis as the latency chart (a value at the middle of its second)."""
+    end = seconds.x_range[1]
+    lines = [
+        Line(label[len(name):] or name, TARGET_COLORS[i % len(TARGET_COLORS)], [(s + 0.5, v) for s, v in points if s < end], unit="")
+        for i, (label, points) in enumerate(series.items())
+    ]
+    return _seconds_chart(chart_id, seconds, lines, name, height=220, empty_text="no value scraped in the measured seconds")
+
+
 def distribution_chart(chart_id: str, runs: Sequence[Run], labels: Sequence[str], metric: str = "latency") -> Chart:
     """Every run's percentile distribution of one metric (HdrHistogram's classic plot: x = 1/(1-p), log).
 
@@ -1570,6 +1602,15 @@ def _run_section(index: int, run: Run, label: str) -> tuple[str, list[str]]:
             in_flight_chart(f"{prefix}-inflight", d, seconds),
         ),
     ]
+    target_html = ""
+    groups = target_metric_groups(d)
+    if groups:
+        target_charts = [(f"Target: {name}", target_metric_chart(f"{prefix}-target-{i}", seconds, name, series)) for i, (name, series) in enumerate(groups.items())]
+        charts += target_charts
+        target_html = (
+            '<h3 class="target-metrics">The target\'s metrics (scraped from target.metrics_url once a second)</h3>'
+            + "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in target_charts)
+        )
     inference = ""
     if run.inference or isinstance(d.get("inference"), dict):
         inference_charts = [
@@ -1580,9 +1621,7 @@ def _run_section(index: int, run: Run, label: str) -> tuple[str, list[str]]:
         ]
         charts += inference_charts
         inference = '<h3 class="inference">Inference</h3>' + "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in inference_charts)
-        charts_html = "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in charts[:4])
-    else:
-        charts_html = "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in charts)
+    charts_html = "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in charts[:4]) + target_html
     verdict, cls = _verdict(d)
     status_cls = "status-ok" if d["status"] == "completed" else "status-bad"
     profile_json = json.dumps(_redacted_profile(d.get("profile")), indent=2, ensure_ascii=False, allow_nan=False)

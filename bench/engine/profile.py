@@ -98,6 +98,8 @@ class Target:
     headers: tuple[tuple[str, str], ...]
     body: bytes | None
     timeout_s: float
+    metrics_url: str | None = None  # the target's own Prometheus endpoint, scraped every second (bench.telemetry.scrape)
+    metrics: tuple[str, ...] = ()  # which of its series: names or regexes (empty: all numeric series, up to a bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,10 @@ class Output:
     junit_path: Path | None = None
     html_path: Path | None = None  # written by the cli (bench run --html), not by the engine
     chunks_path: Path | None = None
+    metrics_host: str = "127.0.0.1"  # live Prometheus metrics (bench.telemetry): where /metrics listens
+    metrics_port: int | None = None  # None: no server; 0: any free port (printed)
+    metrics_linger_s: float = 2.0  # after the run: until the final figures are scraped, at most this long
+    otlp_url: str | None = None  # push the same metrics over OTLP/HTTP (needs the otel extra)
 
     def extra_paths(self) -> tuple[Path | None, ...]:
         """The paths after json and csv, in the order of OUTPUT_FIELDS."""
@@ -247,6 +253,7 @@ class Profile:
     engine: EngineConfig = EngineConfig()
     session: tuple[Step, ...] = ()  # ordered steps each virtual user runs, then starts again (see bench.sessions)
     repeat: int = 1  # load.repeat: run the profile this many times as independent samples (see bench.engine.repeat)
+    scenario: str | None = None  # the key under ``scenarios`` this profile came from, if any
 
     @property
     def plain(self) -> bool:
@@ -291,6 +298,8 @@ OVERRIDE_FIELDS = {
     "junit": "output.junit",
     "html": "output.html",
     "chunks": "output.chunks",
+    "metrics_port": "output.metrics_port",  # [HOST:]PORT
+    "metrics_linger": "output.metrics_linger",
     "engine": "engine.kind",
     "ray_address": "engine.address",
     "on_worker_failure": "engine.on_worker_failure",
@@ -364,7 +373,7 @@ def load_scenarios(
         merged = _apply_overrides(merged, overrides or {}, source)
         try:
             with _blame_flags(overrides):
-                profile = parse_profile(merged, source=source, default_name=name)
+                profile = dataclasses.replace(parse_profile(merged, source=source, default_name=name), scenario=name)
         except ProfileError as exc:
             if exc.flag is not None:
                 raise
@@ -819,7 +828,24 @@ def _parse_target(f: _Fields) -> Target:
     else:
         raise f.error("body", f"expected a mapping (sent as JSON) or a string, got {body_value!r}")
     timeout_s = f.duration("timeout", DEFAULT_TIMEOUT_S, positive=True)
-    return Target(url, method, tuple(headers), body, timeout_s)  # type: ignore[arg-type]
+    metrics_url = f.string("metrics_url")
+    if metrics_url is not None and not metrics_url.startswith("/"):  # a path: on the target's host (the bundled mock's too)
+        parts = urlsplit(metrics_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise f.error("metrics_url", f"expected an http:// or https:// URL of a Prometheus endpoint, or a path on the target such as /metrics, got {metrics_url!r}")
+    picks = f.raw("metrics", [])
+    if isinstance(picks, str):
+        picks = [picks]
+    if not isinstance(picks, list) or not all(isinstance(x, str) and x for x in picks):
+        raise f.error("metrics", f"expected a list of metric names or regexes, got {picks!r}")
+    for pick in picks:
+        try:
+            re.compile(pick)
+        except re.error as exc:
+            raise f.error("metrics", f"{pick!r} is not a valid regex: {exc}") from None
+    if picks and metrics_url is None:
+        raise f.error("metrics", "picks series of target.metrics_url, which is not set")
+    return Target(url, method, tuple(headers), body, timeout_s, metrics_url, tuple(picks))  # type: ignore[arg-type]
 
 
 def _parse_headers(f: _Fields) -> list[tuple[str, str]]:
@@ -840,7 +866,10 @@ def _parse_headers(f: _Fields) -> list[tuple[str, str]]:
 
 
 KIND_FIELDS = ("name", "weight", "url", "path", "method", "headers", "body", "api", "model", "max_tokens", "stream", "checks")
-TARGET_FIELDS = ("url", "method", "headers", "body", "timeout", "api", "model", "max_tokens", "stream", "api_key_env", "checks", "secret_headers")
+TARGET_FIELDS = (
+    "url", "method", "headers", "body", "timeout", "api", "model", "max_tokens", "stream", "api_key_env", "checks", "secret_headers",
+    "metrics_url", "metrics",
+)
 
 
 def _parse_check(f: _Fields, key: str) -> Check | None:
@@ -1503,12 +1532,35 @@ def _parse_ratio(value: Any) -> float:
     return ratio
 
 
-OUTPUT_FIELDS = ("json", "csv", "hlog", "series_csv", "junit", "html", "chunks")
+OUTPUT_PATH_FIELDS = ("json", "csv", "hlog", "series_csv", "junit", "html", "chunks")
+OUTPUT_FIELDS = (*OUTPUT_PATH_FIELDS, "metrics_port", "metrics_linger", "otlp")
+
+
+def _parse_metrics_port(f: _Fields) -> tuple[str, int | None]:
+    """``metrics_port: 9464`` or ``"0.0.0.0:9464"`` (0: any free port); host 127.0.0.1 unless given."""
+    raw = f.raw("metrics_port")
+    if raw is None:
+        return "127.0.0.1", None
+    text = str(raw).strip() if not isinstance(raw, bool) else ""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not port_text.isdecimal() or int(port_text) > 65535 or (sep and not host):
+        raise f.error("metrics_port", f"expected a port (0-65535; 0 picks a free one) or HOST:PORT, got {raw!r}")
+    return host, int(port_text)
 
 
 def _parse_output(f: _Fields) -> Output:
+    metrics_host, metrics_port = _parse_metrics_port(f)
+    linger = f.duration("metrics_linger", 2.0)
+    if linger is not None and linger < 0:
+        raise f.error("metrics_linger", f"must be 0 or more, got {f.raw('metrics_linger')!r}")
+    otlp = f.string("otlp")
+    if otlp is not None:
+        parts = urlsplit(otlp)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise f.error("otlp", f"expected the http:// URL of an OTLP/HTTP receiver, e.g. http://127.0.0.1:4318, got {otlp!r}")
     paths = {}
-    for key in OUTPUT_FIELDS:
+    for key in OUTPUT_PATH_FIELDS:
         value = f.string(key)
         if value is None:
             paths[key] = None
@@ -1525,7 +1577,10 @@ def _parse_output(f: _Fields) -> Output:
         if not os.access(parent, os.W_OK):
             raise f.error(key, f"directory {str(parent)!r} is not writable (for {value!r})")
         paths[key] = path
-    return Output(paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"], paths["html"], paths["chunks"])
+    return Output(
+        paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"], paths["html"], paths["chunks"],
+        metrics_host, metrics_port, linger if linger is not None else 2.0, otlp,
+    )
 
 
 _SECRET_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password|session|credential", re.IGNORECASE)
@@ -1556,6 +1611,8 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
             "body_bytes": len(target.body) if target.body is not None else 0,
             "body_sha256": hashlib.sha256(target.body).hexdigest() if target.body is not None else None,
             "timeout_s": target.timeout_s,
+            "metrics_url": redact_url(target.metrics_url) if target.metrics_url else None,
+            "metrics": list(target.metrics),
         },
         "load": {
             "model": load.model,
@@ -1596,8 +1653,9 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
             for r in sla
         ],
         "output": {
-            key: str(path) if path else None
-            for key, path in zip(OUTPUT_FIELDS, (output.json_path, output.csv_path, *output.extra_paths()))
+            **{key: str(path) if path else None for key, path in zip(OUTPUT_PATH_FIELDS, (output.json_path, output.csv_path, *output.extra_paths()))},
+            "metrics_port": output.metrics_port,
+            "otlp": output.otlp_url,
         },
         "mock": dataclasses.asdict(mock) if mock is not None else None,
     }

@@ -42,7 +42,7 @@ from bench.engine.compare import ORDER_STATISTIC, ci95, ci_method, order_statist
 from bench.engine.errors import RunError
 from bench.engine.exports import junit_xml
 from bench.engine.gate import FAIL, PASS, UNMEASURABLE, Check, Verdict, compare as meets, measured_value
-from bench.engine.profile import Output, Profile
+from bench.engine.profile import Profile
 from bench.engine.report import json_safe, write_json
 from bench.engine.runner import ABORTED, COMPLETED, CRASHED, INTERRUPTED, RunResult, preflight
 from bench.engine import runner
@@ -139,7 +139,10 @@ def profile_for_run(profile: Profile, k: int) -> Profile:
     load = dataclasses.replace(profile.load, seed=profile.load.seed + k - 1)
     mock = dataclasses.replace(profile.mock, seed=profile.mock.seed + k - 1) if profile.mock is not None else None
     out = profile.output
-    output = Output(None, numbered(out.csv_path, k), numbered(out.hlog_path, k), numbered(out.series_csv_path, k), None, None, numbered(out.chunks_path, k))
+    output = dataclasses.replace(
+        out, json_path=None, csv_path=numbered(out.csv_path, k), hlog_path=numbered(out.hlog_path, k),
+        series_csv_path=numbered(out.series_csv_path, k), junit_path=None, html_path=None, chunks_path=numbered(out.chunks_path, k),
+    )  # fmt: skip
     resolved = dict(profile.resolved)
     resolved["load"] = {**resolved.get("load", {}), "seed": load.seed, "repeat": 1}
     resolved["run_of_repeat"] = {"run": k, "of": profile.repeat}

@@ -40,6 +40,7 @@ from bench.engine.selfcheck import assess
 from bench.engine.local import Engine, LocalEngine, WorkerFailed
 from bench.engine.lowpriority import call_at_low_priority
 from bench.gcpause import heap_frozen
+from bench.telemetry import Telemetry
 from bench.engine.transports import preload
 from bench.engine.worker import WorkerSpec
 
@@ -193,6 +194,20 @@ def _secret_headers(profile: Profile) -> tuple[tuple[str, str], ...]:
 
 
 def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], None] | None, engine_name: str = "local") -> RunResult:
+    """The run, with its telemetry (live metrics out, the target's metrics in) around it when the profile asks for any."""
+    telemetry = None
+    if Telemetry.wanted(profile):
+        telemetry = Telemetry(profile, url)
+    try:
+        if telemetry is not None:
+            telemetry.start()
+        return _run(profile, url, on_progress, engine_name, telemetry)
+    finally:
+        if telemetry is not None:
+            telemetry.close()  # after the outputs are written: lingers until the final figures are scraped
+
+
+def _run(profile: Profile, url: str, on_progress: Callable[[Snapshot], None] | None, engine_name: str, telemetry: Telemetry | None) -> RunResult:
     load = profile.load
     extra_headers = _secret_headers(profile)
     csv_dir = tempfile.mkdtemp(prefix="bench-csv-") if profile.output.csv_path else None
@@ -224,15 +239,19 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
         try:
             engine.start()
             engine.begin()
+            if telemetry is not None:
+                telemetry.begin(engine.start_wall_s)
             parent_cpu_start, parent_wall_start = time.process_time(), time.monotonic()
             # On a lowered-priority thread, with the heap as it is now left out of collections:
             # a worker sharing the parent's core is not held up by the parent's bursts.
             with heap_frozen():
                 status = call_at_low_priority(
-                    _collect, engine, aggregator, signals, messages, on_progress, abort, cancel=signals.stop_at_once
+                    _collect, engine, aggregator, signals, messages, on_progress, abort, telemetry, cancel=signals.stop_at_once
                 )
         finally:
             engine.close()
+            if telemetry is not None:
+                telemetry.stop_scraping()
     parent_cpu = (time.process_time() - parent_cpu_start) / max(1e-9, time.monotonic() - parent_wall_start)
     aggregator.close()
     if hlog is not None:
@@ -250,6 +269,8 @@ def _run_workers(profile: Profile, url: str, on_progress: Callable[[Snapshot], N
     if alarm is not None:
         messages.append(alarm)
     messages.extend(getattr(engine, "notes", []))
+    if telemetry is not None:
+        telemetry.finish(aggregator, verdict, summary, messages)
     workers = engine.describe()
     report = build_report(
         profile,
@@ -356,7 +377,7 @@ class _AbortWatch:
         return None
 
 
-def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress, abort: _AbortWatch) -> str:
+def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages: list[str], on_progress, abort: _AbortWatch, telemetry=None) -> str:
     """Feed the aggregator until every worker sent its final report; returns the run's status."""
     status = COMPLETED
     continue_on_failure = engine.continue_on_failure
@@ -395,6 +416,8 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
             aggregator.stopping = "a worker failed"
             engine.stop()
             stop_sent = True
+        if telemetry is not None:
+            telemetry.update(aggregator)  # figures for a waiting scrape (or OTLP once a second); else a flag check
         now = time.monotonic()
         if now - last_collect >= GC_EVERY_S:
             # hdrh histograms and their encoders reference each other, so every decoded interval

@@ -62,6 +62,7 @@ __all__ = [
 OPENAI_PATHS: dict[bytes, str] = {b"/v1/chat/completions": "chat", b"/v1/completions": "completion"}
 #: Read-back counters of the OpenAI side (``GET``), answered at once.
 STATS_PATH = b"/v1/mock/stats"
+METRICS_PATH = b"/metrics"
 #: The text of every generated token: one word, so counting words counts tokens.
 TOKEN_TEXT = "tok "
 #: ``check_history``: completions remembered (their hashes), the latest first kept.
@@ -501,6 +502,20 @@ class OpenAIBehaviour:
             "cache_blocks": len(self.cache) if self.cache is not None else 0,
         }
 
+    def prometheus_text(self) -> str:
+        """What ``GET /metrics`` answers: the mock's state in Prometheus text, named as vLLM names its own (``mock:`` for ``vllm:``)."""
+        cache = self.cache
+        usage = len(cache) / cache.max_blocks if cache is not None and cache.max_blocks else 0.0
+        lines = []
+        for name, kind, help_text, value in (
+            ("mock:num_requests_running", "gauge", "Requests holding a generation slot", self.busy),
+            ("mock:num_requests_waiting", "gauge", "Requests queued for a slot", len(self.waiting)),
+            ("mock:gpu_cache_usage_perc", "gauge", "Share of the simulated prefix cache in use (0-1)", usage),
+            ("mock:requests_total", "counter", "Requests answered or refused since the start", self.requests),
+        ):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
     def sample_inter_token(self, plan: Plan, count: int) -> float:
         """The sum of ``count`` inter-token delays (seconds, before slowdown)."""
         if self._fixed_itl is not None:
@@ -552,11 +567,11 @@ def _error_body(status: int, message: str, param: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
-def _json_response(status: int, body: bytes, keep_alive: bool) -> bytes:
+def _json_response(status: int, body: bytes, keep_alive: bool, content_type: bytes = b"application/json") -> bytes:
     return b"".join(
         (
             b"HTTP/1.1 %d %s\r\n" % (status, reason(status).encode("latin-1")),
-            b"Server: bench-mock\r\nContent-Type: application/json\r\n",
+            b"Server: bench-mock\r\nContent-Type: %s\r\n" % content_type,
             b"Content-Length: %d\r\n" % len(body),
             b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n",
             body,
@@ -911,7 +926,7 @@ class OpenAIConnection(Connection):
 
     def _route(self, path: bytes) -> str | None:
         """What serves ``path``: an ``OPENAI_PATHS`` kind, ``stats`` or None (``Connection``'s plain answer)."""
-        return OPENAI_PATHS.get(path) or ("stats" if path == STATS_PATH else None)
+        return OPENAI_PATHS.get(path) or ("stats" if path == STATS_PATH else "metrics" if path == METRICS_PATH else None)
 
     def on_body(self, body: bytes) -> None:
         if self._oa_kind is not None:
@@ -937,6 +952,13 @@ class OpenAIConnection(Connection):
             body = orjson.dumps(oa.stats()) if status == 200 else _error_body(405, "/v1/mock/stats takes GET")
             self._oa_body = []
             self._deliver(seq, _json_response(status, body, keep_alive))
+            return
+        if kind == "metrics":
+            self._oa_body = []
+            if parser.get_method() != b"GET":
+                self._deliver(seq, _json_response(405, _error_body(405, "/metrics takes GET"), keep_alive))
+                return
+            self._deliver(seq, _json_response(200, oa.prometheus_text().encode(), keep_alive, b"text/plain; version=0.0.4"))
             return
         try:
             if parser.get_method() != b"POST":

@@ -1,0 +1,238 @@
+"""The run's live figures as plain data, taken from the Aggregator on the collecting thread.
+
+``LiveFigures.take(aggregator)`` reads the merged counters and HdrHistograms
+and returns an immutable ``Figures``: cumulative counts, gauges, the latency
+histograms reduced to a fixed ladder of bucket bounds, and the SLA verdict
+judged on the whole run so far. Exporters (``prometheus.py``, ``otlp.py``)
+only read the last ``Figures``, from their own threads, so they never touch
+a histogram the collecting thread is merging into.
+
+Buckets. Every histogram uses ``LADDER_S``: 1-2-5 steps from 1 ms to 10 s,
+then 30 s, and +Inf (15 series per histogram). 1-2-5 steps keep
+``histogram_quantile`` within a factor of 2.5 of the truth anywhere from a
+fast API to a slow completion with few series; the exact percentiles stay in
+the JSON report. A bound's count is cumulative over whole HdrHistogram
+buckets: a bucket counts under ``le`` when its highest value is at most
+``le``, so a bound is exact to HdrHistogram's 3 significant digits and never
+counts a slower response as faster. The +Inf bucket (``_count``) is the
+histogram's total count: the report's ``latency.count`` exactly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import operator
+import time
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Any
+
+from bench.engine.aggregate import Aggregator, error_aware_stats, latency_stats
+from bench.engine.samples import ERROR_KINDS
+
+#: Histogram bounds (seconds); +Inf is implied.
+LADDER_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+#: How often the SLA verdict so far is judged again (it walks the latency histogram).
+SLA_EVERY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hist:
+    """A histogram on ``LADDER_S``: cumulative counts per bound (then +Inf = count) and the sum of values (seconds)."""
+
+    cumulative: tuple[int, ...]
+    count: int
+    sum_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One moment of a run, as exporters show it; every count is cumulative since the start."""
+
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (phase, outcome) -> requests
+    responses: dict[tuple[str, int], int] = field(default_factory=dict)  # (phase, status code) -> responses
+    errors: dict[tuple[str, str], int] = field(default_factory=dict)  # (phase, kind) -> requests
+    sent: dict[str, int] = field(default_factory=dict)  # phase -> requests sent
+    in_flight: int = 0
+    scheduled_rps: float | None = None
+    achieved_rps: float | None = None
+    histograms: dict[str, Hist] = field(default_factory=dict)  # latency, schedule_lag, ttft, tpot, itl (measured phase)
+    output_tokens: int = 0
+    steps: dict[str, tuple[dict[str, int], Hist]] = field(default_factory=dict)  # step -> (outcome -> requests, latency)
+    sla: dict[str, int] = field(default_factory=dict)  # criterion label -> 1 passing / 0 failing
+    elapsed_s: float = 0.0
+    final: bool = False
+
+
+OUTCOMES = ("ok", "http_error", "client_error", "check")
+
+
+def _counts_between(histogram, first: int, last: int) -> list[int]:
+    """The counts array's entries first..last as a list (through a memoryview, as ``aggregate._counts_list``)."""
+    counts = histogram.counts
+    fmt = {2: "H", 4: "I", 8: "Q"}.get(ctypes.sizeof(counts._type_))  # noqa: SLF001 - the ctypes array's element type
+    if fmt is None:
+        return list(counts[first : last + 1])
+    return memoryview(counts).cast("B").cast(fmt)[first : last + 1].tolist()
+
+
+def _outcomes(tally) -> dict[str, int]:
+    return {"ok": tally.ok, "http_error": tally.http_errors, "client_error": tally.client_errors, "check": tally.check_errors}
+
+
+class Ladder:
+    """Reduces HdrHistograms (µs) to cumulative counts on ``LADDER_S``; caches by count, so an unchanged histogram costs nothing."""
+
+    def __init__(self) -> None:
+        self._indices: list[int] | None = None
+        self._values: list[int] = []
+        self._cache: dict[int, tuple[int, Hist]] = {}
+
+    def reduce(self, histogram) -> Hist:
+        count = histogram.get_total_count()
+        cached = self._cache.get(id(histogram))
+        if cached is not None and cached[0] == count:
+            return cached[1]
+        if self._indices is None:
+            # Bucket i holds values <= le (µs) for every i before the bucket of le + 1 (see the module's note).
+            self._indices = [histogram.get_counts_array_index(round(le * 1e6) + 1) for le in LADDER_S]
+        if not count:
+            hist = Hist((0,) * len(LADDER_S), 0, 0.0)
+        else:
+            # Only the used stretch of the counts array, from the minimum's bucket to the maximum's.
+            first = histogram.get_counts_array_index(histogram.get_min_value())
+            last = min(histogram.get_counts_array_index(histogram.get_max_value()), len(histogram.counts) - 1)
+            counts = _counts_between(histogram, first, last)
+            running = list(accumulate(counts))
+            cumulative = tuple(running[min(i, last + 1) - first - 1] if i > first else 0 for i in self._indices)
+            total_us = sum(map(operator.mul, counts, self._values_between(histogram, first, last)))
+            hist = Hist(cumulative, count, total_us / 1e6)
+        self._cache[id(histogram)] = (count, hist)
+        return hist
+
+    def _values_between(self, histogram, first: int, last: int) -> list[int]:
+        """Each bucket's value (µs) as HdrHistogram defines it for means, for buckets first..last (each computed once)."""
+        values = self._values
+        if len(values) <= last:
+            median = histogram._hdr_median_equiv_value  # noqa: SLF001 - the library's own bucket value
+            value_at = histogram.get_value_from_index
+            values.extend(int(median(value_at(i))) for i in range(len(values), last + 1))
+        return values[first : last + 1]
+
+
+class LiveFigures:
+    """Takes ``Figures`` from an Aggregator (call on the thread that feeds it)."""
+
+    def __init__(self, profile) -> None:
+        self.profile = profile
+        self.ladder = Ladder()
+        self.rules = tuple(profile.sla)
+        self._sla: dict[str, int] = {}
+        self._sla_at = -math.inf
+
+    def take(self, aggregator: Aggregator, *, final: bool = False, verdict=None) -> Figures:
+        m, w = aggregator.measured, aggregator.warmup
+        requests: dict[tuple[str, str], int] = {}
+        responses: dict[tuple[str, int], int] = {}
+        errors: dict[tuple[str, str], int] = {}
+        for phase, tally in (("measured", m), ("warmup", w)):
+            for outcome, n in _outcomes(tally).items():
+                requests[(phase, outcome)] = n
+            for code, n in tally.status.items():
+                responses[(phase, code)] = n
+            for kind in ERROR_KINDS if phase == "measured" else ():
+                errors[(phase, kind)] = 0  # present from the start, so rate() sees the first failure
+            for kind, n in tally.errors.items():
+                errors[(phase, kind)] = n
+        ladder = self.ladder
+        histograms = {"latency": ladder.reduce(m.latency)}
+        if aggregator.open_loop:
+            histograms["schedule_lag"] = ladder.reduce(m.lag)
+        if m.ttft.get_total_count() or m.token_sources:
+            for name in ("ttft", "tpot", "itl"):
+                histograms[name] = ladder.reduce(getattr(m, name))
+        steps = {
+            label[5:]: (_outcomes(t), ladder.reduce(t.latency)) for label, t in aggregator.groups.items() if label.startswith("step:")
+        }
+        scheduled = achieved = None
+        closed = aggregator._closed_through  # noqa: SLF001 - the last closed second, as the live view reads it
+        if aggregator.open_loop and closed > 0:
+            from bench.engine.schedule import scheduled_in_second
+
+            snap_second = closed - 1
+            scheduled = scheduled_in_second(self.profile.load, snap_second)
+            last = aggregator.series[-1] if aggregator.series and aggregator.series[-1].second == snap_second else None
+            achieved = float((last.sent if last else 0) + aggregator._warmup_sent.get(snap_second, 0))  # noqa: SLF001
+        if verdict is not None:
+            self._sla = {criterion(c.rule): int(c.passed) for c in verdict.checks}
+        elif self.rules and (final or time.monotonic() - self._sla_at >= SLA_EVERY_S):
+            self._sla_at = time.monotonic()
+            self._sla = judge_so_far(aggregator, self.profile)
+        return Figures(
+            requests=requests,
+            responses=responses,
+            errors=errors,
+            sent={"measured": m.sent, "warmup": w.sent},
+            in_flight=sum(aggregator.in_flight.values()),
+            scheduled_rps=scheduled,
+            achieved_rps=achieved,
+            histograms=histograms,
+            output_tokens=m.output_tokens,
+            steps=steps,
+            sla=dict(self._sla),
+            elapsed_s=aggregator.elapsed_s,
+            final=final,
+        )
+
+
+def light_summary(aggregator: Aggregator) -> dict[str, Any]:
+    """The parts of ``Aggregator.summary()`` the gate reads, without the series and the encoded histograms."""
+    m = aggregator.measured
+    seconds = aggregator.measured_seconds()
+    inference = None
+    if m.token_sources or m.ttft.get_total_count():
+        inference = {
+            "ttft": latency_stats(m.ttft),
+            "tpot": latency_stats(m.tpot),
+            "itl": latency_stats(m.itl),
+            "output_tokens_per_s": m.output_tokens / seconds if seconds > 0 else None,
+        }
+    steps = {}
+    for label, t in aggregator.groups.items():
+        if label.startswith("step:"):
+            steps[label[5:]] = {
+                "requests": {"completed": t.completed},
+                "error_rate": t.failed / t.completed if t.completed else None,
+                "rps": t.completed / seconds if seconds > 0 else None,
+                "latency": latency_stats(t.latency),
+            }
+    return {
+        "requests": {"completed": m.completed},
+        "error_rate": m.failed / m.completed if m.completed else None,
+        "rps": m.completed / seconds if seconds > 0 else None,
+        "goodput": {"ratio": m.good / m.completed if m.completed else None},
+        "latency": latency_stats(m.latency),
+        "latency_error_aware": error_aware_stats(m.success, m.failed),
+        "inference": inference,
+        "steps": steps,
+        "windows": {
+            key: [{"end_second": v.end_second, "value": v.value, "samples": v.samples} for v in values]
+            for key, values in aggregator.windows.values.items()
+        },
+    }
+
+
+def judge_so_far(aggregator: Aggregator, profile) -> dict[str, int]:
+    """Each SLA criterion's verdict on the run so far (1 passing, 0 failing or not yet measurable)."""
+    from bench.engine.gate import evaluate
+
+    verdict = evaluate(light_summary(aggregator), profile.sla, profile.sla_options)
+    return {criterion(c.rule): int(c.passed) for c in verdict.checks}
+
+
+def criterion(rule) -> str:
+    """A criterion as the ``criterion`` label reads: ``p95 <= 800ms``, ``error_rate <= (default) 0.01``, ``login p95 <= 300ms``."""
+    threshold = f"{rule.threshold:g}ms" if rule.unit == "ms" else f"{rule.threshold:g}"
+    return f"{rule.label} {threshold}"

@@ -1,0 +1,92 @@
+"""``output.otlp``: the live metrics pushed over OTLP/HTTP with the OpenTelemetry SDK (``pip install 'bench-loadtest[otel]'``).
+
+Observable (asynchronous) instruments read the last ``Figures`` the
+collecting thread handed over; the SDK's periodic reader exports every
+second from its own thread, and once more when the run ends (``close``), so
+the receiver's last values are the report's. Names and attributes are those
+of ``/metrics`` (``bench_requests_total`` with ``phase`` and ``outcome``, ...).
+The SDK has no asynchronous histogram, so each histogram goes as cumulative
+counters in Prometheus's own layout: ``bench_latency_seconds_bucket`` (with
+``le``), ``_count`` and ``_sum``, on the same bucket ladder.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from bench.engine.errors import RunError
+from bench.telemetry.live import LADDER_S, Figures
+
+EXPORT_EVERY_MS = 1000
+
+
+class OtlpPusher:
+    def __init__(self, url: str, labels: dict[str, str]) -> None:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+            from opentelemetry.metrics import CallbackOptions, Observation  # noqa: F401
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+            from opentelemetry.sdk.resources import Resource
+        except ImportError as exc:
+            raise RunError(f"output.otlp needs the OpenTelemetry SDK: pip install 'bench-loadtest[otel]' ({exc})") from None
+        endpoint = url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1/metrics") else "/v1/metrics")
+        self.labels = labels
+        self._fig: Figures | None = None
+        self.reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, timeout=5), export_interval_millis=EXPORT_EVERY_MS)
+        self.provider = MeterProvider(resource=Resource.create({"service.name": "bench"}), metric_readers=[self.reader])
+        meter = self.provider.get_meter("bench")
+        self._Observation = Observation
+        counter, gauge = meter.create_observable_counter, meter.create_observable_gauge
+        for name, maker, read in (
+            ("bench_requests_total", counter, lambda f: [({"phase": p, "outcome": o}, n) for (p, o), n in f.requests.items()]),
+            ("bench_requests_sent_total", counter, lambda f: [({"phase": p}, n) for p, n in f.sent.items()]),
+            ("bench_responses_total", counter, lambda f: [({"phase": p, "status": str(c)}, n) for (p, c), n in f.responses.items()]),
+            ("bench_errors_total", counter, _errors),
+            ("bench_output_tokens_total", counter, lambda f: [({}, f.output_tokens)] if "ttft" in f.histograms else []),
+            ("bench_in_flight", gauge, lambda f: [({}, f.in_flight)]),
+            ("bench_scheduled_rps", gauge, lambda f: [({}, f.scheduled_rps)] if f.scheduled_rps is not None else []),
+            ("bench_achieved_rps", gauge, lambda f: [({}, f.achieved_rps or 0.0)] if f.scheduled_rps is not None else []),
+            ("bench_sla_passing", gauge, lambda f: [({"criterion": c}, ok) for c, ok in f.sla.items()]),
+            ("bench_run_finished", gauge, lambda f: [({}, int(f.final))]),
+        ):
+            maker(name, callbacks=[self._callback(read)])
+        for hist in ("latency", "schedule_lag", "ttft", "tpot", "itl"):
+            base = f"bench_{hist}_seconds"
+            counter(base + "_bucket", callbacks=[self._callback(_buckets(hist))])
+            counter(base + "_count", callbacks=[self._callback(lambda f, h=hist: [({}, f.histograms[h].count)] if h in f.histograms else [])])
+            counter(base + "_sum", callbacks=[self._callback(lambda f, h=hist: [({}, f.histograms[h].sum_s)] if h in f.histograms else [])])
+
+    def _callback(self, read):
+        def observe(options) -> Iterable:
+            fig = self._fig
+            if fig is None:
+                return []
+            return [self._Observation(value, {**self.labels, **attrs}) for attrs, value in read(fig)]
+
+        return observe
+
+    def publish(self, fig: Figures) -> None:
+        self._fig = fig
+
+    def close(self) -> None:
+        """One last export of the final figures, then stop the reader's thread."""
+        try:
+            self.provider.force_flush(timeout_millis=5000)
+        finally:
+            self.provider.shutdown()
+
+
+def _errors(f: Figures):
+    http = [({"phase": p, "kind": "http"}, n) for (p, o), n in f.requests.items() if o == "http_error"]
+    return http + [({"phase": p, "kind": k}, n) for (p, k), n in f.errors.items()]
+
+
+def _buckets(hist: str):
+    def read(f: Figures):
+        h = f.histograms.get(hist)
+        if h is None:
+            return []
+        return [({"le": f"{le:g}"}, n) for le, n in zip(LADDER_S, h.cumulative)] + [({"le": "+Inf"}, h.count)]
+
+    return read

@@ -1,0 +1,176 @@
+"""``/metrics`` in Prometheus text while a run goes, served by prometheus_client from the parent.
+
+The server runs on prometheus_client's own thread (not the niced collecting
+thread, not a worker); a scrape renders the last ``Figures`` the collecting
+thread published (``MetricsServer.publish``) and never reads the Aggregator.
+Metric names and labels are listed in ``families``' docstrings and README.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from bench.telemetry.live import LADDER_S, Figures, Hist
+
+HISTOGRAM_HELP = {
+    "latency": "Response time of measured requests that got an HTTP response (from the intended send in an open loop)",
+    "schedule_lag": "How late the generator sent each request after it was due (open loop)",
+    "ttft": "Time to first token of streamed responses",
+    "tpot": "Time per output token after the first",
+    "itl": "Gaps between consecutive content events of streamed responses",
+}
+
+
+def _buckets(hist: Hist) -> list[tuple[str, float]]:
+    return [*((f"{le:g}", float(n)) for le, n in zip(LADDER_S, hist.cumulative)), ("+Inf", float(hist.count))]
+
+
+def families(fig: Figures, base: dict[str, str]) -> Iterable:
+    """The metric families of one run's Figures; ``base`` holds the labels every series carries (profile, scenario)."""
+    keys = list(base)
+    values = list(base.values())
+    requests = CounterMetricFamily("bench_requests", "Requests completed, by outcome (ok, http_error, client_error, check) and phase", labels=[*keys, "phase", "outcome"])
+    for (phase, outcome), n in sorted(fig.requests.items()):
+        requests.add_metric([*values, phase, outcome], n)
+    yield requests
+    sent = CounterMetricFamily("bench_requests_sent", "Requests sent, by phase", labels=[*keys, "phase"])
+    for phase, n in sorted(fig.sent.items()):
+        sent.add_metric([*values, phase], n)
+    yield sent
+    responses = CounterMetricFamily("bench_responses", "HTTP responses by status code and phase (a failed check counts under its status too)", labels=[*keys, "phase", "status"])
+    for (phase, code), n in sorted(fig.responses.items()):
+        responses.add_metric([*values, phase, str(code)], n)
+    yield responses
+    errors = CounterMetricFamily("bench_errors", "Failed requests by kind: the report's client error kinds and check, and http for an HTTP error status", labels=[*keys, "phase", "kind"])
+    http = {phase: n for (phase, outcome), n in fig.requests.items() if outcome == "http_error"}
+    for phase, n in sorted(http.items()):
+        errors.add_metric([*values, phase, "http"], n)
+    for (phase, kind), n in sorted(fig.errors.items()):
+        errors.add_metric([*values, phase, kind], n)
+    yield errors
+    in_flight = GaugeMetricFamily("bench_in_flight", "Requests in flight, summed over workers at their last report", labels=keys)
+    in_flight.add_metric(values, fig.in_flight)
+    yield in_flight
+    if fig.scheduled_rps is not None:
+        g = GaugeMetricFamily("bench_scheduled_rps", "Sends the open-loop schedule asked for in the last closed second", labels=keys)
+        g.add_metric(values, fig.scheduled_rps)
+        yield g
+        g = GaugeMetricFamily("bench_achieved_rps", "Sends in the last closed second (warm-up included), to compare with bench_scheduled_rps", labels=keys)
+        g.add_metric(values, fig.achieved_rps or 0.0)
+        yield g
+    for name, hist in fig.histograms.items():
+        h = HistogramMetricFamily(f"bench_{name}_seconds", HISTOGRAM_HELP[name], labels=keys)
+        h.add_metric(values, _buckets(hist), hist.sum_s)
+        yield h
+    if "ttft" in fig.histograms:
+        c = CounterMetricFamily("bench_output_tokens", "Output tokens of measured responses", labels=keys)
+        c.add_metric(values, fig.output_tokens)
+        yield c
+    if fig.steps:
+        step_requests = CounterMetricFamily("bench_step_requests", "A session step's measured requests by outcome", labels=[*keys, "step", "outcome"])
+        step_latency = HistogramMetricFamily("bench_step_latency_seconds", "A session step's response time", labels=[*keys, "step"])
+        for step, (outcomes, hist) in sorted(fig.steps.items()):
+            for outcome, n in outcomes.items():
+                step_requests.add_metric([*values, step, outcome], n)
+            step_latency.add_metric([*values, step], _buckets(hist), hist.sum_s)
+        yield step_requests
+        yield step_latency
+    if fig.sla:
+        g = GaugeMetricFamily("bench_sla_passing", "1 while an SLA criterion passes on the whole run so far, 0 while it fails or cannot be measured yet", labels=[*keys, "criterion"])
+        for label, ok in fig.sla.items():
+            g.add_metric([*values, label], ok)
+        yield g
+    g = GaugeMetricFamily("bench_elapsed_seconds", "Seconds of the run covered by the reports merged so far", labels=keys)
+    g.add_metric(values, fig.elapsed_s)
+    yield g
+    g = GaugeMetricFamily("bench_run_finished", "1 once the run's final figures are published", labels=keys)
+    g.add_metric(values, int(fig.final))
+    yield g
+
+
+#: How long a scrape waits for the collecting thread to take fresh figures (it looks every 50 ms) before serving the last ones.
+FRESH_WAIT_S = 0.3
+
+
+class _RunCollector(Collector):
+    def __init__(self, owner: "MetricsServer") -> None:
+        self.owner = owner
+
+    def collect(self) -> Iterable:
+        owner = self.owner
+        owner.ask_fresh(FRESH_WAIT_S)
+        fig, base, generation = owner._latest  # noqa: SLF001 - one tuple, swapped whole by publish()
+        if fig is not None:
+            yield from families(fig, base)
+        owner._scraped(generation)  # noqa: SLF001
+
+
+class MetricsServer:
+    """prometheus_client's HTTP server on ``host:port`` (port 0: any free port; see ``port``) for one run."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from prometheus_client.exposition import start_http_server
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._latest: tuple[Figures | None, dict[str, str], int] = (None, {}, 0)
+        self._scraped_generation = -1
+        self._scrape_event = threading.Condition()
+        self._fresh = threading.Condition()
+        self.wanted = False  # a scrape waits for fresh figures (read by the collecting thread without a lock)
+        self.registry.register(_RunCollector(self))
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self.host = host
+        self.port = self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def publish(self, fig: Figures, base: dict[str, str]) -> None:
+        """Make ``fig`` what the next scrape sees (an atomic swap of one reference), and wake a scrape waiting for it."""
+        with self._fresh:
+            self._latest = (fig, base, self._latest[2] + 1)
+            self.wanted = False
+            self._fresh.notify_all()
+
+    def ask_fresh(self, timeout_s: float) -> None:
+        """A scrape came: ask the collecting thread for figures taken now (``wanted``) and wait for them, bounded.
+
+        Figures are taken only when asked for, so an unscraped server costs the
+        collecting thread nothing, and a scrape is served what the reports merged so far say.
+        """
+        with self._fresh:
+            fig = self._latest[0]
+            if fig is not None and fig.final:
+                return
+            target = self._latest[2] + 1
+            self.wanted = True
+            self._fresh.wait_for(lambda: self._latest[2] >= target, timeout_s)
+
+    def _scraped(self, generation: int) -> None:
+        with self._scrape_event:
+            self._scraped_generation = max(self._scraped_generation, generation)
+            self._scrape_event.notify_all()
+
+    def wait_scraped(self, timeout_s: float) -> bool:
+        """Wait until a scrape has read the last published figures, or ``timeout_s``; True if it was scraped."""
+        deadline = time.monotonic() + timeout_s
+        generation = self._latest[2]
+        with self._scrape_event:
+            while self._scraped_generation < generation:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._scrape_event.wait(left)
+        return True
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

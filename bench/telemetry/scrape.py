@@ -1,0 +1,164 @@
+"""The target's own metrics: its Prometheus endpoint (``target.metrics_url``) scraped every second during a run.
+
+A thread of the parent (niced as the collecting thread is, signals blocked)
+fetches the endpoint once a second with a timeout of a second, parses the
+Prometheus text with prometheus_client's parser and keeps, per series, the
+last value seen in each second of the run (second 0 starts at the workers'
+common start, as the per-second series do). Workers never wait for it.
+
+Which series: those ``target.metrics`` picks (a name, matched exactly, or a
+regex matched against the whole name), or, without picks, every numeric
+series except histogram buckets, quantiles and ``_created`` timestamps. At
+most ``MAX_SERIES`` are kept (in the order the endpoint lists them); the
+rest are named in a message of the report.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+MAX_SERIES = 50
+EVERY_S = 1.0
+TIMEOUT_S = 1.0
+MAX_BYTES = 8 << 20
+
+#: Useful picks for model servers (README, docs/profiles.md); exact names.
+PICKS = {
+    "vllm": ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc"),
+    "tgi": ("tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens"),
+    "sglang": ("sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage", "sglang:cache_hit_rate"),
+}
+
+
+def series_name(name: str, labels: dict[str, str]) -> str:
+    """``name{a="1",b="2"}`` (labels sorted), or the bare name."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+def parse(text: str, picks: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+    """(series, value) of the numeric samples ``picks`` selects (all but buckets, quantiles and _created without picks)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    patterns = [re.compile(p) for p in picks]
+    out: list[tuple[str, float]] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name
+            if patterns:
+                if not any(name == p.pattern or p.fullmatch(name) for p in patterns):
+                    continue
+            elif name.endswith(("_bucket", "_created")) or "quantile" in sample.labels:
+                continue
+            value = float(sample.value)
+            if math.isfinite(value):
+                out.append((series_name(name, sample.labels), value))
+    return out
+
+
+class TargetScraper:
+    """Scrapes ``url`` every second from ``begin(start_wall_s)`` until ``stop()``."""
+
+    def __init__(self, url: str, picks: tuple[str, ...] = (), *, every_s: float = EVERY_S, timeout_s: float = TIMEOUT_S) -> None:
+        self.url = url
+        self.picks = picks
+        self.every_s = every_s
+        self.timeout_s = timeout_s
+        self.values: dict[str, dict[int, float]] = {}  # series -> second -> last value in it
+        self.dropped: dict[str, None] = {}  # series beyond MAX_SERIES, in order seen
+        self.scrapes = 0
+        self.failures: dict[str, int] = {}
+        self._start_wall_s: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, start_wall_s: float | None) -> None:
+        self._start_wall_s = start_wall_s if start_wall_s is not None else time.time()
+        self._thread = threading.Thread(target=self._loop, name="bench-target-metrics", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        from bench.engine.lowpriority import BLOCKED_SIGNALS, lower_this_thread
+
+        lower_this_thread()
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED_SIGNALS)
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.scrape_once()
+            next_at += self.every_s
+            now = time.monotonic()
+            if next_at < now:  # a slow scrape: skip the seconds it overran, do not catch up
+                next_at = now + self.every_s
+            self._stop.wait(next_at - now)
+
+    def scrape_once(self) -> None:
+        at = time.time()
+        self.scrapes += 1
+        try:
+            request = urllib.request.Request(self.url, headers={"Accept": "text/plain;version=0.0.4"})
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - the profile's own URL
+                text = response.read(MAX_BYTES).decode("utf-8", "replace")
+            samples = parse(text, self.picks)
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            kind = "timeout" if "timed out" in str(exc) else type(getattr(exc, "reason", exc)).__name__
+            self.failures[kind] = self.failures.get(kind, 0) + 1
+            return
+        second = math.floor(at - (self._start_wall_s or at))
+        if second < 0:
+            return
+        values = self.values
+        for name, value in samples:
+            held = values.get(name)
+            if held is None:
+                if len(values) >= MAX_SERIES:
+                    self.dropped[name] = None
+                    continue
+                held = values[name] = {}
+            held[second] = value
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout_s + 1)
+
+    def result(self) -> dict[str, list[list[float]]]:
+        """``target_metrics`` for the report: per series a list of [second, value]."""
+        return {name: [[s, v] for s, v in sorted(held.items())] for name, held in self.values.items()}
+
+    def messages(self, shown_url: str) -> list[str]:
+        notes = []
+        if self.dropped:
+            names = list(self.dropped)
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            notes.append(
+                f"target metrics: kept the first {MAX_SERIES} series of {shown_url}; not kept: {', '.join(names[:10])}{more} (pick series with target.metrics)"
+            )
+        failed = sum(self.failures.values())
+        if failed:
+            why = ", ".join(f"{k}: {n}" for k, n in sorted(self.failures.items()))
+            notes.append(f"target metrics: {failed} of {self.scrapes} scrapes of {shown_url} failed ({why})")
+        if self.picks and not self.values and self.scrapes > failed:
+            notes.append(f"target metrics: no series of {shown_url} matched target.metrics {list(self.picks)}")
+        return notes
+
+
+def merge_into_series(series: list[dict[str, Any]], target_metrics: dict[str, list[list[float]]]) -> None:
+    """Each per-second point gets ``target``: series -> value in that second (only the series that have one)."""
+    by_second: dict[int, dict[str, float]] = {}
+    for name, points in target_metrics.items():
+        for second, value in points:
+            by_second.setdefault(int(second), {})[name] = value
+    for point in series:
+        values = by_second.get(point["second"])
+        if values:
+            point["target"] = values

@@ -1,0 +1,159 @@
+"""bench.telemetry without a Prometheus server: the bucket ladder, /metrics text, the target's metrics scraped from the mock."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+import bench
+from bench.engine.errors import ProfileError
+from bench.engine.profile import parse_profile
+from bench.engine.samples import new_histogram
+from bench.telemetry.live import LADDER_S, Ladder
+from bench.telemetry.scrape import MAX_SERIES, TargetScraper, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ladder_counts_whole_buckets_and_count_is_exact() -> None:
+    rng = random.Random(3)
+    histogram = new_histogram()
+    values = [max(1, int(rng.lognormvariate(9.5, 1.5))) for _ in range(20000)]
+    for v in values:
+        histogram.record_value(v)
+    hist = Ladder().reduce(histogram)
+    assert hist.count == len(values)
+    for le, n in zip(LADDER_S, hist.cumulative):
+        assert n == sum(1 for v in values if histogram.get_highest_equivalent_value(v) <= le * 1e6)
+    assert hist.sum_s == pytest.approx(sum(values) / 1e6, rel=1e-3)
+    assert Ladder().reduce(new_histogram()).count == 0
+
+
+def test_parse_keeps_numbers_skips_buckets_and_picks_by_name_or_regex() -> None:
+    text = (
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 3\n"
+        "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"m\"} 7\n"
+        "# TYPE vllm:e2e_request_latency_seconds histogram\n"
+        "vllm:e2e_request_latency_seconds_bucket{le=\"1.0\"} 2\nvllm:e2e_request_latency_seconds_bucket{le=\"+Inf\"} 4\n"
+        "vllm:e2e_request_latency_seconds_sum 3.5\nvllm:e2e_request_latency_seconds_count 4\n"
+        "# TYPE odd gauge\nodd NaN\n"
+    )
+    every = dict(parse(text))
+    assert every == {
+        'vllm:num_requests_running{model_name="m"}': 3.0,
+        'vllm:num_requests_waiting{model_name="m"}': 7.0,
+        "vllm:e2e_request_latency_seconds_sum": 3.5,
+        "vllm:e2e_request_latency_seconds_count": 4.0,
+    }
+    assert [n for n, _ in parse(text, ("vllm:num_requests_waiting",))] == ['vllm:num_requests_waiting{model_name="m"}']
+    assert len(parse(text, ("vllm:num_requests_.*",))) == 2
+    assert len(parse(text, ("vllm:e2e.*_bucket",))) == 2  # picked explicitly, buckets are kept
+
+
+class _Many(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = "".join(f"# TYPE g{i} gauge\ng{i} {i}\n" for i in range(MAX_SERIES + 7)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_scraper_keeps_at_most_max_series_and_names_the_rest() -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Many)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        scraper = TargetScraper(f"http://127.0.0.1:{server.server_address[1]}/metrics")
+        scraper._start_wall_s = 0.0  # noqa: SLF001 - every scrape lands in a second >= 0
+        scraper.scrape_once()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(scraper.result()) == MAX_SERIES and "g0" in scraper.result() and "g49" in scraper.result()
+    (note,) = scraper.messages("http://x/metrics")
+    assert "kept the first 50 series" in note and "g50, g51" in note
+    failing = TargetScraper("http://127.0.0.1:9/metrics", timeout_s=0.5)
+    failing._start_wall_s = 0.0  # noqa: SLF001
+    failing.scrape_once()
+    assert failing.result() == {} and "1 of 1 scrapes" in failing.messages("u")[0]
+
+
+def test_profile_fields_are_checked() -> None:
+    base = {"target": {"url": "http://127.0.0.1:1/"}, "load": {"concurrency": 1, "requests": 1}}
+    p = parse_profile({**base, "output": {"metrics_port": "0.0.0.0:9464", "metrics_linger": "5s"}})
+    assert (p.output.metrics_host, p.output.metrics_port, p.output.metrics_linger_s) == ("0.0.0.0", 9464, 5.0)
+    assert parse_profile({**base, "output": {"metrics_port": 0}}).output.metrics_port == 0
+    for bad, field in (
+        ({"output": {"metrics_port": "nine"}}, "output.metrics_port"),
+        ({"output": {"metrics_port": 70000}}, "output.metrics_port"),
+        ({"output": {"otlp": "grpc://x:4317"}}, "output.otlp"),
+        ({"target": {"url": "http://127.0.0.1:1/", "metrics": ["vllm:.*"]}}, "target.metrics"),
+        ({"target": {"url": "http://127.0.0.1:1/", "metrics_url": "/metrics", "metrics": ["("]}}, "target.metrics"),
+        ({"target": {"url": "http://127.0.0.1:1/", "metrics_url": "ftp://x/metrics"}}, "target.metrics_url"),
+    ):
+        with pytest.raises(ProfileError) as info:
+            parse_profile({**base, **bad})
+        assert info.value.field == field
+
+
+@pytest.mark.slow
+def test_metrics_port_serves_prometheus_text_and_the_mock_metrics_are_scraped(tmp_path: Path) -> None:
+    """The shipped chat profile scrapes the mock's /metrics: its slots in use, queue and requests, per second, into the report."""
+    profile = bench.load_profile(ROOT / "profiles" / "openai-chat.yaml", {"requests": 32, "json": str(tmp_path / "r.json"), "metrics_port": "0"})
+    seen: list[str] = []
+    lines: list[str] = []
+    scrapers: list[threading.Thread] = []
+
+    def announce(line: str) -> None:
+        lines.append(line)
+
+    from bench.telemetry import Telemetry
+
+    original = Telemetry.__init__
+
+    def init(self, profile, url, announce_=announce):  # capture the printed URL
+        original(self, profile, url, announce_)
+
+    Telemetry.__init__ = init  # type: ignore[method-assign]
+    try:
+
+        def scrape(url: str) -> None:
+            seen.append(urllib.request.urlopen(url, timeout=5).read().decode())
+
+        def progress(snap) -> None:  # on the collecting thread, which a scrape waits for: scrape from another
+            if lines and snap.completed > 8 and not scrapers:
+                scrapers.append(threading.Thread(target=scrape, args=(lines[0].split()[1],)))
+                scrapers[0].start()
+
+        result = bench.run(profile, on_progress=progress)
+    finally:
+        Telemetry.__init__ = original  # type: ignore[method-assign]
+    assert result.status == "completed"
+    scrapers[0].join(10)
+    assert seen and 'bench_ttft_seconds_bucket{le="+Inf",profile="openai-chat",scenario=""}' in seen[0]
+    assert 'bench_sla_passing{criterion="ttft.p95 <= 800ms"' in seen[0]
+    report = json.loads((tmp_path / "r.json").read_text())
+    target = report["target_metrics"]
+    assert set(target) == {"mock:num_requests_running", "mock:num_requests_waiting", "mock:gpu_cache_usage_perc", "mock:requests_total"}
+    running = [v for _, v in target["mock:num_requests_running"]]
+    assert max(running) == 8  # concurrency 8 against 8 slots: every slot busy while the run goes
+    assert all(v == 0 for _, v in target["mock:num_requests_waiting"])
+    seconds = [s for s, _ in target["mock:requests_total"]]
+    assert seconds == sorted(seconds) and len(seconds) >= 2 and seconds[0] >= 0
+    assert 0 < target["mock:requests_total"][-1][1] <= report["requests"]["sent"] + report["warmup"]["sent"]
+    with_target = [p for p in report["series"] if "target" in p]
+    assert with_target and with_target[0]["target"]["mock:num_requests_running"] >= 0
+    from bench.cli.html_report import render_html, run_from_data
+
+    page = render_html([run_from_data(report, tmp_path / "r.json")])
+    assert "Target: mock:num_requests_running" in page and "The target's metrics" in page
