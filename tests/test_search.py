@@ -50,7 +50,7 @@ def test_a_closed_loop_search_finds_exactly_n_users_and_require_gates_on_it(tmp_
     assert (found["capacity"], found["first_failing"]) == (4, 5)
     levels = [p["level"] for p in found["probes"]]
     assert len(levels) <= 10, levels
-    assert levels[:3] == [1, 2, 4] and set(levels) >= {4, 5}
+    assert list(dict.fromkeys(levels))[:3] == [1, 2, 4] and set(levels) >= {4, 5}  # a level within noise is measured again
     capacity_probe = [p for p in found["probes"] if p["level"] == 4][-1]  # a level within noise is measured again: the last counts
     assert capacity_probe["outcome"] == "pass" and capacity_probe["report"]["histograms"]["latency"]  # a whole run report
     assert 70 <= found["capacity_rps"] <= 82  # 4 users / 50 ms
