@@ -72,7 +72,7 @@ def test_an_open_loop_search_finds_n_over_d_within_the_tolerance(tmp_path: Path)
     # Probes past capacity are cut short: latency grows without bound, and fail_fast stops them within about a second.
     for probe in result.probes:
         if probe.outcome == "fail":
-            assert probe.result.status == "aborted" and probe.summary["duration_s"] < 1.5, probe.summary["duration_s"]
+            assert probe.result.status == "aborted" and probe.summary["duration_s"] < 2.5, probe.summary["duration_s"]  # of 1.5 s, or 3 s measured again
 
 
 def test_a_generator_that_cannot_keep_up_ends_the_search_without_an_answer(tmp_path: Path) -> None:
