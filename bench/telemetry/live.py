@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
-from bench.engine.aggregate import Aggregator, error_aware_stats, latency_stats
+from bench.engine.aggregate import Aggregator, error_aware_stats, latency_stats, percentile_values
 from bench.engine.samples import ERROR_KINDS
 
 #: Histogram bounds (seconds); +Inf is implied.
@@ -187,12 +187,33 @@ class LiveFigures:
         )
 
 
-def light_summary(aggregator: Aggregator) -> dict[str, Any]:
-    """The parts of ``Aggregator.summary()`` the gate reads, without the series and the encoded histograms."""
+_PERCENTILE_OF = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+_NOT_LATENCY = {"error_rate", "rps", "goodput", "output_tokens_per_s"}
+
+
+def _stats_for(histogram, wanted: set[str]) -> dict[str, Any]:
+    """The latency statistics criteria read (percentiles, max), and only those; anything else gets ``latency_stats``.
+
+    Judged once a second while scrapes are served, a full ``latency_stats``
+    (five percentiles, and the mean and deviation: another walk of the
+    counts) of each histogram was most of the parent's added cost.
+    """
+    count = histogram.get_total_count()
+    if not count or not wanted <= {*_PERCENTILE_OF, "max"}:
+        return latency_stats(histogram)
+    points = percentile_values(histogram, tuple(_PERCENTILE_OF[w] for w in wanted if w in _PERCENTILE_OF))
+    stats: dict[str, Any] = {"count": count, "max": histogram.get_max_value() / 1000}
+    stats.update({w: points[_PERCENTILE_OF[w]] / 1000 for w in wanted if w in _PERCENTILE_OF})
+    return stats
+
+
+def light_summary(aggregator: Aggregator, rules: Any = (), error_aware: bool = False) -> dict[str, Any]:
+    """The parts of ``Aggregator.summary()`` the gate reads for ``rules``, without the series and the encoded histograms."""
     m = aggregator.measured
     seconds = aggregator.measured_seconds()
+    latency_metrics = {r.metric for r in rules if r.step is None and "." not in r.metric} - _NOT_LATENCY
     inference = None
-    if m.token_sources or m.ttft.get_total_count():
+    if any("." in r.metric or r.metric == "output_tokens_per_s" for r in rules) and (m.token_sources or m.ttft.get_total_count()):
         inference = {
             "ttft": latency_stats(m.ttft),
             "tpot": latency_stats(m.tpot),
@@ -200,21 +221,22 @@ def light_summary(aggregator: Aggregator) -> dict[str, Any]:
             "output_tokens_per_s": m.output_tokens / seconds if seconds > 0 else None,
         }
     steps = {}
+    step_metrics = {r.metric for r in rules if r.step is not None} - _NOT_LATENCY
     for label, t in aggregator.groups.items():
-        if label.startswith("step:"):
+        if label.startswith("step:") and any(r.step == label[5:] for r in rules):
             steps[label[5:]] = {
                 "requests": {"completed": t.completed},
                 "error_rate": t.failed / t.completed if t.completed else None,
                 "rps": t.completed / seconds if seconds > 0 else None,
-                "latency": latency_stats(t.latency),
+                "latency": _stats_for(t.latency, step_metrics),
             }
     return {
         "requests": {"completed": m.completed},
         "error_rate": m.failed / m.completed if m.completed else None,
         "rps": m.completed / seconds if seconds > 0 else None,
         "goodput": {"ratio": m.good / m.completed if m.completed else None},
-        "latency": latency_stats(m.latency),
-        "latency_error_aware": error_aware_stats(m.success, m.failed),
+        "latency": _stats_for(m.latency, latency_metrics),
+        "latency_error_aware": error_aware_stats(m.success, m.failed) if error_aware else {},
         "inference": inference,
         "steps": steps,
         "windows": {
@@ -228,7 +250,7 @@ def judge_so_far(aggregator: Aggregator, profile) -> dict[str, int]:
     """Each SLA criterion's verdict on the run so far (1 passing, 0 failing or not yet measurable)."""
     from bench.engine.gate import evaluate
 
-    verdict = evaluate(light_summary(aggregator), profile.sla, profile.sla_options)
+    verdict = evaluate(light_summary(aggregator, profile.sla, profile.sla_options.error_aware), profile.sla, profile.sla_options)
     return {criterion(c.rule): int(c.passed) for c in verdict.checks}
 
 
