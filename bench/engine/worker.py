@@ -335,14 +335,20 @@ class Worker:
     # ------------------------------------------------------------------ open loop
 
     async def _open_loop(self) -> None:
+        await self.arrivals(lambda: self.in_flight, self._spawn)
+
+    async def arrivals(self, busy: Callable[[], int], spawn: Callable[[str, int, bool], None]) -> None:
+        """The open loop's schedule: each arrival, once due and under the in-flight cap (``busy()`` below
+        ``load.max_in_flight``), goes to ``spawn(phase, intended_ns, capped)``; the share's end or a stop ends it,
+        counting what fell due but never left. Requests here; a session runner's sessions likewise."""
         cap = max(1, share(self.load.max_in_flight, self.spec.index, self.spec.count))
         start_ns = self.start_ns
         offsets = arrival_offsets(self.load, self.spec.index, self.spec.count)
         for offset_s in offsets:
             intended_ns = start_ns + int(offset_s * 1e9)
             await sleep_until(intended_ns)
-            capped = self.in_flight >= cap
-            while self.in_flight >= cap and not self.stopping:
+            capped = busy() >= cap
+            while busy() >= cap and not self.stopping:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
             phase = self._next_phase(offset_s)
@@ -350,7 +356,7 @@ class Worker:
                 if self.stopping:
                     self._count_unsent(offset_s, offsets)
                 return
-            self._spawn(phase, intended_ns, capped)
+            spawn(phase, intended_ns, capped)
 
     def _count_unsent(self, first_offset_s: float, later_offsets) -> None:
         """Stopped early: count the requests that were already due but never left (never silently dropped)."""

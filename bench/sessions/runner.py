@@ -36,7 +36,7 @@ import orjson
 from bench.engine.requests import check_response
 from bench.engine.responses import ResponseFacts
 from bench.engine.samples import MEASURED, PhaseReport, Recorder, SessionCounts
-from bench.engine.schedule import SpawnPlan, arrival_offsets, concurrency_ramp, share
+from bench.engine.schedule import SpawnPlan, concurrency_ramp, share
 from bench.engine.transports.aiohttp_client import map_error
 from bench.engine.worker import SPAWN_LOOK_S
 from bench.engine.worker import sleep_until as _sleep_until
@@ -129,22 +129,8 @@ class SessionRunner:
         )
 
     async def _open_loop(self) -> None:
-        worker = self.worker
-        load = worker.load
-        cap = max(1, share(load.max_in_flight, worker.spec.index, worker.spec.count))
-        offsets = arrival_offsets(load, worker.spec.index, worker.spec.count)
-        for offset_s in offsets:
-            due_ns = worker.start_ns + int(offset_s * 1e9)
-            await _sleep_until(due_ns)
-            while self.sessions_in_flight >= cap and not worker.stopping:
-                worker._slot_freed.clear()
-                await worker._slot_freed.wait()
-            phase = worker._next_phase(offset_s)
-            if phase is None:
-                if worker.stopping:
-                    worker._count_unsent(offset_s, offsets)
-                return
-            self._spawn(self._visitor(phase, due_ns))
+        """New sessions at the load's arrival times, at most ``load.max_in_flight`` sessions at once."""
+        await self.worker.arrivals(lambda: self.sessions_in_flight, lambda phase, due_ns, _capped: self._spawn(self._visitor(phase, due_ns)))
 
     async def _visitor(self, phase: str, due_ns: int) -> None:
         """An open loop's arrival: one session with a client of its own."""
