@@ -121,3 +121,12 @@ def test_a_profile_without_an_sla_cannot_be_searched(tmp_path: Path) -> None:
     data = {k: v for k, v in CAPACITY.items() if k != "sla"}
     result = cli(["search", str(write(tmp_path, data)), "--over", "concurrency"], tmp_path)
     assert result.returncode == 2 and "needs SLA criteria" in result.stderr
+
+
+def test_an_unwritable_report_path_is_refused_before_probing(tmp_path: Path) -> None:
+    (tmp_path / "locked").mkdir(mode=0o500)
+    result = cli(["search", str(write(tmp_path, CAPACITY)), "--over", "concurrency", "--json", str(tmp_path / "locked" / "s.json")], tmp_path)
+    if os.geteuid() == 0:  # root writes anywhere: a directory as the path is refused instead
+        result = cli(["search", str(write(tmp_path, CAPACITY)), "--over", "concurrency", "--json", str(tmp_path)], tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: --json: cannot write"), result.stderr
+    assert "Traceback" not in result.stderr

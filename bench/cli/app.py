@@ -583,8 +583,11 @@ def search(
     except UnitError as exc:
         raise _fail_usage(f"--budget: {exc}") from None
     for flag, out in (("--json", json_path), ("--html", html_path)):
-        if out is not None and not Path(out).resolve().parent.is_dir():
-            raise _fail_usage(f"{flag}: directory {Path(out).parent} does not exist")
+        if out is None:
+            continue
+        folder = Path(out).resolve().parent
+        if Path(out).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise _fail_usage(f"{flag}: cannot write {out}: not a file in a writable directory")
 
     overrides = {"workers": workers, "url": url, "engine": engine, "ray_address": ray_address}
     probing: list[Profile] = []  # the probe now running, for the live view
@@ -616,17 +619,21 @@ def search(
         raise typer.Exit(ExitCode.RUN_ERROR) from None
     console.print(render.search_table(result))
     document = search_report(result, load_profile(profile, overrides, scenario=scenario))
-    if json_path is not None:
-        from bench.engine.report import write_json
-
-        write_json(Path(json_path), document)
-        console.print(f"wrote {escape(json_path)}", highlight=False)
-    if html_path is not None:
-        from bench.cli import html_report  # not on the start-up path
-
-        html_report.write_report(Path(html_path), [document], sources=[json_path or str(profile)])
-        console.print(f"wrote {escape(html_path)}", highlight=False)
     code = _search_exit_code(result, needed)
+    try:
+        if json_path is not None:
+            from bench.engine.report import write_json
+
+            write_json(Path(json_path), document)
+            console.print(f"wrote {escape(json_path)}", highlight=False)
+        if html_path is not None:
+            from bench.cli import html_report  # not on the start-up path
+
+            html_report.write_report(Path(html_path), [document], sources=[json_path or str(profile)])
+            console.print(f"wrote {escape(html_path)}", highlight=False)
+    except OSError as exc:  # the disk went away after the check: the search stands, its file does not
+        err_console.print(f"[bold red]error:[/] could not write the search report: {escape(str(exc))}", highlight=False)
+        code = max(code, ExitCode.RUN_ERROR, key=_severity)
     style = "bold green" if code == ExitCode.OK else ("bold yellow" if code == ExitCode.INTERRUPTED else "bold red")
     console.print(f"[{style}]{escape(render.search_answer(result))}[/] - exit code {int(code)}", highlight=False)
     raise typer.Exit(code)

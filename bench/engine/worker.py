@@ -381,18 +381,26 @@ class Worker:
     # ------------------------------------------------------------------ closed loop
 
     async def _closed_loop(self) -> None:
+        # A transport with a callback form drives its users itself: no future, task wake-up or coroutine resumption per request.
+        user = self._driven_user if self._submits else self._user
+        users = await self.start_users(lambda number, finished: asyncio.ensure_future(user(number, finished)))
+        self.tasks.update(users)
+        for user_task in users:
+            user_task.add_done_callback(self.tasks.discard)
+
+    async def start_users(self, start: Callable[[int, asyncio.Event], asyncio.Task]) -> list[asyncio.Task]:
+        """The closed loop's users: ``start(number, finished)`` each, the users there at the start spread over the
+        spawn window (SpawnPlan), a ramp's as it rises; ``_user_limit`` follows the ramp. Requests' users here; a
+        session runner's users likewise. Returns when the ramp is over, the share is done or a stop came."""
         ramp = concurrency_ramp(self.load)
         users: list[asyncio.Task] = []
         self._user_limit = 0
         finished = asyncio.Event()
         index, count = self.spec.index, self.spec.count
-        # A transport with a callback form drives its users itself: no future, task wake-up or coroutine resumption per request.
-        user = self._driven_user if self._submits else self._user
 
         def target_at(t: float) -> int:
             return share(int(round(ramp.value_at(t))), index, count)
 
-        # The users there at the start begin spread over the spawn window (SpawnPlan), a ramp's when it asks.
         spawn = SpawnPlan(self.load, index, target_at(0.0))
         while not self.stopping and not finished.is_set():
             elapsed = (time.monotonic_ns() - self.start_ns) / 1e9
@@ -406,7 +414,7 @@ class Worker:
                 if due_s > elapsed:
                     spawn_wait_s = min(due_s - elapsed, SPAWN_LOOK_S if spawn.waiting_for_response(len(users)) else math.inf)
                     break
-                users.append(asyncio.ensure_future(user(len(users), finished)))
+                users.append(start(len(users), finished))
             if spawn_wait_s and (not ramping or spawn_wait_s < RAMP_TICK_S):
                 await asyncio.sleep(spawn_wait_s)  # (finished is looked at by the loop)
                 continue
@@ -416,9 +424,7 @@ class Worker:
                 await asyncio.wait_for(finished.wait(), RAMP_TICK_S)
             except asyncio.TimeoutError:
                 pass
-        self.tasks.update(users)
-        for user_task in users:
-            user_task.add_done_callback(self.tasks.discard)
+        return users
 
     def _phase_at(self, now_ns: int) -> str | None:
         """``_next_phase`` for a closed-loop user deciding at ``now_ns``, its verdict cached while every request is measured."""

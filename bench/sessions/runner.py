@@ -36,9 +36,7 @@ import orjson
 from bench.engine.requests import check_response
 from bench.engine.responses import ResponseFacts
 from bench.engine.samples import MEASURED, PhaseReport, Recorder, SessionCounts
-from bench.engine.schedule import SpawnPlan, concurrency_ramp, share
 from bench.engine.transports.aiohttp_client import map_error
-from bench.engine.worker import SPAWN_LOOK_S
 from bench.engine.worker import sleep_until as _sleep_until
 from bench.sessions.spec import Step, capture_value, render_step
 
@@ -143,42 +141,15 @@ class SessionRunner:
             self.worker._slot_freed.set()
 
     async def _closed_loop(self) -> None:
-        worker = self.worker
-        ramp = concurrency_ramp(worker.load)
-        index, count = worker.spec.index, worker.spec.count
-        finished = asyncio.Event()
-        users: list[asyncio.Task] = []
-        # The users there at the start begin spread over the spawn window, as the worker's own closed loop does.
-        spawn = SpawnPlan(worker.load, index, share(int(round(ramp.value_at(0.0))), index, count))
-        while not worker.stopping and not finished.is_set():
-            elapsed = (time.monotonic_ns() - worker.start_ns) / 1e9
-            self.limit = share(int(round(ramp.value_at(elapsed))), index, count)
-            ramping = bool(worker.load.stages) and elapsed < ramp.end_s
-            if spawn.waiting_for_response(len(users)) and worker.recorder.sends > len(users):
-                spawn.response_seen(elapsed)  # a user has sent its next step: a response has ended
-            spawn_wait_s = 0.0
-            while len(users) < self.limit:
-                due_s = spawn.due_s(len(users))
-                if due_s > elapsed:
-                    spawn_wait_s = min(due_s - elapsed, SPAWN_LOOK_S if spawn.waiting_for_response(len(users)) else math.inf)
-                    break
-                users.append(self._spawn(self._user(len(users), finished)))
-            if spawn_wait_s and (not ramping or spawn_wait_s < RAMP_TICK_S):
-                await asyncio.sleep(spawn_wait_s)
-                continue
-            if not ramping:
-                break
-            try:
-                await asyncio.wait_for(finished.wait(), RAMP_TICK_S)
-            except asyncio.TimeoutError:
-                pass
+        """Users spread over the spawn window and following a ramp, as the worker's own closed loop starts them."""
+        await self.worker.start_users(lambda number, finished: self._spawn(self._user(number, finished)))
 
     async def _user(self, number: int, finished: asyncio.Event) -> None:
         """A closed loop's user: session after session with one client, until the share is done or the ramp lowers the limit."""
         worker = self.worker
         async with self._client() as http:
             while not finished.is_set() and not worker.stopping:
-                if number >= self.limit:
+                if number >= worker._user_limit:
                     if not worker._limit_may_rise():
                         return
                     await asyncio.sleep(RAMP_TICK_S)
