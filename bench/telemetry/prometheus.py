@@ -1,18 +1,25 @@
 """``/metrics`` in Prometheus text while a run goes, served by prometheus_client from the parent.
 
-The server runs on prometheus_client's own thread (not the niced collecting
-thread, not a worker); a scrape renders the last ``Figures`` the collecting
-thread published (``MetricsServer.publish``) and never reads the Aggregator.
+The server is prometheus_client's own request handler (``MetricsHandler``:
+content negotiation, gzip, the exposition format) on one thread of its own,
+not the niced collecting thread, not a worker. One long-lived thread rather
+than the library's ``start_http_server`` (a new thread and a WSGI stack per
+scrape): a scrape costs the parent about 0.5 ms of CPU instead of 0.7-0.8 ms.
+A scrape renders the last ``Figures`` the collecting thread published
+(``MetricsServer.publish``) and never reads the Aggregator.
 Metric names and labels are listed in ``families``' docstrings and README.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from http.server import HTTPServer
 from typing import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from bench.telemetry.live import LADDER_S, Figures, Hist
@@ -110,12 +117,25 @@ class _RunCollector(Collector):
         owner._scraped(generation)  # noqa: SLF001
 
 
+#: A client that connects and sends nothing is dropped after this long, so it cannot hold up the next scrape.
+CLIENT_TIMEOUT_S = 5.0
+
+
+class _Server(HTTPServer):
+    """One request at a time (a scrape takes well under a millisecond plus at most FRESH_WAIT_S), on any address family."""
+
+    allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, handler: type) -> None:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        self.address_family = family
+        super().__init__(sockaddr[:2], handler)
+
+
 class MetricsServer:
-    """prometheus_client's HTTP server on ``host:port`` (port 0: any free port; see ``port``) for one run."""
+    """``/metrics`` on ``host:port`` (port 0: any free port; see ``port``) for one run, served by prometheus_client's handler."""
 
     def __init__(self, host: str, port: int) -> None:
-        from prometheus_client.exposition import start_http_server
-
         self.registry = CollectorRegistry(auto_describe=False)
         self._latest: tuple[Figures | None, dict[str, str], int] = (None, {}, 0)
         self._scraped_generation = -1
@@ -123,7 +143,10 @@ class MetricsServer:
         self._fresh = threading.Condition()
         self.wanted = False  # a scrape waits for fresh figures (read by the collecting thread without a lock)
         self.registry.register(_RunCollector(self))
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        handler = type("RunMetricsHandler", (MetricsHandler,), {"registry": self.registry, "timeout": CLIENT_TIMEOUT_S})
+        self._server = _Server(host, port, handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="bench-metrics", daemon=True)
+        self._thread.start()
         self.host = host
         self.port = self._server.server_address[1]
 
