@@ -437,7 +437,7 @@ def test_override_names_are_dotted_fields():
     assert set(OVERRIDE_FIELDS) == {
         "workers", "concurrency", "rate", "requests", "duration", "url", "method", "header", "body", "timeout", "sla",
         "json", "csv", "hlog", "junit", "html", "chunks", "engine", "ray_address", "on_worker_failure", "repeat",
-        "metrics_port", "metrics_linger",
+        "metrics_port", "metrics_linger", "otlp",
     }  # fmt: skip
     assert all(v.count(".") == 1 for v in OVERRIDE_FIELDS.values())
 

@@ -93,10 +93,15 @@ def test_profile_fields_are_checked() -> None:
     p = parse_profile({**base, "output": {"metrics_port": "0.0.0.0:9464", "metrics_linger": "5s"}})
     assert (p.output.metrics_host, p.output.metrics_port, p.output.metrics_linger_s) == ("0.0.0.0", 9464, 5.0)
     assert parse_profile({**base, "output": {"metrics_port": 0}}).output.metrics_port == 0
+    out = parse_profile({**base, "output": {"otlp": "http://127.0.0.1:4318", "otlp_interval": "2s"}}).output
+    assert (out.otlp_url, out.otlp_interval_s) == ("http://127.0.0.1:4318", 2.0)
+    assert parse_profile({**base, "output": {"otlp": "http://127.0.0.1:4318"}}).output.otlp_interval_s == 5.0
     for bad, field in (
         ({"output": {"metrics_port": "nine"}}, "output.metrics_port"),
         ({"output": {"metrics_port": 70000}}, "output.metrics_port"),
         ({"output": {"otlp": "grpc://x:4317"}}, "output.otlp"),
+        ({"output": {"otlp": "http://x:4318", "otlp_interval": "10ms"}}, "output.otlp_interval"),
+        ({"output": {"otlp": "http://x:4318", "otlp_interval": 5}}, "output.otlp_interval"),
         ({"target": {"url": "http://127.0.0.1:1/", "metrics": ["vllm:.*"]}}, "target.metrics"),
         ({"target": {"url": "http://127.0.0.1:1/", "metrics_url": "/metrics", "metrics": ["("]}}, "target.metrics"),
         ({"target": {"url": "http://127.0.0.1:1/", "metrics_url": "ftp://x/metrics"}}, "target.metrics_url"),

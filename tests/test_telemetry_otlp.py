@@ -22,18 +22,20 @@ mock:
   seed: 2
 load: {rate: 120/s, arrival: poisson, seed: 3, duration: 3s, workers: 1}
 sla: {p95: 500ms}
-output: {otlp: "http://127.0.0.1:PORT", json: JSON}
+output: {otlp: "http://127.0.0.1:PORT", otlp_interval: 1s, json: JSON}
 """
 
 
 class Receiver(BaseHTTPRequestHandler):
     latest: dict[tuple[str, tuple], float] = {}
     posts = 0
+    sent_while_running: list[float] = []  # bench_requests_sent_total (measured) of each push before the run finished
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
         request = pb.ExportMetricsServiceRequest()
         request.ParseFromString(body)
+        this: dict[tuple[str, tuple], float] = {}
         for rm in request.resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
@@ -41,8 +43,12 @@ class Receiver(BaseHTTPRequestHandler):
                     for point in points:
                         attrs = tuple(sorted((a.key, a.value.string_value) for a in point.attributes))
                         value = point.as_double if point.HasField("as_double") else point.as_int
-                        Receiver.latest[(metric.name, attrs)] = value
+                        this[(metric.name, attrs)] = value
+        Receiver.latest.update(this)
         Receiver.posts += 1
+        finished = [v for (n, _), v in this.items() if n == "bench_run_finished"]
+        if finished == [0]:
+            Receiver.sent_while_running.append(sum(v for (n, a), v in this.items() if n == "bench_requests_sent_total" and ("phase", "measured") in a))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -69,7 +75,9 @@ def test_otlp_push_ends_at_the_reports_counts(tmp_path: Path) -> None:
     def total(name: str, **match: str) -> float:
         return sum(v for (n, attrs), v in Receiver.latest.items() if n == name and all((k, w) in attrs for k, w in match.items()))
 
-    assert Receiver.posts >= 2  # once a second while it ran, and the final flush
+    assert Receiver.posts >= 3  # once a second while it ran (otlp_interval: 1s), and the final flush
+    running = Receiver.sent_while_running
+    assert running and running == sorted(running) and 0 < running[-1] < requests["sent"]  # live figures, not only the final ones
     assert total("bench_requests_total", phase="measured") == requests["completed"]
     assert total("bench_requests_total", phase="measured", outcome="http_error") == requests["http_errors"] > 0
     assert total("bench_requests_sent_total", phase="measured") == requests["sent"]

@@ -211,6 +211,7 @@ class Output:
     metrics_port: int | None = None  # None: no server; 0: any free port (printed)
     metrics_linger_s: float = 2.0  # after the run: until the final figures are scraped, at most this long
     otlp_url: str | None = None  # push the same metrics over OTLP/HTTP (needs the otel extra)
+    otlp_interval_s: float = 5.0  # how often
 
     def extra_paths(self) -> tuple[Path | None, ...]:
         """The paths after json and csv, in the order of OUTPUT_FIELDS."""
@@ -300,6 +301,7 @@ OVERRIDE_FIELDS = {
     "chunks": "output.chunks",
     "metrics_port": "output.metrics_port",  # [HOST:]PORT
     "metrics_linger": "output.metrics_linger",
+    "otlp": "output.otlp",
     "engine": "engine.kind",
     "ray_address": "engine.address",
     "on_worker_failure": "engine.on_worker_failure",
@@ -1533,7 +1535,7 @@ def _parse_ratio(value: Any) -> float:
 
 
 OUTPUT_PATH_FIELDS = ("json", "csv", "hlog", "series_csv", "junit", "html", "chunks")
-OUTPUT_FIELDS = (*OUTPUT_PATH_FIELDS, "metrics_port", "metrics_linger", "otlp")
+OUTPUT_FIELDS = (*OUTPUT_PATH_FIELDS, "metrics_port", "metrics_linger", "otlp", "otlp_interval")
 
 
 def _parse_metrics_port(f: _Fields) -> tuple[str, int | None]:
@@ -1559,6 +1561,9 @@ def _parse_output(f: _Fields) -> Output:
         parts = urlsplit(otlp)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise f.error("otlp", f"expected the http:// URL of an OTLP/HTTP receiver, e.g. http://127.0.0.1:4318, got {otlp!r}")
+    otlp_interval = f.duration("otlp_interval", 5.0)
+    if otlp_interval is not None and otlp_interval < 0.1:
+        raise f.error("otlp_interval", f"must be at least 100ms, got {f.raw('otlp_interval')!r}")
     paths = {}
     for key in OUTPUT_PATH_FIELDS:
         value = f.string(key)
@@ -1580,6 +1585,7 @@ def _parse_output(f: _Fields) -> Output:
     return Output(
         paths["json"], paths["csv"], paths["hlog"], paths["series_csv"], paths["junit"], paths["html"], paths["chunks"],
         metrics_host, metrics_port, linger if linger is not None else 2.0, otlp,
+        otlp_interval if otlp_interval is not None else 5.0,
     )
 
 
@@ -1656,6 +1662,7 @@ def _resolved(name, target, load, client, sla, output, mock, secret_names=frozen
             **{key: str(path) if path else None for key, path in zip(OUTPUT_PATH_FIELDS, (output.json_path, output.csv_path, *output.extra_paths()))},
             "metrics_port": output.metrics_port,
             "otlp": output.otlp_url,
+            "otlp_interval": output.otlp_interval_s if output.otlp_url else None,
         },
         "mock": dataclasses.asdict(mock) if mock is not None else None,
     }

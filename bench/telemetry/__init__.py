@@ -17,15 +17,11 @@ what the runner calls.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urljoin
 
 from bench.engine.errors import RunError
-
-OTLP_EVERY_S = 1.0  # figures handed to the OTLP exporter, which pushes on its own interval
-
 
 def _announce(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
@@ -35,11 +31,12 @@ class Telemetry:
     """The run's exporters and target scraper; ``None``-free calls for the runner (see ``runner._run_workers``)."""
 
     def __init__(self, profile, target_url: str, announce: Callable[[str], None] = _announce) -> None:
-        from bench.telemetry.live import LiveFigures
+        from bench.telemetry.live import FiguresBox, LiveFigures
 
         self.profile = profile
         self.announce = announce
         self.figures = LiveFigures(profile)
+        self.box = FiguresBox()  # what the exporters read
         self.labels = {
             "profile": profile.name if profile.scenario is None else Path(profile.source).stem,
             "scenario": profile.scenario or "",
@@ -47,7 +44,6 @@ class Telemetry:
         self.server = None
         self.otlp = None
         self.scraper = None
-        self._last_update = -1.0
         metrics_url = profile.target.metrics_url
         self.metrics_url = urljoin(target_url, metrics_url) if metrics_url else None
 
@@ -63,14 +59,14 @@ class Telemetry:
             from bench.telemetry.prometheus import MetricsServer
 
             try:
-                self.server = MetricsServer(out.metrics_host, out.metrics_port)
+                self.server = MetricsServer(out.metrics_host, out.metrics_port, self.box, self.labels)
             except OSError as exc:
                 raise RunError(f"cannot serve metrics on {out.metrics_host}:{out.metrics_port}: {exc.strerror or exc}") from None
             self.announce(f"metrics: {self.server.url} (Prometheus text, while the run goes)")
         if out.otlp_url is not None:
             from bench.telemetry.otlp import OtlpPusher
 
-            self.otlp = OtlpPusher(out.otlp_url, self.labels)
+            self.otlp = OtlpPusher(out.otlp_url, self.labels, self.box, out.otlp_interval_s)
 
     def begin(self, start_wall_s: float | None) -> None:
         """The workers' common start: second 0 of the target's metrics."""
@@ -82,20 +78,9 @@ class Telemetry:
 
     def update(self, aggregator) -> None:
         """Called by the collecting thread on every turn of its loop (at least every 50 ms): takes new figures when
-        a scrape waits for them, or for OTLP every OTLP_EVERY_S; otherwise it costs a flag check."""
-        server, otlp = self.server, self.otlp
-        if server is not None and server.wanted:
-            self._last_update = time.monotonic()
-            self._publish(self.figures.take(aggregator))
-        elif otlp is not None and time.monotonic() - self._last_update >= OTLP_EVERY_S:
-            self._last_update = time.monotonic()
-            self._publish(self.figures.take(aggregator))
-
-    def _publish(self, fig) -> None:
-        if self.server is not None:
-            self.server.publish(fig, self.labels)
-        if self.otlp is not None:
-            self.otlp.publish(fig)
+        a scrape or an OTLP export waits for them; otherwise it costs a flag check."""
+        if self.box.wanted:
+            self.box.publish(self.figures.take(aggregator))
 
     def stop_scraping(self) -> None:
         if self.scraper is not None:
@@ -104,7 +89,7 @@ class Telemetry:
     def finish(self, aggregator, verdict, summary: dict[str, Any], messages: list[str]) -> None:
         """The run's final figures (its verdict included), and the target's metrics into the summary."""
         if self.server is not None or self.otlp is not None:
-            self._publish(self.figures.take(aggregator, final=True, verdict=verdict))
+            self.box.publish(self.figures.take(aggregator, final=True, verdict=verdict))
         if self.scraper is not None:
             from bench.engine.profile import redact_url
             from bench.telemetry.scrape import merge_into_series

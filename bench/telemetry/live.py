@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import math
 import operator
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -67,6 +68,41 @@ class Figures:
 
 
 OUTCOMES = ("ok", "http_error", "client_error", "check")
+
+
+class FiguresBox:
+    """The last ``Figures``, handed from the collecting thread to the exporters' threads.
+
+    Figures are taken only when an exporter asks (``ask_fresh`` sets
+    ``wanted``, which the collecting thread checks on each turn of its loop),
+    so an unscraped run costs the collecting thread a flag check, and what an
+    exporter serves is what the reports merged so far say, not a second old.
+    """
+
+    def __init__(self) -> None:
+        self.latest: Figures | None = None
+        self.generation = 0  # how many Figures were published
+        self.wanted = False  # read by the collecting thread without the lock
+        self._changed = threading.Condition()
+
+    def publish(self, fig: Figures) -> None:
+        """Make ``fig`` the latest (one reference swapped) and wake whoever waits for it."""
+        with self._changed:
+            self.latest = fig
+            self.generation += 1
+            self.wanted = False
+            self._changed.notify_all()
+
+    def ask_fresh(self, timeout_s: float) -> tuple[Figures | None, int]:
+        """Ask for figures taken now and wait for them, at most ``timeout_s``; returns the latest either way, and its generation."""
+        with self._changed:
+            fig = self.latest
+            if fig is not None and fig.final:
+                return fig, self.generation
+            target = self.generation + 1
+            self.wanted = True
+            self._changed.wait_for(lambda: self.generation >= target, timeout_s)
+            return self.latest, self.generation
 
 
 def _counts_between(histogram, first: int, last: int) -> list[int]:

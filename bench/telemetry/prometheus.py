@@ -5,8 +5,8 @@ content negotiation, gzip, the exposition format) on one thread of its own,
 not the niced collecting thread, not a worker. One long-lived thread rather
 than the library's ``start_http_server`` (a new thread and a WSGI stack per
 scrape): a scrape costs the parent about 0.5 ms of CPU instead of 0.7-0.8 ms.
-A scrape renders the last ``Figures`` the collecting thread published
-(``MetricsServer.publish``) and never reads the Aggregator.
+A scrape asks the collecting thread for fresh ``Figures`` (``FiguresBox``),
+waits for them at most FRESH_WAIT_S, and never reads the Aggregator.
 Metric names and labels are listed in ``families``' docstrings and README.
 """
 
@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from bench.telemetry.live import LADDER_S, Figures, Hist
+from bench.telemetry.live import LADDER_S, Figures, FiguresBox, Hist
 
 HISTOGRAM_HELP = {
     "latency": "Response time of measured requests that got an HTTP response (from the intended send in an open loop)",
@@ -110,10 +110,9 @@ class _RunCollector(Collector):
 
     def collect(self) -> Iterable:
         owner = self.owner
-        owner.ask_fresh(FRESH_WAIT_S)
-        fig, base, generation = owner._latest  # noqa: SLF001 - one tuple, swapped whole by publish()
+        fig, generation = owner.box.ask_fresh(FRESH_WAIT_S)
         if fig is not None:
-            yield from families(fig, base)
+            yield from families(fig, owner.labels)
         owner._scraped(generation)  # noqa: SLF001
 
 
@@ -135,13 +134,12 @@ class _Server(HTTPServer):
 class MetricsServer:
     """``/metrics`` on ``host:port`` (port 0: any free port; see ``port``) for one run, served by prometheus_client's handler."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, box: FiguresBox, labels: dict[str, str]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self._latest: tuple[Figures | None, dict[str, str], int] = (None, {}, 0)
+        self.box = box
+        self.labels = labels  # profile, scenario: on every series
         self._scraped_generation = -1
         self._scrape_event = threading.Condition()
-        self._fresh = threading.Condition()
-        self.wanted = False  # a scrape waits for fresh figures (read by the collecting thread without a lock)
         self.registry.register(_RunCollector(self))
         handler = type("RunMetricsHandler", (MetricsHandler,), {"registry": self.registry, "timeout": CLIENT_TIMEOUT_S})
         self._server = _Server(host, port, handler)
@@ -155,27 +153,6 @@ class MetricsServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
 
-    def publish(self, fig: Figures, base: dict[str, str]) -> None:
-        """Make ``fig`` what the next scrape sees (an atomic swap of one reference), and wake a scrape waiting for it."""
-        with self._fresh:
-            self._latest = (fig, base, self._latest[2] + 1)
-            self.wanted = False
-            self._fresh.notify_all()
-
-    def ask_fresh(self, timeout_s: float) -> None:
-        """A scrape came: ask the collecting thread for figures taken now (``wanted``) and wait for them, bounded.
-
-        Figures are taken only when asked for, so an unscraped server costs the
-        collecting thread nothing, and a scrape is served what the reports merged so far say.
-        """
-        with self._fresh:
-            fig = self._latest[0]
-            if fig is not None and fig.final:
-                return
-            target = self._latest[2] + 1
-            self.wanted = True
-            self._fresh.wait_for(lambda: self._latest[2] >= target, timeout_s)
-
     def _scraped(self, generation: int) -> None:
         with self._scrape_event:
             self._scraped_generation = max(self._scraped_generation, generation)
@@ -184,7 +161,7 @@ class MetricsServer:
     def wait_scraped(self, timeout_s: float) -> bool:
         """Wait until a scrape has read the last published figures, or ``timeout_s``; True if it was scraped."""
         deadline = time.monotonic() + timeout_s
-        generation = self._latest[2]
+        generation = self.box.generation
         with self._scrape_event:
             while self._scraped_generation < generation:
                 left = deadline - time.monotonic()
