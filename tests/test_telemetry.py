@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
+import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,79 @@ def test_metrics_port_serves_prometheus_text_and_the_mock_metrics_are_scraped(tm
 
     page = render_html([run_from_data(report, tmp_path / "r.json")])
     assert "Target: mock:num_requests_running" in page and "The target's metrics" in page
+
+
+class _Stalling(BaseHTTPRequestHandler):
+    """/metrics that answers at once, except that scrape 3 takes 2.5 s (longer than the scraper's 1 s timeout)."""
+
+    scrapes = 0
+
+    def do_GET(self) -> None:  # noqa: N802
+        _Stalling.scrapes += 1
+        if _Stalling.scrapes == 3:
+            time.sleep(2.5)
+        body = f"# TYPE queue_length gauge\nqueue_length {_Stalling.scrapes}\n".encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the scraper gave up on this one
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _run_with_metrics_url(tmp_path: Path, metrics_url: str) -> tuple[dict, float]:
+    """A 6 s open loop of 100/s against the bundled mock, the target's metrics at ``metrics_url``; (report, wall seconds)."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: scrape-gaps\n"
+        "mock: {latency: {model: fixed, delay: 2ms}}\n"
+        f"target: {{metrics_url: '{metrics_url}'}}\n"
+        "load: {rate: 100/s, duration: 6s, workers: 1}\n"
+        f"output: {{json: '{tmp_path / 'r.json'}'}}\n"
+    )
+    started = time.monotonic()
+    result = bench.run(bench.load_profile(path))
+    wall = time.monotonic() - started
+    assert result.status == "completed"
+    return json.loads((tmp_path / "r.json").read_text()), wall
+
+
+@pytest.mark.slow
+def test_a_slow_or_down_metrics_endpoint_leaves_gaps_and_never_holds_the_run(tmp_path: Path) -> None:
+    """The run sends its whole schedule on time while scrapes time out or are refused; the failed seconds are recorded."""
+    from bench.cli.html_report import render_html, run_from_data
+
+    _Stalling.scrapes = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stalling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        slow, slow_wall = _run_with_metrics_url(tmp_path, f"http://127.0.0.1:{server.server_address[1]}/metrics")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert slow["requests"]["sent"] == 600 and slow["requests"]["ok"] == 600  # the schedule, all of it
+    assert slow["latency"]["p99"] < 200  # ms: no request waited for a scrape
+    scrapes = slow["target_scrapes"]
+    assert scrapes["failed"].get("timeout", 0) >= 1 and scrapes["scrapes"] >= 4
+    gap_seconds = {second for second, kind in scrapes["gaps"] if kind == "timeout"}
+    kept = {second for second, _ in slow["target_metrics"]["queue_length"]}
+    assert gap_seconds and not gap_seconds & kept  # a failed scrape's second has no value
+    assert min(kept) < min(gap_seconds) < max(kept)  # values before the stall and after it
+    assert any("scrapes of" in m and "timeout" in m for m in slow["messages"])
+    assert slow_wall < 6 + 6  # ended on time: the stop waits at most one scrape's timeout
+    page = render_html([run_from_data(slow, tmp_path / "r.json")])
+    assert "scrapes failed (timeout:" in page and "Target: queue_length" in page
+
+    with socket.socket() as holder:  # a port nothing listens on: every scrape refused
+        holder.bind(("127.0.0.1", 0))
+        down_port = holder.getsockname()[1]
+    (tmp_path / "r.json").unlink()
+    down, _ = _run_with_metrics_url(tmp_path, f"http://127.0.0.1:{down_port}/metrics")
+    assert down["requests"]["sent"] == 600 and down["requests"]["ok"] == 600
+    assert down["target_metrics"] == {} and down["target_scrapes"]["failed"] == {"refused": down["target_scrapes"]["scrapes"]}
+    assert len(down["target_scrapes"]["gaps"]) >= 4

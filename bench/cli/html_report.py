@@ -1131,11 +1131,31 @@ def target_metric_groups(data: dict[str, Any]) -> dict[str, dict[str, list[tuple
     return groups
 
 
+def _with_gaps(points: list[tuple[float, float]]) -> list[tuple[float, float | None]]:
+    """Points at the middle of their second, the line broken over seconds without a value (a failed or skipped scrape)."""
+    out: list[tuple[float, float | None]] = []
+    for second, value in sorted(points):
+        if out and second > out[-1][0] - 0.5 + 1:
+            out.append((second - 0.5, None))
+        out.append((second + 0.5, value))
+    return out
+
+
+def target_scrapes_note(data: dict[str, Any]) -> str:
+    """One line under the target's charts when scrapes failed: how many, why, and where the lines break."""
+    record = data.get("target_scrapes")
+    if not isinstance(record, dict) or not isinstance(record.get("failed"), dict) or not record["failed"]:
+        return ""
+    failed = sum(n for n in record["failed"].values() if isinstance(n, int))
+    why = ", ".join(f"{k}: {n}" for k, n in record["failed"].items())
+    return f'<p class="sub" style="color:var(--warn)">{failed} of {record.get("scrapes", "?")} scrapes failed ({esc(why)}); the lines break over the seconds left without a value.</p>'
+
+
 def target_metric_chart(chart_id: str, seconds: Seconds, name: str, series: dict[str, list[tuple[float, float]]]) -> Chart:
     """One metric of the target over the run, on the same time axis as the latency chart (a value at the middle of its second)."""
     end = seconds.x_range[1]
     lines = [
-        Line(label[len(name):] or name, TARGET_COLORS[i % len(TARGET_COLORS)], [(s + 0.5, v) for s, v in points if s < end], unit="")
+        Line(label[len(name):] or name, TARGET_COLORS[i % len(TARGET_COLORS)], _with_gaps([(s, v) for s, v in points if s < end]), unit="")
         for i, (label, points) in enumerate(series.items())
     ]
     return _seconds_chart(chart_id, seconds, lines, name, height=220, empty_text="no value scraped in the measured seconds")
@@ -1609,6 +1629,7 @@ def _run_section(index: int, run: Run, label: str) -> tuple[str, list[str]]:
         charts += target_charts
         target_html = (
             '<h3 class="target-metrics">The target\'s metrics (scraped from target.metrics_url once a second)</h3>'
+            + target_scrapes_note(d)
             + "".join(f"<h3>{esc(t)}</h3>{svg_chart(c)}" for t, c in target_charts)
         )
     inference = ""

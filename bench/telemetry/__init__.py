@@ -94,9 +94,11 @@ class Telemetry:
             from bench.engine.profile import redact_url
             from bench.telemetry.scrape import merge_into_series
 
+            shown = redact_url(self.metrics_url)
             summary["target_metrics"] = self.scraper.result()
+            summary["target_scrapes"] = self.scraper.record(shown)
             merge_into_series(summary["series"], summary["target_metrics"])
-            messages.extend(self.scraper.messages(redact_url(self.metrics_url)))
+            messages.extend(self.scraper.messages(shown))
 
     def close(self) -> None:
         """Keep /metrics up until the final figures are scraped (at most ``output.metrics_linger``), then stop everything."""

@@ -105,6 +105,7 @@ class TargetScraper:
         self.dropped: dict[str, None] = {}  # series beyond MAX_SERIES, in order seen
         self.scrapes = 0
         self.failures: dict[str, int] = {}
+        self.gaps: list[tuple[int, str]] = []  # (second, kind) of each failed scrape of the run
         self._start_wall_s: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,8 +142,11 @@ class TargetScraper:
                 text = response.read(MAX_BYTES).decode("utf-8", "replace")
             samples = parse(text, self.picks)
         except (OSError, urllib.error.URLError, ValueError) as exc:
-            kind = "timeout" if "timed out" in str(exc) else type(getattr(exc, "reason", exc)).__name__
+            kind = _failure_kind(exc)
             self.failures[kind] = self.failures.get(kind, 0) + 1
+            second = math.floor(at - (self._start_wall_s or at))
+            if second >= 0:
+                self.gaps.append((second, kind))
             return
         second = math.floor(at - (self._start_wall_s or at))
         if second < 0:
@@ -166,6 +170,18 @@ class TargetScraper:
         """``target_metrics`` for the report: per series a list of [second, value]."""
         return {name: [[s, v] for s, v in sorted(held.items())] for name, held in self.values.items()}
 
+    def record(self, shown_url: str) -> dict[str, Any]:
+        """``target_scrapes`` for the report: what was asked, how often it failed, and the seconds left without values."""
+        return {
+            "url": shown_url,
+            "every_s": self.every_s,
+            "timeout_s": self.timeout_s,
+            "scrapes": self.scrapes,
+            "failed": dict(sorted(self.failures.items())),
+            "gaps": [[second, kind] for second, kind in self.gaps],
+            "series_not_kept": list(self.dropped),
+        }
+
     def messages(self, shown_url: str) -> list[str]:
         notes = []
         if self.dropped:
@@ -181,6 +197,18 @@ class TargetScraper:
         if self.picks and not self.values and self.scrapes > failed:
             notes.append(f"target metrics: no series of {shown_url} matched target.metrics {list(self.picks)}")
         return notes
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """A failed scrape in a word: timeout, refused, http_503, ..., or the exception's class name."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"http_{exc.code}"
+    if isinstance(reason, TimeoutError) or "timed out" in str(exc):
+        return "timeout"
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused"
+    return type(reason).__name__
 
 
 def merge_into_series(series: list[dict[str, Any]], target_metrics: dict[str, list[list[float]]]) -> None:
