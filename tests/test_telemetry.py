@@ -240,3 +240,27 @@ def test_a_slow_or_down_metrics_endpoint_leaves_gaps_and_never_holds_the_run(tmp
     assert down["requests"]["sent"] == 600 and down["requests"]["ok"] == 600
     assert down["target_metrics"] == {} and down["target_scrapes"]["failed"] == {"refused": down["target_scrapes"]["scrapes"]}
     assert len(down["target_scrapes"]["gaps"]) >= 4
+
+
+@pytest.mark.slow
+def test_the_mock_with_capacity_serves_its_slots_queue_and_refusals_on_metrics(tmp_path: Path) -> None:
+    """6 users against 2 slots and a queue of 2: the scraped series say 2 running, 2 waiting, and the refusals so far."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: capacity-metrics\n"
+        "mock: {latency: {model: fixed, delay: 100ms}, capacity: {slots: 2, queue: 2, status: 503}}\n"
+        "target: {metrics_url: /metrics}\n"
+        "load: {concurrency: 6, duration: 4s, workers: 1}\n"
+        "sla: {error_rate: 'off'}\n"
+        f"output: {{json: '{tmp_path / 'r.json'}'}}\n"
+    )
+    result = bench.run(bench.load_profile(path))
+    assert result.status == "completed"
+    report = json.loads((tmp_path / "r.json").read_text())
+    target = {name: [v for _, v in points] for name, points in report["target_metrics"].items()}
+    assert max(target["mock:num_requests_running"]) == 2
+    assert max(target["mock:num_requests_waiting"]) == 2
+    assert 0 < target["mock:requests_rejected_total"][-1] <= report["status_codes"]["503"] + report["warmup"].get("status_codes", {}).get("503", 0)
+    sent = report["requests"]["sent"] + report["warmup"]["sent"]
+    assert target["mock:requests_total"] == sorted(target["mock:requests_total"]) and 0 < target["mock:requests_total"][-1] <= sent
+    assert report["target_scrapes"]["failed"] == {}

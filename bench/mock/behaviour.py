@@ -256,6 +256,22 @@ class Behaviour:
             waiting.popleft()
         return len(waiting)
 
+    def busy_slots(self, now_s: float) -> int:
+        """With capacity: how many slots are serving a request at ``now_s``."""
+        return sum(1 for free in self._free or () if free > now_s)
+
+    def prometheus_text(self, now_s: float, requests: int) -> bytes:
+        """What ``GET /metrics`` answers on a server with ``capacity``: its slots, queue and refusals, named as the OpenAI side names them."""
+        lines = []
+        for name, kind, help_text, value in (
+            ("mock:num_requests_running", "gauge", "Requests holding a slot", self.busy_slots(now_s)),
+            ("mock:num_requests_waiting", "gauge", "Requests queued for a slot", self.waiting(now_s)),
+            ("mock:requests_total", "counter", "Requests answered or refused since the start (not /metrics)", requests),
+            ("mock:requests_rejected_total", "counter", "Requests refused at once because the queue was full", self.rejected),
+        ):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        return ("\n".join(lines) + "\n").encode()
+
     def _slot_delay(self, now_s: float) -> float | None:
         """Queue the request that arrived at ``now_s``: seconds until its service ends, or None if the queue is full."""
         free = self._free

@@ -25,7 +25,10 @@ from bench.mock.config import MockConfig
 from bench.mock.h2 import H2_PREFACE  # imported up front: the first h2 client must not wait for it
 from bench.mock.h2 import H2ServerConnection
 
-__all__ = ["Connection", "InstantConnection", "Shared", "build_body", "http1_response", "reason"]
+__all__ = ["METRICS_PATH", "CapacityConnection", "Connection", "InstantConnection", "Shared", "build_body", "http1_response", "reason"]
+
+#: Where a server with ``capacity`` (or ``openai``) answers its own state in Prometheus text.
+METRICS_PATH = b"/metrics"
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -53,7 +56,7 @@ def build_body(status: int, size: int) -> bytes:
     return b"0" if size == 1 else b""
 
 
-def http1_response(status: int, body: bytes, keep_alive: bool, head: bool) -> bytes:
+def http1_response(status: int, body: bytes, keep_alive: bool, head: bool, content_type: bytes = b"application/json") -> bytes:
     """Complete response bytes; 1xx, 204 and 304 go without body or Content-Length, as HTTP requires."""
     if status in _NO_BODY_STATUSES or status < 200:
         length, body = b"", b""
@@ -62,7 +65,7 @@ def http1_response(status: int, body: bytes, keep_alive: bool, head: bool) -> by
     return b"".join(
         (
             b"HTTP/1.1 %d %s\r\n" % (status, reason(status).encode("latin-1")),
-            b"Server: bench-mock\r\nContent-Type: application/json\r\n",
+            b"Server: bench-mock\r\nContent-Type: %s\r\n" % content_type,
             length,
             b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n",
             b"" if head else body,
@@ -73,12 +76,13 @@ def http1_response(status: int, body: bytes, keep_alive: bool, head: bool) -> by
 class Shared:
     """State shared by all connections of one listening server: behaviour, prebuilt responses, live connections."""
 
-    __slots__ = ("behaviour", "_loop_call_later", "_call_soon", "connections", "head_responses", "responses", "time", "bad_request", "openai", "flow")
+    __slots__ = ("behaviour", "_loop_call_later", "_call_soon", "connections", "head_responses", "responses", "time", "bad_request", "openai", "flow", "requests")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: MockConfig) -> None:
         self.behaviour = Behaviour(config)
         self.openai: Any = None  # bench.mock.openai.OpenAIBehaviour when config.openai is set
         self.flow: Any = None  # bench.mock.flow.FlowState when config.flow is set
+        self.requests = 0  # requests a CapacityConnection has answered (for its /metrics)
         self.time = loop.time
         self._loop_call_later = loop.call_later
         self._call_soon = loop.call_soon
@@ -366,3 +370,38 @@ class InstantConnection(Connection):
         self._batch.append((self._head_ok if parser.get_method() == b"HEAD" else self._ok)[keep_alive])  # type: ignore[union-attr]
         if not keep_alive:
             self._close_after(seq)
+
+
+class CapacityConnection(Connection):
+    """A connection of a server with ``capacity``: also answers ``GET /metrics`` with the slots in use, the queue and the refusals.
+
+    Only such servers read the URL of every request (``on_url``), so the
+    others keep the lean protocol; ``/metrics`` itself is not counted as a
+    request and takes no slot.
+    """
+
+    __slots__ = ("_url",)
+
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        self._url = b""
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_message_complete(self) -> None:
+        if self._url.split(b"?", 1)[0] != METRICS_PATH or self._parser.get_method() != b"GET" or self._close_seq is not None:
+            self._shared.requests += 1
+            super().on_message_complete()
+            return
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        keep_alive = self._parser.should_keep_alive()
+        if not keep_alive:
+            self._close_after(seq)
+        shared = self._shared
+        body = shared.behaviour.prometheus_text(shared.time(), shared.requests)
+        self._deliver(seq, http1_response(200, body, keep_alive, False, b"text/plain; version=0.0.4"))

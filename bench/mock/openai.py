@@ -39,7 +39,7 @@ import orjson
 
 from bench.mock.behaviour import FixedLatency, LatencyModel, latency_model
 from bench.mock.config import OpenAIConfig, PrefixCacheConfig
-from bench.mock.connection import Connection, Shared, reason
+from bench.mock.connection import METRICS_PATH, Connection, Shared, reason
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -62,7 +62,6 @@ __all__ = [
 OPENAI_PATHS: dict[bytes, str] = {b"/v1/chat/completions": "chat", b"/v1/completions": "completion"}
 #: Read-back counters of the OpenAI side (``GET``), answered at once.
 STATS_PATH = b"/v1/mock/stats"
-METRICS_PATH = b"/metrics"
 #: The text of every generated token: one word, so counting words counts tokens.
 TOKEN_TEXT = "tok "
 #: ``check_history``: completions remembered (their hashes), the latest first kept.

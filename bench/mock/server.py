@@ -28,7 +28,7 @@ import uvloop
 from bench.mock.behaviour import Behaviour
 from bench.mock.config import MockConfig
 from bench.mock.config import server_url as _url
-from bench.mock.connection import Connection, InstantConnection, Shared
+from bench.mock.connection import CapacityConnection, Connection, InstantConnection, Shared
 
 __all__ = ["MockServer", "run_server", "serve_until_signal", "start_server", "tls_context"]
 
@@ -110,6 +110,8 @@ async def start_server(
     if ssl_context is not None:
         ssl_context.set_alpn_protocols(_ALPN)
     connection_class: type[Connection] = InstantConnection if shared.behaviour.instant else Connection
+    if config.capacity is not None:
+        connection_class = CapacityConnection  # GET /metrics: its slots, queue and refusals
     if config.openai is not None:
         # Routing hook: this connection class sends /v1/chat/completions and /v1/completions
         # to the OpenAI behaviour and everything else to Connection's code, so servers
