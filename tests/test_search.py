@@ -130,3 +130,42 @@ def test_an_unwritable_report_path_is_refused_before_probing(tmp_path: Path) -> 
         result = cli(["search", str(write(tmp_path, CAPACITY)), "--over", "concurrency", "--json", str(tmp_path)], tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: --json: cannot write"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_search_serves_live_metrics_on_one_port_and_scrapes_the_target_per_probe(tmp_path: Path) -> None:
+    """--metrics-port 0 picks one port for every probe; each probe's report holds the mock's queue, scraped from its /metrics."""
+    import re
+    import threading
+    import urllib.request
+
+    path = write(tmp_path, {**CAPACITY, "target": {"metrics_url": "/metrics"}})
+    ports: list[int] = []
+    elapsed: list[float] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(0.2):
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=2).read().decode()
+            except OSError:
+                continue  # between probes
+            found = re.search(r'^bench_elapsed_seconds\{profile="known-capacity",scenario=""\} (\S+)$', text, re.M)
+            if found:
+                elapsed.append(float(found.group(1)))
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+
+    def on_probe(number: int, level: float, profile) -> None:
+        ports.append(profile.output.metrics_port)
+        if number == 1:
+            scraper.start()
+
+    try:
+        result = search(path, "concurrency", 4, 5, overrides={"metrics_port": "0", "metrics_linger": "0s"}, on_probe=on_probe)
+    finally:
+        stop.set()
+    scraper.join(5)
+    assert len(ports) >= 2 and len(set(ports)) == 1 and ports[0] > 0
+    assert any(later < earlier for earlier, later in zip(elapsed, elapsed[1:])), elapsed  # a second probe started over on the same port
+    waiting = {p.level: max(v for _, v in p.summary["target_metrics"]["mock:num_requests_waiting"]) for p in result.probes}
+    assert waiting[4] == 0 and waiting[5] >= 1  # 4 users fit the 4 slots; a 5th waits

@@ -550,6 +550,9 @@ def search(
     url: Optional[str] = typer.Option(None, help="Target URL (instead of the bundled mock server)."),
     engine: Optional[str] = typer.Option(None, help="Where workers run: local (default) or ray."),
     ray_address: Optional[str] = typer.Option(None, help="With --engine ray: auto, HOST:PORT, or local."),
+    metrics_port: Optional[str] = typer.Option(None, help="Serve each probe's live Prometheus metrics on [HOST:]PORT/metrics (one port for the whole search)."),
+    metrics_linger: Optional[str] = typer.Option(None, help="After each probe, keep /metrics up until scraped, at most this long (default 2s)."),
+    otlp: Optional[str] = typer.Option(None, help="Push each probe's live metrics over OTLP/HTTP to this collector."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
     """Find the most load that still meets the profile's SLA: grow until a probe fails, then bisect.
@@ -591,7 +594,10 @@ def search(
         if Path(out).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
             raise _fail_usage(f"{flag}: cannot write {out}: not a file in a writable directory")
 
-    overrides = {"workers": workers, "url": url, "engine": engine, "ray_address": ray_address}
+    overrides = {
+        "workers": workers, "url": url, "engine": engine, "ray_address": ray_address,
+        "metrics_port": metrics_port, "metrics_linger": metrics_linger, "otlp": otlp,
+    }  # fmt: skip
     probing: list[Profile] = []  # the probe now running, for the live view
     live_view = not quiet and console.is_terminal
 

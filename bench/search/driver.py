@@ -120,6 +120,8 @@ def search(
     base = load_profile(path, overrides, scenario=scenario)  # fails before anything starts
     if not base.sla:
         raise ProfileError(str(path), "sla", "a capacity search needs SLA criteria to judge each level by")
+    if base.output.metrics_port == 0:  # one port for every probe, so one scrape target follows the whole search
+        overrides["metrics_port"] = f"{base.output.metrics_host}:{_free_port(base.output.metrics_host)}"
     plan = Plan(over, low, high, tolerance)
     result = SearchResult(over, plan, require=require)
     started = time.monotonic()
@@ -204,7 +206,21 @@ def _probe_profile(
     profile = load_profile(path, at, scenario=scenario)
     options = dataclasses.replace(profile.sla_options, fail_fast=True)
     resolved = {**profile.resolved, "sla_options": {**profile.resolved.get("sla_options", {}), "fail_fast": True}}
-    return dataclasses.replace(profile, output=Output(None, None), sla_options=options, resolved=resolved)
+    out = profile.output  # no files per probe; the live metrics stay, each probe serving them in turn
+    telemetry_only = Output(
+        None, None, metrics_host=out.metrics_host, metrics_port=out.metrics_port, metrics_linger_s=out.metrics_linger_s,
+        otlp_url=out.otlp_url, otlp_interval_s=out.otlp_interval_s,
+    )  # fmt: skip
+    return dataclasses.replace(profile, output=telemetry_only, sla_options=options, resolved=resolved)
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def search_report(result: SearchResult, profile: Profile) -> dict[str, Any]:
