@@ -23,8 +23,8 @@ _EXPORTS = {
     "BenchError": "bench.engine.errors",
     "ProfileError": "bench.engine.errors",
     "RunError": "bench.engine.errors",
-    "Profile": "bench.engine.profile",
-    "load_profile": "bench.engine.profile",
+    "Profile": "bench.engine.plan.profile",
+    "load_profile": "bench.engine.plan.profile",
     "RunResult": "bench.engine.runner",
     "RepeatResult": "bench.engine.repeat",
     "run": "bench.engine.repeat",  # runner.run, repeated when the profile (load.repeat) or repeat= asks
@@ -33,7 +33,7 @@ __all__ = ["BenchError", "Profile", "ProfileError", "RepeatResult", "RunError", 
 
 if TYPE_CHECKING:
     from bench.engine.errors import BenchError, ProfileError, RunError
-    from bench.engine.profile import Profile, load_profile
+    from bench.engine.plan.profile import Profile, load_profile
     from bench.engine.repeat import RepeatResult, run
     from bench.engine.runner import RunResult
 

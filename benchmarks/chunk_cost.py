@@ -32,10 +32,10 @@ from _common import machine_line
 
 import bench
 from bench.engine.errors import ProfileError
-from bench.engine.profile import parse_profile
-from bench.engine.requests import prepare
-from bench.engine.samples import MEASURED
-from bench.engine.worker import Worker, WorkerSpec
+from bench.engine.plan.profile import parse_profile
+from bench.engine.plan.requests import prepare
+from bench.engine.workers.samples import MEASURED
+from bench.engine.workers.worker import Worker, WorkerSpec
 
 
 def sse_pieces(tokens: int) -> list[bytes]:
@@ -62,7 +62,7 @@ def make_worker(stream: bool, chunks_path: str | None) -> Worker | None:
     worker = Worker(spec, lambda message: None)
     worker.prepared = prepare(profile.kinds, profile.data, spec.url, (), 0, 1)
     if chunks_path is not None:
-        from bench.engine.chunks import ChunkLog
+        from bench.engine.workers.chunks import ChunkLog
 
         worker.chunks = ChunkLog(chunks_path, 0)
     worker.start_ns = worker.recorder.origin_ns = time.monotonic_ns()

@@ -38,9 +38,9 @@ import uvloop  # noqa: E402
 from _common import cpu_plan, machine_line, pin_pid  # noqa: E402
 
 import bench.cli.app  # noqa: E402,F401 - the heap a worker forked from the CLI inherits
-from bench.engine import worker as worker_module  # noqa: E402
-from bench.engine.aggregate import Aggregator  # noqa: E402
-from bench.engine.profile import parse_profile  # noqa: E402
+from bench.engine.workers import worker as worker_module  # noqa: E402
+from bench.engine.results.aggregate import Aggregator  # noqa: E402
+from bench.engine.plan.profile import parse_profile  # noqa: E402
 from bench.mock import MockConfig, MockServerProcess  # noqa: E402
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from _common import machine_line  # noqa: E402
 
 import bench  # noqa: E402
-from bench.engine import aggregate  # noqa: E402
+from bench.engine.results import aggregate  # noqa: E402
 
 DEFAULT = ("profiles/open-loop.yaml", "profiles/ramp.yaml", "profiles/openai-chat.yaml", "profiles/sla.yaml")
 

@@ -1,4 +1,4 @@
-"""bench.engine.samples + bench.engine.aggregate: what workers record and what the parent makes of it."""
+"""bench.engine.workers.samples + bench.engine.results.aggregate: what workers record and what the parent makes of it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from fractions import Fraction
 
 import pytest
 
-from bench.engine.aggregate import Aggregator, latency_stats, percentile_values
-from bench.engine.responses import ResponseFacts
-from bench.engine.samples import HIGHEST_US, IntervalReport, MEASURED, WARMUP, PhaseTally, Recorder, bucket_floor, new_histogram, record_counts
+from bench.engine.results.aggregate import Aggregator, latency_stats, percentile_values
+from bench.engine.workers.responses import ResponseFacts
+from bench.engine.workers.samples import HIGHEST_US, IntervalReport, MEASURED, WARMUP, PhaseTally, Recorder, bucket_floor, new_histogram, record_counts
 
 INTERVAL_S = 0.25
 T0 = 1_000_000_000_000  # an arbitrary monotonic-clock origin, in ns

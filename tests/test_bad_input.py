@@ -48,9 +48,9 @@ from typer.testing import CliRunner
 import bench
 from bench.cli import html_report, render
 from bench.cli.app import app
-from bench.engine.compare import CompareError, comparability, compare, load_run, parse_bounds, regressions
+from bench.engine.results.compare import CompareError, comparability, compare, load_run, parse_bounds, regressions
 from bench.engine.errors import ProfileError
-from bench.engine.profile import (
+from bench.engine.plan.profile import (
     GOODPUT_FIELDS,
     KIND_FIELDS,
     OUTPUT_FIELDS,
@@ -62,7 +62,7 @@ from bench.engine.profile import (
     load_scenarios,
     parse_profile,
 )
-from bench.engine.requests import prepare, render as render_template
+from bench.engine.plan.requests import prepare, render as render_template
 from bench.mock.config import LATENCY_MODELS, OPENAI_QUIRKS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 
 import bench
 from bench.cli.app import app
-from bench.engine import responses
-from bench.engine.requests import PreparedRequest
-from bench.engine.responses import TimedReceiver, timed_receiver_for
+from bench.engine.workers import responses
+from bench.engine.plan.requests import PreparedRequest
+from bench.engine.workers.responses import TimedReceiver, timed_receiver_for
 
 TTFT_MS, ITL_MS, TOKENS = 50, 10, 8
 

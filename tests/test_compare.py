@@ -15,7 +15,7 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 import bench
-from bench.engine.compare import CompareError, parse_bounds
+from bench.engine.results.compare import CompareError, parse_bounds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +97,7 @@ def test_several_runs_per_side_give_median_and_interval(reports, tmp_path):
 
 @pytest.mark.slow
 def test_compare_uses_the_stored_histograms_not_the_rounded_summary(reports):
-    from bench.engine.compare import load_run
+    from bench.engine.results.compare import load_run
 
     run = load_run(reports["base"])
     data = json.loads(reports["base"].read_text())

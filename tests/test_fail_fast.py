@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 import bench
-from bench.engine.gate import certain_failure
-from bench.engine.profile import SlaRule
-from bench.engine.samples import new_histogram
+from bench.engine.results.gate import certain_failure
+from bench.engine.plan.profile import SlaRule
+from bench.engine.workers.samples import new_histogram
 
 
 def histogram(values_us: list[int]):

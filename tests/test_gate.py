@@ -1,13 +1,13 @@
-"""bench.engine.gate: the SLA verdict from a run summary."""
+"""bench.engine.results.gate: the SLA verdict from a run summary."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.engine.aggregate import PERCENTILES, latency_stats
-from bench.engine.gate import Check, Verdict, evaluate, measured_value
-from bench.engine.profile import SLA_METRICS, SlaRule, parse_profile
-from bench.engine.samples import new_histogram
+from bench.engine.results.aggregate import PERCENTILES, latency_stats
+from bench.engine.results.gate import Check, Verdict, evaluate, measured_value
+from bench.engine.plan.profile import SLA_METRICS, SlaRule, parse_profile
+from bench.engine.workers.samples import new_histogram
 
 
 def rule(name: str, threshold: float) -> SlaRule:
@@ -140,7 +140,7 @@ def test_gate_with_rules_from_a_profile():
 
 # ---------------------------------------------------------------- error-aware, min_samples, windows
 
-from bench.engine.profile import SlaOptions  # noqa: E402
+from bench.engine.plan.profile import SlaOptions  # noqa: E402
 
 
 def test_error_aware_latency_counts_failures_as_infinitely_slow():

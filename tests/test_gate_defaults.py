@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import bench
-from bench.engine.profile import load_scenarios
+from bench.engine.plan.profile import load_scenarios
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 

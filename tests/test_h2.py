@@ -21,8 +21,8 @@ import uvloop
 from hyperframe.frame import GoAwayFrame
 
 import bench
-from bench.engine.profile import parse_profile
-from bench.engine.transports.h2 import H2Transport
+from bench.engine.plan.profile import parse_profile
+from bench.engine.workers.transports.h2 import H2Transport
 from bench.mock import MockConfig, MockServerProcess, start_server
 from bench.mock import h2 as mock_h2
 from bench.mock.connection import build_body

@@ -160,7 +160,7 @@ def test_dataset_rows_fill_templates_in_order_across_workers(tmp_path: Path) -> 
     with open(tmp_path / "rows.csv", newline="") as f:
         kinds = {r["kind"] for r in csv.DictReader(f)}
     assert kinds == {"a", "b"}
-    from bench.engine.requests import prepare
+    from bench.engine.plan.requests import prepare
 
     profile = bench.load_profile(tmp_path / "profile.yaml")
     worker0 = prepare(profile.kinds, profile.data, "http://h/", (), 0, 2)

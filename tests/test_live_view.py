@@ -16,8 +16,8 @@ from rich.console import Console
 
 import bench
 from bench.cli import render
-from bench.engine.aggregate import Snapshot
-from bench.engine.schedule import rate_ramp
+from bench.engine.results.aggregate import Snapshot
+from bench.engine.plan.schedule import rate_ramp
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "profiles"

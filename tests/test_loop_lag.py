@@ -9,8 +9,8 @@ import yaml
 
 import bench
 from bench.cli.render import generator_table
-from bench.engine import responses
-from bench.engine.selfcheck import MAX_LOOP_LAG_P99_MS, assess
+from bench.engine.workers import responses
+from bench.engine.results.selfcheck import MAX_LOOP_LAG_P99_MS, assess
 
 pytestmark = pytest.mark.slow
 

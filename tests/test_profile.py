@@ -1,4 +1,4 @@
-"""bench.engine.profile: every shipped profile loads, every bad input names its file and field."""
+"""bench.engine.plan.profile: every shipped profile loads, every bad input names its file and field."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from bench.engine.errors import ProfileError
-from bench.engine.gate import evaluate
-from bench.engine.profile import CLOSED_LOOP, OPEN_LOOP, OVERRIDE_FIELDS, SLA_METRICS, load_profile, load_scenarios, parse_profile
+from bench.engine.results.gate import evaluate
+from bench.engine.plan.profile import CLOSED_LOOP, OPEN_LOOP, OVERRIDE_FIELDS, SLA_METRICS, load_profile, load_scenarios, parse_profile
 
 PROFILES_DIR = Path(__file__).parent.parent / "profiles"
 SHIPPED = sorted(PROFILES_DIR.glob("*.yaml"))

@@ -38,11 +38,11 @@ os.environ.update(RAY_ENV)
 ray = pytest.importorskip("ray", reason="Ray not installed: pip install 'bench-loadtest[ray]'")
 
 import bench  # noqa: E402
-from bench.engine import ray_engine  # noqa: E402
+from bench.engine.workers import ray_engine  # noqa: E402
 from bench.engine.errors import RunError  # noqa: E402
-from bench.engine.local import WorkerFailed  # noqa: E402
-from bench.engine.profile import EngineConfig  # noqa: E402
-from bench.engine.samples import IntervalReport  # noqa: E402
+from bench.engine.workers.local import WorkerFailed  # noqa: E402
+from bench.engine.plan.profile import EngineConfig  # noqa: E402
+from bench.engine.workers.samples import IntervalReport  # noqa: E402
 from procs import alive, cmdline, descendants, first_status_line, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -163,7 +163,7 @@ def test_clock_offset_uses_the_fastest_round_trip():
 
 def test_csv_and_a_loopback_target_are_refused_when_workers_are_on_other_machines(tmp_path):
     profile = bench.load_profile(write_profile(tmp_path / "p.yaml", rate="10/s", duration="1s"), {"engine": "ray"})
-    from bench.engine.worker import WorkerSpec
+    from bench.engine.workers.worker import WorkerSpec
 
     specs = [WorkerSpec(i, 2, profile, "http://127.0.0.1:9/", 0.25, str(tmp_path / f"w{i}.csv")) for i in range(2)]
     engine = ray_engine.RayEngine(specs, EngineConfig("ray"))

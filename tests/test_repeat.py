@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 import bench
-from bench.engine.compare import ci95, ci_method, load_runs, order_statistic_rank
-from bench.engine.gate import Check, Verdict
+from bench.engine.results.compare import ci95, ci_method, load_runs, order_statistic_rank
+from bench.engine.results.gate import Check, Verdict
 from bench.engine.repeat import judge, representative, run as run_repeated
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -285,7 +285,7 @@ def test_each_ray_actor_is_sent_only_its_own_lines(tmp_path: Path) -> None:
     # The Ray engine pickles a WorkerSpec per actor: for_worker cuts the trace to the worker's share first.
     import pickle
 
-    from bench.engine.replay import for_worker, offsets, worker_lines
+    from bench.engine.plan.replay import for_worker, offsets, worker_lines
 
     write_trace(tmp_path / "t.jsonl", [{"timestamp_ms": t, "path": "/x", "pad": "y" * 100} for t in trace_times()])
     profile = bench.load_profile(write_profile(tmp_path, {"replay": "t.jsonl", "workers": 2}))

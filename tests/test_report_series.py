@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from bench.engine.aggregate import INFERENCE_SERIES_KEYS, Aggregator, _counts_percentiles, percentile_values
-from bench.engine.samples import MEASURED, WARMUP, Recorder, bucket_floor, new_histogram
+from bench.engine.results.aggregate import INFERENCE_SERIES_KEYS, Aggregator, _counts_percentiles, percentile_values
+from bench.engine.workers.samples import MEASURED, WARMUP, Recorder, bucket_floor, new_histogram
 
 INTERVAL_S = 0.25
 MS = 1_000_000

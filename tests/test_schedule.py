@@ -1,4 +1,4 @@
-"""bench.engine.schedule: the load plan, table-driven in the style of vegeta's pacer tests."""
+"""bench.engine.plan.schedule: the load plan, table-driven in the style of vegeta's pacer tests."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from bench.engine.profile import CLOSED_LOOP, OPEN_LOOP, Load, Stage
-from bench.engine.schedule import Ramp, arrival_offsets, concurrency_ramp, rate_ramp, schedule_end_s, share
+from bench.engine.plan.profile import CLOSED_LOOP, OPEN_LOOP, Load, Stage
+from bench.engine.plan.schedule import Ramp, arrival_offsets, concurrency_ramp, rate_ramp, schedule_end_s, share
 
 BASE = Load(
     model=OPEN_LOOP,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.engine.gate import Check, Verdict
-from bench.engine.profile import SlaRule
-from bench.engine.samples import new_histogram
+from bench.engine.results.gate import Check, Verdict
+from bench.engine.plan.profile import SlaRule
+from bench.engine.workers.samples import new_histogram
 from bench.search.judge import LIMITED, UNMEASURED, judge, quantile_interval
 from bench.search.strategy import FAIL, PASS, UNSURE, Plan, parse_level
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from bench.cli import html_report
-from bench.engine.compare import CompareError, load_run
+from bench.engine.results.compare import CompareError, load_run
 from test_html_report import XSS_MESSAGE, XSS_NAME, assert_charts_drawn, bench_cli, open_in_chromium, svg_of
 
 PROFILE = {

@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 import bench
-from bench.engine.aggregate import send_bursts
+from bench.engine.results.aggregate import send_bursts
 from bench.engine.errors import ProfileError
-from bench.engine.profile import load_profile
-from bench.engine.samples import MEASURED, Recorder
-from bench.engine.schedule import SPAWN_AUTO_S, SpawnPlan
+from bench.engine.plan.profile import load_profile
+from bench.engine.workers.samples import MEASURED, Recorder
+from bench.engine.plan.schedule import SPAWN_AUTO_S, SpawnPlan
 
 
 def closed(tmp_path: Path, load: str, name: str = "p.yaml"):

@@ -9,7 +9,7 @@ import random
 import orjson
 import pytest
 
-from bench.engine.sse import OpenAIStreamMetrics, SSEParser, openai_response_metrics
+from bench.engine.workers.sse import OpenAIStreamMetrics, SSEParser, openai_response_metrics
 
 
 def parse_chunks(chunks) -> tuple[list[tuple[str, str]], SSEParser]:

@@ -21,7 +21,7 @@ import pytest
 
 from bench.cli import html_report
 from bench.cli.html_report import load_run
-from bench.engine.compare import metric_info, parse_bounds, run_from_report
+from bench.engine.results.compare import metric_info, parse_bounds, run_from_report
 from test_html_report import XSS_NAME, bench_cli, open_in_chromium, svg_of
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ import pytest
 
 import bench
 from bench.engine.errors import ProfileError
-from bench.engine.profile import parse_profile
-from bench.engine.samples import new_histogram
+from bench.engine.plan.profile import parse_profile
+from bench.engine.workers.samples import new_histogram
 from bench.telemetry.live import LADDER_S, Ladder
 from bench.telemetry.scrape import MAX_SERIES, TargetScraper, parse
 

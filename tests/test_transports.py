@@ -11,7 +11,7 @@ interface's: ``(status, body bytes, None)`` or ``(None, 0, error kind)``, and a
 cancelled send raises CancelledError.
 
 The h2 transport is skipped, with the reason, while
-``bench.engine.transports.h2`` cannot be imported or raises NotImplementedError.
+``bench.engine.workers.transports.h2`` cannot be imported or raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import uvloop
 
 import bench
 from bench.engine.errors import ProfileError
-from bench.engine.profile import Profile, parse_profile
-from bench.engine.transports import Transport, make_transport
+from bench.engine.plan.profile import Profile, parse_profile
+from bench.engine.workers.transports import Transport, make_transport
 from bench.mock import MockConfig, start_server
 from bench.mock.behaviour import Behaviour
 from bench.mock.connection import build_body
@@ -54,9 +54,9 @@ def run(coro: Any, timeout: float = 15.0) -> Any:
 def h2_unavailable() -> str | None:
     """Why the h2 transport cannot be tested yet, or None when it can."""
     try:
-        from bench.engine.transports.h2 import H2Transport
+        from bench.engine.workers.transports.h2 import H2Transport
     except ImportError as exc:
-        return f"bench.engine.transports.h2 cannot be imported yet ({exc})"
+        return f"bench.engine.workers.transports.h2 cannot be imported yet ({exc})"
     except NotImplementedError as exc:
         return f"the h2 transport is not implemented yet ({exc})"
 
@@ -783,7 +783,7 @@ def test_bench_run_open_loop_with_the_fast_transport() -> None:
 
 
 def test_fast_request_bytes_are_built_once() -> None:
-    from bench.engine.transports.fast import UNSUPPORTED, _build_request
+    from bench.engine.workers.transports.fast import UNSUPPORTED, _build_request
 
     assert isinstance(UNSUPPORTED, dict)
 
@@ -807,7 +807,7 @@ def test_fast_request_bytes_are_built_once() -> None:
 
 
 def test_fast_tries_each_address_and_remembers_the_one_that_answered() -> None:
-    from bench.engine.transports.fast import FastTransport
+    from bench.engine.workers.transports.fast import FastTransport
 
     async def body() -> tuple[list, list]:
         async with Scripted() as server:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import bench
-from bench.engine.selfcheck import assess
+from bench.engine.results.selfcheck import assess
 from procs import ctrl_c_at
 
 pytestmark = pytest.mark.slow

@@ -24,10 +24,10 @@ from rich.markup import escape
 
 from bench.engine.errors import BenchError, ProfileError, RunError
 from bench.units import UnitError, parse_duration
-from bench.engine.exports import markdown_summary
-from bench.engine.gate import failure_alarm
-from bench.engine.profile import Profile, load_profile, load_scenarios, profile_from_url
-from bench.engine.report import json_safe, latency_meaning
+from bench.engine.results.exports import markdown_summary
+from bench.engine.results.gate import failure_alarm
+from bench.engine.plan.profile import Profile, load_profile, load_scenarios, profile_from_url
+from bench.engine.results.report import json_safe, latency_meaning
 from bench.engine.runner import ABORTED, CRASHED, INTERRUPTED, UNMEASURABLE, RunResult, run as run_profile
 from bench import __version__
 from bench.cli import render
@@ -263,7 +263,7 @@ def _append_step_summary(result: RunResult) -> None:
 
 def _compare_scenarios(results: list[RunResult]) -> ExitCode:
     """Side by side: every scenario against the first, and the profile's regression bounds if any."""
-    from bench.engine.compare import compare as compare_runs, parse_bounds, regressions, run_from_report, runs_of  # not on the start-up path
+    from bench.engine.results.compare import compare as compare_runs, parse_bounds, regressions, run_from_report, runs_of  # not on the start-up path
     sides = []
     for r in results:
         report = json_safe(r.report)
@@ -489,8 +489,8 @@ def compare(
     Exit codes: 0 no regression beyond the bounds; 1 a regression; 2 unreadable reports,
     bad bounds, or runs that are not comparable (without --force).
     """
-    from bench.engine.compare import CompareError, comparability, load_runs, parse_bounds, regressions
-    from bench.engine.compare import compare as compare_runs
+    from bench.engine.results.compare import CompareError, comparability, load_runs, parse_bounds, regressions
+    from bench.engine.results.compare import compare as compare_runs
 
     groups: list[list[str]] = [[]]
     for item in reports:
@@ -630,7 +630,7 @@ def search(
     code = _search_exit_code(result, needed)
     try:
         if json_path is not None:
-            from bench.engine.report import write_json
+            from bench.engine.results.report import write_json
 
             write_json(Path(json_path), document)
             console.print(f"wrote {escape(json_path)}", highlight=False)

@@ -124,7 +124,7 @@ def load_input(path: Path, *, search_ok: bool = True) -> "Run | Search":
 
     The probe is picked by ``compare.select_report``, as ``bench compare`` picks it.
     """
-    from bench.engine.compare import CompareError, select_report, split_probe
+    from bench.engine.results.compare import CompareError, select_report, split_probe
 
     file, probe = split_probe(str(path))
     data = _read_json(Path(file))
@@ -317,7 +317,7 @@ class Search:
 
 
 def is_search(data: Any) -> bool:
-    from bench.engine.compare import is_search_report
+    from bench.engine.results.compare import is_search_report
 
     return is_search_report(data)
 
@@ -1603,7 +1603,7 @@ def _partial_note(seconds: Seconds) -> str:
 
 def comparability_problems(runs: Sequence[Run], labels: Sequence[str]) -> list[str]:
     """How the runs differ in the load they offered or their target, as ``bench compare`` judges it; empty when comparable."""
-    from bench.engine.compare import Run as CompareRun, comparability
+    from bench.engine.results.compare import Run as CompareRun, comparability
 
     return comparability([CompareRun(label, run.data, {}) for run, label in zip(runs, labels)])
 
@@ -1778,7 +1778,7 @@ def write_report(path: Path, reports: Sequence[dict[str, Any]], *, sources: Sequ
     Each report goes through JSON first, exactly as if read from its file
     (infinities become "inf"); ``sources`` name them (default: the run names).
     """
-    from bench.engine.report import json_safe
+    from bench.engine.results.report import json_safe
 
     runs = []
     for i, report in enumerate(reports):

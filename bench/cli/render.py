@@ -14,10 +14,10 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from bench.engine.aggregate import Snapshot
-from bench.engine.gate import Verdict
-from bench.engine.profile import Profile, SlaRule, redact_url
-from bench.engine.schedule import rate_ramp, schedule_end_s, scheduled_in_second
+from bench.engine.results.aggregate import Snapshot
+from bench.engine.results.gate import Verdict
+from bench.engine.plan.profile import Profile, SlaRule, redact_url
+from bench.engine.plan.schedule import rate_ramp, schedule_end_s, scheduled_in_second
 
 
 def _ms(value: float | None) -> str:
@@ -887,7 +887,7 @@ def generator_table(summary: dict[str, Any]) -> Table:
 
 def compare_table(labels: list[str], table: dict[str, list[Any]], *, title: str) -> Table:
     """Each run's value per metric, and for the others the change against the first: green better, red worse."""
-    from bench.engine.compare import metric_info, show_change
+    from bench.engine.results.compare import metric_info, show_change
 
     out = Table(title=title)
     out.add_column("metric")

@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from bench.engine.aggregate import Snapshot
-from bench.engine.compare import ORDER_STATISTIC, ci95, ci_method, order_statistic_rank
+from bench.engine.results.aggregate import Snapshot
+from bench.engine.results.compare import ORDER_STATISTIC, ci95, ci_method, order_statistic_rank
 from bench.engine.errors import RunError
-from bench.engine.exports import junit_xml
-from bench.engine.gate import FAIL, PASS, UNMEASURABLE, Check, Verdict, compare as meets, measured_value
-from bench.engine.profile import Profile
-from bench.engine.report import json_safe, write_json
+from bench.engine.results.exports import junit_xml
+from bench.engine.results.gate import FAIL, PASS, UNMEASURABLE, Check, Verdict, compare as meets, measured_value
+from bench.engine.plan.profile import Profile
+from bench.engine.results.report import json_safe, write_json
 from bench.engine.runner import ABORTED, COMPLETED, CRASHED, INTERRUPTED, RunResult, preflight
 from bench.engine import runner
 
@@ -215,7 +215,7 @@ def _method_text(n: int) -> str:
 
 
 def _t(n: int) -> float:
-    from bench.engine.compare import _T95
+    from bench.engine.results.compare import _T95
 
     return _T95[min(n - 2, len(_T95) - 1)]
 

@@ -29,20 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.engine.aggregate import Aggregator, Snapshot
+from bench.engine.results.aggregate import Aggregator, Snapshot
 from bench.engine.errors import ProfileError, RunError
-from bench.engine.gate import Verdict, certain_failure, compare, evaluate, failure_alarm, window_key, window_specs
-from bench.engine.profile import Load, Profile, redact_url
-from bench.engine.chunks import merge_chunk_parts
-from bench.engine.exports import HlogWriter, junit_xml, write_series_csv
-from bench.engine.report import build_report, json_safe, merge_csv_parts, write_json
-from bench.engine.selfcheck import assess
-from bench.engine.local import Engine, LocalEngine, WorkerFailed
+from bench.engine.results.gate import Verdict, certain_failure, compare, evaluate, failure_alarm, window_key, window_specs
+from bench.engine.plan.profile import Load, Profile, redact_url
+from bench.engine.workers.chunks import merge_chunk_parts
+from bench.engine.results.exports import HlogWriter, junit_xml, write_series_csv
+from bench.engine.results.report import build_report, json_safe, merge_csv_parts, write_json
+from bench.engine.results.selfcheck import assess
+from bench.engine.workers.local import Engine, LocalEngine, WorkerFailed
 from bench.engine.lowpriority import call_at_low_priority
 from bench.gcpause import heap_frozen
 from bench.telemetry import Telemetry
-from bench.engine.transports import preload
-from bench.engine.worker import WorkerSpec
+from bench.engine.workers.transports import preload
+from bench.engine.workers.worker import WorkerSpec
 
 COMPLETED = "completed"
 ABORTED = "aborted"
@@ -312,7 +312,7 @@ def make_engine(name: str, specs: list[WorkerSpec]) -> Engine:
     """The engine that places the workers: ``local`` (fork and pipes) or ``ray`` (Ray actors)."""
     if name == "ray":
         try:
-            from bench.engine.ray_engine import RayEngine
+            from bench.engine.workers.ray_engine import RayEngine
         except ImportError as exc:
             raise RunError(f"the ray engine needs Ray: pip install 'bench-loadtest[ray]' ({exc})") from None
         return RayEngine(specs, specs[0].profile.engine)

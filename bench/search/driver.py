@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import bench
 from bench.engine.errors import ProfileError, RunError
-from bench.engine.profile import Output, Profile, load_profile
-from bench.engine.report import json_safe
+from bench.engine.plan.profile import Output, Profile, load_profile
+from bench.engine.results.report import json_safe
 from bench.engine.runner import RunResult, run
 from bench.search.judge import LIMITED, STOPPED, UNMEASURED, ProbeVerdict, judge
 from bench.search.strategy import UNSURE, Plan

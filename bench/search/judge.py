@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.gate import Verdict
+from bench.engine.results.gate import Verdict
 from bench.search.strategy import FAIL, PASS, UNSURE
 
 LIMITED = "generator-limited"

@@ -20,10 +20,10 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import orjson
 
-from bench.engine.requests import API_PRESETS
-from bench.engine.responses import ResponseFacts
-from bench.engine.samples import MEASURED, Recorder
-from bench.engine.sse import OpenAIStreamMetrics, openai_response_metrics
+from bench.engine.plan.requests import API_PRESETS
+from bench.engine.workers.responses import ResponseFacts
+from bench.engine.workers.samples import MEASURED, Recorder
+from bench.engine.workers.sse import OpenAIStreamMetrics, openai_response_metrics
 from bench.sessions.runner import SessionRunner, _Sent
 
 

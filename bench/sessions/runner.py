@@ -33,15 +33,15 @@ from urllib.parse import urljoin
 import aiohttp
 import orjson
 
-from bench.engine.requests import check_response
-from bench.engine.responses import ResponseFacts
-from bench.engine.samples import MEASURED, PhaseReport, Recorder, SessionCounts
-from bench.engine.transports.aiohttp_client import map_error
-from bench.engine.worker import sleep_until as _sleep_until
+from bench.engine.plan.requests import check_response
+from bench.engine.workers.responses import ResponseFacts
+from bench.engine.workers.samples import MEASURED, PhaseReport, Recorder, SessionCounts
+from bench.engine.workers.transports.aiohttp_client import map_error
+from bench.engine.workers.worker import sleep_until as _sleep_until
 from bench.sessions.spec import Step, capture_value, render_step
 
 if TYPE_CHECKING:
-    from bench.engine.worker import Worker  # noqa: F401 - the runner is created by the worker, after its module loaded
+    from bench.engine.workers.worker import Worker  # noqa: F401 - the runner is created by the worker, after its module loaded
 
 RAMP_TICK_S = 0.05
 

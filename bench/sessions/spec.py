@@ -1,6 +1,6 @@
 """What a session is: ordered steps, the values each captures from its response, and the pause before each.
 
-Frozen data, validated by ``bench.engine.profile`` when the profile loads;
+Frozen data, validated by ``bench.engine.plan.profile`` when the profile loads;
 ``capture_value`` and ``think_s`` are the pure pieces the worker's session
 runner calls per step.
 """
@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from bench.engine.requests import MISSING, Check, json_path_lookup, render
+from bench.engine.plan.requests import MISSING, Check, json_path_lookup, render
 
 CAPTURE_SOURCES = ("json_path", "header", "regex")
 

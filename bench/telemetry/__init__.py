@@ -91,7 +91,7 @@ class Telemetry:
         if self.server is not None or self.otlp is not None:
             self.box.publish(self.figures.take(aggregator, final=True, verdict=verdict))
         if self.scraper is not None:
-            from bench.engine.profile import redact_url
+            from bench.engine.plan.profile import redact_url
             from bench.telemetry.scrape import merge_into_series
 
             shown = redact_url(self.metrics_url)

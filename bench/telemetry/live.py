@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
-from bench.engine.aggregate import Aggregator, error_aware_stats, latency_stats, percentile_values
-from bench.engine.samples import ERROR_KINDS
+from bench.engine.results.aggregate import Aggregator, error_aware_stats, latency_stats, percentile_values
+from bench.engine.workers.samples import ERROR_KINDS
 
 #: Histogram bounds (seconds); +Inf is implied.
 LADDER_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -206,7 +206,7 @@ class LiveFigures:
         scheduled = achieved = None
         closed = aggregator._closed_through  # noqa: SLF001 - the last closed second, as the live view reads it
         if aggregator.open_loop and closed > 0:
-            from bench.engine.schedule import scheduled_in_second
+            from bench.engine.plan.schedule import scheduled_in_second
 
             snap_second = closed - 1
             scheduled = scheduled_in_second(self.profile.load, snap_second)
@@ -295,7 +295,7 @@ def light_summary(aggregator: Aggregator, rules: Any = (), error_aware: bool = F
 
 def judge_so_far(aggregator: Aggregator, profile) -> dict[str, int]:
     """Each SLA criterion's verdict on the run so far (1 passing, 0 failing or not yet measurable)."""
-    from bench.engine.gate import evaluate
+    from bench.engine.results.gate import evaluate
 
     verdict = evaluate(light_summary(aggregator, profile.sla, profile.sla_options.error_aware), profile.sla, profile.sla_options)
     return {criterion(c.rule): int(c.passed) for c in verdict.checks}

@@ -15,9 +15,9 @@ from typing import Any, Iterable
 import orjson
 
 import bench
-from bench.engine.gate import Verdict
-from bench.engine.profile import CLOSED_LOOP, Profile
-from bench.engine.worker import CSV_HEADER
+from bench.engine.results.gate import Verdict
+from bench.engine.plan.profile import CLOSED_LOOP, Profile
+from bench.engine.workers.worker import CSV_HEADER
 
 SCHEMA_VERSION = 1
 

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from multiprocessing.connection import Connection
 
-from bench.engine.profile import OPEN_LOOP, Profile
-from bench.engine.samples import MEASURED, WARMUP, Recorder
-from bench.engine.schedule import SpawnPlan, arrival_offsets, concurrency_ramp, schedule_end_s, share
-from bench.engine.replay import prepare_replay
-from bench.engine.requests import PreparedRequest, check_response, prepare
-from bench.engine.responses import ResponseFacts, receiver_for, timed_receiver_for
-from bench.engine.transports import make_transport
+from bench.engine.plan.profile import OPEN_LOOP, Profile
+from bench.engine.workers.samples import MEASURED, WARMUP, Recorder
+from bench.engine.plan.schedule import SpawnPlan, arrival_offsets, concurrency_ramp, schedule_end_s, share
+from bench.engine.plan.replay import prepare_replay
+from bench.engine.plan.requests import PreparedRequest, check_response, prepare
+from bench.engine.workers.responses import ResponseFacts, receiver_for, timed_receiver_for
+from bench.engine.workers.transports import make_transport
 
 CSV_HEADER = "worker,request,phase,intended_ms,sent_ms,end_ms,status,error,latency_ms,service_ms,bytes,kind,ttft_ms,output_tokens\n"
 RAMP_TICK_S = 0.05
@@ -189,7 +189,7 @@ class Worker:
         if self.spec.csv_path:
             self.csv = open(self.spec.csv_path, "w", buffering=1 << 16, encoding="ascii")
         if self.spec.chunks_path:
-            from bench.engine.chunks import ChunkLog
+            from bench.engine.workers.chunks import ChunkLog
 
             self.chunks = ChunkLog(self.spec.chunks_path, self.spec.index)
         # Everything alive now (the modules, the parent's heap inherited by fork, the pool) lives for the

@@ -13,8 +13,8 @@ import time
 from array import array
 from dataclasses import dataclass
 
-from bench.engine.requests import MAX_CHECKED_BODY, PreparedRequest, check_response
-from bench.engine.sse import OpenAIStreamMetrics, openai_response_metrics
+from bench.engine.plan.requests import MAX_CHECKED_BODY, PreparedRequest, check_response
+from bench.engine.workers.sse import OpenAIStreamMetrics, openai_response_metrics
 
 
 @dataclass(frozen=True, slots=True)

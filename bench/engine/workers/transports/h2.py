@@ -53,7 +53,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
-from bench.engine.profile import Profile
+from bench.engine.plan.profile import Profile
 from bench.mock.h2 import FrameSlicer  # the same frame-boundary finder the mock server uses
 
 __all__ = ["H2Transport"]

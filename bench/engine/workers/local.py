@@ -17,9 +17,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Protocol, Sequence
 
 from bench.engine.errors import RunError
-from bench.engine.samples import IntervalReport
-from bench.engine.transports import preload
-from bench.engine.worker import WorkerSpec, worker_main
+from bench.engine.workers.samples import IntervalReport
+from bench.engine.workers.transports import preload
+from bench.engine.workers.worker import WorkerSpec, worker_main
 
 READY_TIMEOUT_S = 15.0
 START_MARGIN_S = 0.02

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from bench.engine.profile import SlaOptions, SlaRule
-from bench.engine.windows import WindowSpec
+from bench.engine.plan.profile import SlaOptions, SlaRule
+from bench.engine.results.windows import WindowSpec
 
 INFERENCE_FAMILIES = ("ttft", "tpot", "itl")
 PASS = "pass"

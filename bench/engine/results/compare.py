@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import orjson
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.aggregate import mean_and_stddev
+from bench.engine.results.aggregate import mean_and_stddev
 from bench.engine.errors import BenchError
 
 #: metric -> (unit, True when lower is better)

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.samples import IntervalReport, PhaseTally, SessionCounts, new_histogram, record_counts
-from bench.engine.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
+from bench.engine.workers.samples import IntervalReport, PhaseTally, SessionCounts, new_histogram, record_counts
+from bench.engine.results.windows import SecondBucket, SlidingWindows, WindowSpec, WindowValue
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 MAX_SERIES_SECONDS = 6 * 3600  # in-memory per-second points: bounded, whatever the run's length

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.engine.profile import Profile
+from bench.engine.plan.profile import Profile
 
 
 def map_error(exc: BaseException) -> str:

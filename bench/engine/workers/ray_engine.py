@@ -49,10 +49,10 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 import bench
 from bench.engine.errors import RunError
-from bench.engine.local import Event, WorkerFailed
-from bench.engine.profile import EngineConfig
-from bench.engine.replay import for_worker
-from bench.engine.worker import Worker, WorkerSpec
+from bench.engine.workers.local import Event, WorkerFailed
+from bench.engine.plan.profile import EngineConfig
+from bench.engine.plan.replay import for_worker
+from bench.engine.workers.worker import Worker, WorkerSpec
 
 NAMESPACE = "bench"
 PLACEMENT_TIMEOUT_S = 60.0  # the cluster may need to scale up (KubeRay autoscaler)

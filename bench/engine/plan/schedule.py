@@ -32,8 +32,8 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
-from bench.engine import replay as trace
-from bench.engine.profile import Load
+from bench.engine.plan import replay as trace
+from bench.engine.plan.profile import Load
 
 
 def share(total: int, index: int, count: int) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from bench.engine.samples import PhaseCounts, new_histogram
+from bench.engine.workers.samples import PhaseCounts, new_histogram
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import orjson
 
 from bench.engine.errors import ProfileError
-from bench.engine.requests import _TEMPLATE, API_PRESETS, PreparedRequest, RequestKind, preset_body, render, template_fields
+from bench.engine.plan.requests import _TEMPLATE, API_PRESETS, PreparedRequest, RequestKind, preset_body, render, template_fields
 
 #: A trace is held in memory (its lines, then one prepared request per line in the worker that sends it).
 MAX_TRACE_LINES = 1_000_000

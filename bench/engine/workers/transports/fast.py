@@ -31,7 +31,7 @@ asyncio.Protocol client does, plus what a load tester needs:
   task work at all; its open loop sends each due request with ``submit``
   (no task, future or coroutine per request).
 
-Failures are error kinds, never exceptions (see ``bench.engine.transports``):
+Failures are error kinds, never exceptions (see ``bench.engine.workers.transports``):
 "connect" (refused, DNS, TLS handshake), "timeout" (the request's total
 ``target.timeout`` or the connect timeout ``client.connect_timeout``), "read"
 (the server closed or reset the connection mid-response), "protocol" (a
@@ -56,7 +56,7 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
-from bench.engine.profile import Profile
+from bench.engine.plan.profile import Profile
 
 Outcome = tuple[int | None, int, str | None]
 

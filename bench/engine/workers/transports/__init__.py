@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bench.engine.profile import TRANSPORTS, Profile
+from bench.engine.plan.profile import TRANSPORTS, Profile
 from bench.gcpause import collector_paused
 
 Outcome = tuple[int | None, int, str | None]
@@ -42,24 +42,24 @@ def preload(name: str) -> None:
         import uvloop  # noqa: F401 - every worker runs on it
 
         if name == "fast":
-            import bench.engine.transports.fast  # noqa: F401
+            import bench.engine.workers.transports.fast  # noqa: F401
         elif name == "h2":
-            import bench.engine.transports.h2  # noqa: F401
+            import bench.engine.workers.transports.h2  # noqa: F401
         else:
-            import bench.engine.transports.aiohttp_client  # noqa: F401
+            import bench.engine.workers.transports.aiohttp_client  # noqa: F401
 
 
 def make_transport(profile: Profile, url: str, pool_size: int) -> Transport:
     """Build the transport the profile names (``client.transport``), sized to this worker's share."""
     name = profile.client.transport
     if name == "fast":
-        from bench.engine.transports.fast import FastTransport
+        from bench.engine.workers.transports.fast import FastTransport
 
         return FastTransport(profile, url, pool_size)
     if name == "h2":
-        from bench.engine.transports.h2 import H2Transport
+        from bench.engine.workers.transports.h2 import H2Transport
 
         return H2Transport(profile, url, pool_size)
-    from bench.engine.transports.aiohttp_client import AiohttpTransport
+    from bench.engine.workers.transports.aiohttp_client import AiohttpTransport
 
     return AiohttpTransport(profile, url, pool_size)

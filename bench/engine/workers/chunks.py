@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from bench.engine.responses import ResponseFacts
+from bench.engine.workers.responses import ResponseFacts
 
 
 class ChunkLog:

@@ -25,7 +25,7 @@ import orjson
 import yaml
 
 from bench.engine.errors import ProfileError
-from bench.engine.requests import (
+from bench.engine.plan.requests import (
     API_PRESETS,
     DATA_ORDERS,
     Check,
@@ -36,7 +36,7 @@ from bench.engine.requests import (
     synthetic_rows,
     template_fields,
 )
-from bench.engine.replay import Replay, read_trace
+from bench.engine.plan.replay import Replay, read_trace
 from bench.mock.config import MockConfig, MockConfigError
 from bench.sessions.spec import CAPTURE_SOURCES, Capture, Step, Think
 
@@ -701,7 +701,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     compare_fields = _Fields(source, "compare", top.raw("compare", {}), ("fail_on_regression",))
     fail_on_regression = compare_fields.string("fail_on_regression")
     if fail_on_regression is not None:
-        from bench.engine.compare import CompareError, parse_bounds
+        from bench.engine.results.compare import CompareError, parse_bounds
 
         try:
             parse_bounds(fail_on_regression)
