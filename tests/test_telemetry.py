@@ -264,3 +264,24 @@ def test_the_mock_with_capacity_serves_its_slots_queue_and_refusals_on_metrics(t
     sent = report["requests"]["sent"] + report["warmup"]["sent"]
     assert target["mock:requests_total"] == sorted(target["mock:requests_total"]) and 0 < target["mock:requests_total"][-1] <= sent
     assert report["target_scrapes"]["failed"] == {}
+
+
+def test_an_idle_connection_does_not_hold_up_a_scrape() -> None:
+    """A client that connects and says nothing (a browser's preconnect) must not make Prometheus's scrape wait."""
+    from bench.telemetry.live import Figures, FiguresBox
+    from bench.telemetry.prometheus import MetricsServer
+
+    box = FiguresBox()
+    server = MetricsServer("127.0.0.1", 0, box, {"profile": "p", "scenario": ""})
+    try:
+        box.publish(Figures(sent={"measured": 7}, final=True))
+        with socket.create_connection(("127.0.0.1", server.port)):  # open, silent, for the whole scrape
+            started = time.monotonic()
+            text = urllib.request.urlopen(server.url, timeout=2).read().decode()
+            took = time.monotonic() - started
+        assert 'bench_requests_sent_total{phase="measured",profile="p",scenario=""} 7.0' in text
+        assert 'bench_run_finished{profile="p",scenario=""} 1.0' in text
+        assert took < 1.0
+        assert server.wait_scraped(0.1)  # the final figures were read
+    finally:
+        server.close()
