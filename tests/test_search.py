@@ -169,3 +169,11 @@ def test_a_search_serves_live_metrics_on_one_port_and_scrapes_the_target_per_pro
     assert any(later < earlier for earlier, later in zip(elapsed, elapsed[1:])), elapsed  # a second probe started over on the same port
     waiting = {p.level: max(v for _, v in p.summary["target_metrics"]["mock:num_requests_waiting"]) for p in result.probes}
     assert waiting[4] == 0 and waiting[5] >= 1  # 4 users fit the 4 slots; a 5th waits
+
+
+def test_a_metrics_address_that_cannot_be_bound_ends_the_search_before_probing(tmp_path: Path) -> None:
+    path = write(tmp_path, CAPACITY)
+    result = cli(["search", str(path), "--over", "concurrency", "--metrics-port", "192.0.2.1:0", "-q"], tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "cannot serve metrics on 192.0.2.1" in result.stderr and "Traceback" not in result.stderr
+    assert "probe 1" not in result.stdout + result.stderr

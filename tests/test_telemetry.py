@@ -7,6 +7,7 @@ import random
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
@@ -283,5 +284,81 @@ def test_an_idle_connection_does_not_hold_up_a_scrape() -> None:
         assert 'bench_run_finished{profile="p",scenario=""} 1.0' in text
         assert took < 1.0
         assert server.wait_scraped(0.1)  # the final figures were read
+    finally:
+        server.close()
+
+
+def test_parse_names_counters_as_typed_and_splits_only_on_newlines() -> None:
+    text = (
+        "# HELP tgi_request_count Total requests\n# TYPE tgi_request_count counter\ntgi_request_count 42\n"
+        'odd{x="p\u2028q",y="#{}"} 1\n'  # a line separator inside a label value is not a line break
+        "  spaced 3\n"  # a sample line parsers accept, which the name prefilter does not recognise
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 3\nh_sum 4\nh_count 3\n"
+    )
+    assert dict(parse(text)) == {"tgi_request_count_total": 42.0, 'odd{x="p\u2028q",y="#{}"}': 1.0, "spaced": 3.0, "h_sum": 4.0, "h_count": 3.0}
+    assert parse(text, ("tgi_request_count_total",)) == [("tgi_request_count_total", 42.0)]  # as the type names it
+    assert parse(text, ("h_.*",)) == [("h_bucket{le=\"1\"}", 2.0), ("h_bucket{le=\"+Inf\"}", 3.0), ("h_sum", 4.0), ("h_count", 3.0)]
+    assert parse(text, ("odd",)) == [('odd{x="p\u2028q",y="#{}"}', 1.0)]  # picks: nothing else leaks through
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    """First a status line that is not HTTP, then a body that trickles a byte every 0.3 s."""
+
+    calls = 0
+
+    def do_GET(self) -> None:  # noqa: N802
+        _Garbage.calls += 1
+        if _Garbage.calls == 1:
+            self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        for _ in range(10):
+            try:
+                self.wfile.write(b"#")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.3)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_garbled_or_trickling_endpoint_is_a_recorded_failure_within_the_timeout() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        scraper = TargetScraper(f"http://127.0.0.1:{server.server_address[1]}/metrics", timeout_s=1.0)
+        scraper._start_wall_s = 0.0  # noqa: SLF001
+        scraper.scrape_once()  # a bad status line: an http.client error, not an OSError
+        started = time.monotonic()
+        scraper.scrape_once()  # one byte every 0.3 s never times out a read, but the whole scrape must
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert took < 2.0
+    assert scraper.scrapes == 2 and sum(scraper.failures.values()) == 2 and "timeout" in scraper.failures
+    assert len(scraper.gaps) == 2
+
+
+def test_metrics_are_served_on_metrics_only() -> None:
+    """A browser's /favicon.ico is a 404 and does not count as the scrape of the final figures."""
+    from bench.telemetry.live import Figures, FiguresBox
+    from bench.telemetry.prometheus import MetricsServer
+
+    box = FiguresBox()
+    server = MetricsServer("127.0.0.1", 0, box, {"profile": "p", "scenario": ""})
+    try:
+        box.publish(Figures(final=True))
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/favicon.ico", timeout=2)
+        assert info.value.code == 404
+        assert not server.wait_scraped(0.2)
+        assert "bench_run_finished" in urllib.request.urlopen(server.url + "?x=1", timeout=2).read().decode()
+        assert server.wait_scraped(0.2)
     finally:
         server.close()

@@ -417,7 +417,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
             engine.stop()
             stop_sent = True
         if telemetry is not None:
-            telemetry.update(aggregator)  # figures for a waiting scrape (or OTLP once a second); else a flag check
+            telemetry.update(aggregator)  # figures for a waiting scrape or OTLP export; else a flag check
         now = time.monotonic()
         if now - last_collect >= GC_EVERY_S:
             # hdrh histograms and their encoders reference each other, so every decoded interval

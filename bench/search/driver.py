@@ -215,12 +215,16 @@ def _probe_profile(
 
 
 def _free_port(host: str) -> int:
+    """A port free on ``host`` now, resolved as the metrics server will bind it. Raises RunError."""
     import socket
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family) as s:
+            s.bind(sockaddr[:2])
+            return s.getsockname()[1]
+    except OSError as exc:
+        raise RunError(f"cannot serve metrics on {host}: {exc.strerror or exc}") from None
 
 
 def search_report(result: SearchResult, profile: Profile) -> dict[str, Any]:

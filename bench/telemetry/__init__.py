@@ -1,7 +1,7 @@
 """Seeing inside a run while it goes: bench's own live metrics out, the target's metrics in.
 
 - ``live.py``: the Aggregator's figures as plain immutable data (``Figures``),
-  taken on the collecting thread at most 4 times a second.
+  taken on the collecting thread when an exporter asks (``FiguresBox``).
 - ``prometheus.py``: ``/metrics`` (prometheus_client) serving the last Figures
   (``output.metrics_port``, ``--metrics-port``).
 - ``otlp.py``: the same metrics pushed over OTLP/HTTP (``output.otlp``; the

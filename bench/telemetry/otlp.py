@@ -15,7 +15,6 @@ counters in Prometheus's own layout: ``bench_latency_seconds_bucket`` (with
 
 from __future__ import annotations
 
-import time
 from typing import Iterable
 
 from bench.engine.errors import RunError
@@ -40,7 +39,6 @@ class OtlpPusher:
         self.box = box
         self.interval_s = interval_s
         self._fig: Figures | None = None
-        self._fresh_at = -float("inf")
         self.reader = PeriodicExportingMetricReader(
             OTLPMetricExporter(endpoint=endpoint, timeout=5), export_interval_millis=interval_s * 1000
         )
@@ -48,7 +46,8 @@ class OtlpPusher:
         meter = self.provider.get_meter("bench")
         self._Observation = Observation
         counter, gauge = meter.create_observable_counter, meter.create_observable_gauge
-        for name, maker, read in (
+        # The SDK calls the callbacks of an export in the order the instruments were made: the first one asks.
+        for index, (name, maker, read) in enumerate((
             ("bench_requests_total", counter, lambda f: [({"phase": p, "outcome": o}, n) for (p, o), n in f.requests.items()]),
             ("bench_requests_sent_total", counter, lambda f: [({"phase": p}, n) for p, n in f.sent.items()]),
             ("bench_responses_total", counter, lambda f: [({"phase": p, "status": str(c)}, n) for (p, c), n in f.responses.items()]),
@@ -59,25 +58,21 @@ class OtlpPusher:
             ("bench_achieved_rps", gauge, lambda f: [({}, f.achieved_rps or 0.0)] if f.scheduled_rps is not None else []),
             ("bench_sla_passing", gauge, lambda f: [({"criterion": c}, ok) for c, ok in f.sla.items()]),
             ("bench_run_finished", gauge, lambda f: [({}, int(f.final))]),
-        ):
-            maker(name, callbacks=[self._callback(read)])
+        )):
+            maker(name, callbacks=[self._callback(read, fresh=index == 0)])
         for hist in ("latency", "schedule_lag", "ttft", "tpot", "itl"):
             base = f"bench_{hist}_seconds"
             counter(base + "_bucket", callbacks=[self._callback(_buckets(hist))])
             counter(base + "_count", callbacks=[self._callback(lambda f, h=hist: [({}, f.histograms[h].count)] if h in f.histograms else [])])
             counter(base + "_sum", callbacks=[self._callback(lambda f, h=hist: [({}, f.histograms[h].sum_s)] if h in f.histograms else [])])
 
-    def _figures(self) -> Figures | None:
-        """The figures of this export: fresh ones for its first callback, the same for the rest (all within milliseconds)."""
-        now = time.monotonic()
-        if now - self._fresh_at > self.interval_s / 2:
-            self._fresh_at = now
-            self._fig = self.box.ask_fresh(FRESH_WAIT_S)[0]
-        return self._fig
+    def _callback(self, read, fresh: bool = False):
+        """An instrument's callback; the first instrument's (``fresh``) asks for the figures every callback of this export reads."""
 
-    def _callback(self, read):
         def observe(options) -> Iterable:
-            fig = self._figures()
+            if fresh:
+                self._fig = self.box.ask_fresh(FRESH_WAIT_S)[0]
+            fig = self._fig
             if fig is None:
                 return []
             return [self._Observation(value, {**self.labels, **attrs}) for attrs, value in read(fig)]
@@ -85,12 +80,8 @@ class OtlpPusher:
         return observe
 
     def close(self) -> None:
-        """One last export of the final figures, then stop the reader's thread."""
-        self._fresh_at = -float("inf")
-        try:
-            self.provider.force_flush(timeout_millis=5000)
-        finally:
-            self.provider.shutdown()
+        """Stop the reader's thread, which exports once more on its way out: the final figures."""
+        self.provider.shutdown(timeout_millis=15_000)
 
 
 def _errors(f: Figures):

@@ -121,6 +121,21 @@ class _RunCollector(Collector):
 CLIENT_TIMEOUT_S = 5.0
 
 
+class _MetricsOnly(MetricsHandler):
+    """The library's handler, on ``/metrics`` only: a browser's ``/favicon.ico`` must not count as the final scrape."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.split("?", 1)[0] == "/metrics":
+            super().do_GET()
+            return
+        body = b"bench serves its metrics on /metrics\n"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class _Server(ThreadingHTTPServer):
     """A thread per connection (daemon threads: none outlives the run), on any address family."""
 
@@ -143,7 +158,7 @@ class MetricsServer:
         self._scraped_generation = -1
         self._scrape_event = threading.Condition()
         self.registry.register(_RunCollector(self))
-        handler = type("RunMetricsHandler", (MetricsHandler,), {"registry": self.registry, "timeout": CLIENT_TIMEOUT_S})
+        handler = type("RunMetricsHandler", (_MetricsOnly,), {"registry": self.registry, "timeout": CLIENT_TIMEOUT_S})
         self._server = _Server(host, port, handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="bench-metrics", daemon=True)
         self._thread.start()

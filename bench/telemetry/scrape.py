@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import signal
+import http.client
 import threading
 import time
 import urllib.error
@@ -51,20 +52,26 @@ _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def _wanted_lines(text: str, wanted) -> str:
-    """The sample lines whose metric name ``wanted(name)`` accepts, without comments.
+    """The text without the sample lines whose metric name ``wanted(name)`` rejects, nor the HELP comments.
 
     Names are decided once each and lines dropped before the parser sees them:
     prometheus_client's parser reads about 5 µs a line, and a model server's
-    /metrics is mostly histogram buckets bench does not keep.
+    /metrics is mostly histogram buckets bench does not keep. ``# TYPE`` lines
+    stay (a counter's samples are named by its type), and so does any line
+    whose name this does not recognise: ``parse`` decides on the parsed names.
     """
     decided: dict[str, bool] = {}
     kept = []
-    for line in text.splitlines():
-        if not line or line[0] == "#":
+    for line in text.split("\n"):  # the format's only line break (str.splitlines would split label values too)
+        if not line:
+            continue
+        if line[0] == "#":
+            if line.startswith("# TYPE "):
+                kept.append(line)
             continue
         match = _NAME.match(line)
         if match is None:
-            kept.append(line)  # let the parser say what is wrong with it
+            kept.append(line)
             continue
         name = match.group()
         keep = decided.get(name)
@@ -78,18 +85,26 @@ def _wanted_lines(text: str, wanted) -> str:
 def parse(text: str, picks: tuple[str, ...] = ()) -> list[tuple[str, float]]:
     """(series, value) of the numeric samples ``picks`` selects (all but buckets, quantiles and _created without picks)."""
     patterns = [re.compile(p) for p in picks]
-    if patterns:
-        text = _wanted_lines(text, lambda name: any(name == p.pattern or p.fullmatch(name) for p in patterns))
+
+    def picked(name: str) -> bool:
+        return any(name == p.pattern or p.fullmatch(name) for p in patterns)
+
+    if patterns:  # a counter's line may lack the _total its sample is named with
+        text = _wanted_lines(text, lambda name: picked(name) or picked(name + "_total"))
     else:
         text = _wanted_lines(text, lambda name: not name.endswith(("_bucket", "_created")))
     out: list[tuple[str, float]] = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if not patterns and "quantile" in sample.labels:
+            name = sample.name
+            if patterns:
+                if not picked(name):
+                    continue
+            elif name.endswith(("_bucket", "_created")) or "quantile" in sample.labels:
                 continue
             value = float(sample.value)
             if math.isfinite(value):
-                out.append((series_name(sample.name, sample.labels), value))
+                out.append((series_name(name, sample.labels), value))
     return out
 
 
@@ -135,19 +150,22 @@ class TargetScraper:
 
     def scrape_once(self) -> None:
         at = time.time()
-        self.scrapes += 1
         try:
-            request = urllib.request.Request(self.url, headers={"Accept": "text/plain;version=0.0.4"})
-            with self._opener.open(request, timeout=self.timeout_s) as response:  # noqa: S310 - the profile's own URL
-                text = response.read(MAX_BYTES).decode("utf-8", "replace")
+            text = self._fetch()
             samples = parse(text, self.picks)
-        except (OSError, urllib.error.URLError, ValueError) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if self._stop.is_set():
+                return  # the run is over: its record is being read
+            self.scrapes += 1
             kind = _failure_kind(exc)
             self.failures[kind] = self.failures.get(kind, 0) + 1
             second = math.floor(at - (self._start_wall_s or at))
             if second >= 0:
                 self.gaps.append((second, kind))
             return
+        if self._stop.is_set():
+            return
+        self.scrapes += 1
         second = math.floor(at - (self._start_wall_s or at))
         if second < 0:
             return
@@ -161,10 +179,27 @@ class TargetScraper:
                 held = values[name] = {}
             held[second] = value
 
+    def _fetch(self) -> str:
+        """The endpoint's text, or TimeoutError once ``timeout_s`` has passed (a trickling endpoint too, not only a silent one)."""
+        deadline = time.monotonic() + self.timeout_s
+        request = urllib.request.Request(self.url, headers={"Accept": "text/plain;version=0.0.4"})
+        with self._opener.open(request, timeout=self.timeout_s) as response:
+            parts, size = [], 0
+            while size < MAX_BYTES:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("timed out")
+                part = response.read1(65536)
+                if not part:
+                    break
+                parts.append(part)
+                size += len(part)
+        return b"".join(parts)[:MAX_BYTES].decode("utf-8", "replace")
+
     def stop(self) -> None:
+        """No more scrapes; one under way records nothing (each socket read waits at most timeout_s)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.timeout_s + 1)
+            self._thread.join(timeout=2 * self.timeout_s + 1)
 
     def result(self) -> dict[str, list[list[float]]]:
         """``target_metrics`` for the report: per series a list of [second, value]."""
