@@ -5,7 +5,7 @@ default, as k6 pushes to Prometheus) from its own thread, and once more when
 the run ends (``close``), so the receiver's last values are the report's. At
 each export the first observable instrument's callback asks the collecting
 thread for fresh ``Figures`` (``FiguresBox``) and all of them read those. A
-push costs the parent about 4 ms of CPU at full load (collect, protobuf
+push costs the parent about 3-4 ms of CPU at full load (collect, protobuf
 encoding, the HTTP post), hence not every second by default. Names and attributes are those
 of ``/metrics`` (``bench_requests_total`` with ``phase`` and ``outcome``, ...).
 The SDK has no asynchronous histogram, so each histogram goes as cumulative
