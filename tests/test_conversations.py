@@ -86,3 +86,34 @@ def test_conversation_rows_are_checked_when_the_profile_loads(tmp_path: Path) ->
     with pytest.raises(ProfileError) as info:
         bench.load_profile(write(tmp_path, {"target": {"api": "openai-chat"}, "data": {"file": "rows.jsonl"}, "load": load}))
     assert info.value.field == "data.file" and "row 2: turns must be a list" in info.value.message
+
+
+def test_conversation_think_pauses_before_each_later_turn_and_counts_in_no_latency(tmp_path: Path) -> None:
+    """conversation.think: 400 ms before turns 2 and 3 lengthens each conversation by 800 ms, and no turn's latency."""
+
+    def durations(think: dict) -> tuple[dict, dict]:
+        data = {
+            "mock": {"openai": {"ttft": {"model": "fixed", "delay": "20ms"}, "inter_token": {"model": "fixed", "delay": "2ms"},
+                                "output_tokens": {"min": 4, "max": 4}}},
+            "target": {"api": "openai-chat", "stream": True, "max_tokens": 4},
+            "data": {"synthetic": {"count": 4, "turns": 3, "prompt_tokens": 8}},
+            "load": {"concurrency": 2, "requests": 4, "workers": 1},
+            **think,
+        }  # fmt: skip
+        summary = bench.run(bench.load_profile(write(tmp_path, data))).summary
+        assert summary["sessions"]["completed"] == 4
+        return summary["sessions"], summary["turns"]
+
+    plain, plain_turns = durations({})
+    paused, paused_turns = durations({"conversation": {"think": "400ms"}})
+    added = paused["duration"]["p50"] - plain["duration"]["p50"]
+    assert 780 <= added <= 900, (plain["duration"], paused["duration"])  # two pauses of 400 ms, ms
+    for turn in ("2", "3"):
+        assert paused_turns[turn]["latency"]["p50"] < plain_turns[turn]["latency"]["p50"] + 100  # the pause is in no turn
+    with pytest.raises(ProfileError) as info:
+        bench.load_profile(write(tmp_path, {"target": {"api": "openai-chat"}, "load": {"concurrency": 1, "requests": 1}, "conversation": {"think": "1s"}}))
+    assert info.value.field == "conversation" and "turns" in info.value.message
+    with pytest.raises(ProfileError) as info:
+        bench.load_profile(write(tmp_path, {"target": {"api": "openai-chat"}, "data": {"synthetic": {"turns": 2}}, "load": {"concurrency": 1, "requests": 1},
+                                            "conversation": {"think": {"model": "uniform", "min": "2s", "max": "1s"}}}))  # fmt: skip
+    assert info.value.field == "conversation.think.max"

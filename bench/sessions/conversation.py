@@ -54,7 +54,9 @@ class ConversationRunner(SessionRunner):
         return len(row["turns"])
 
     def _pause_s(self, index: int) -> float:
-        return 0.0
+        """``conversation.think`` before every turn but the first (which starts when the conversation is due)."""
+        think = self.worker.spec.profile.turn_think
+        return think.draw(self.rng) if think is not None and index > 0 else 0.0
 
     async def _part(self, index: int, phase: str, due_ns: int, state: Any, http: aiohttp.ClientSession) -> tuple[int, str | None]:
         history = state["history"]

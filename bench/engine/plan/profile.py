@@ -255,6 +255,7 @@ class Profile:
     session: tuple[Step, ...] = ()  # ordered steps each virtual user runs, then starts again (see bench.sessions)
     repeat: int = 1  # load.repeat: run the profile this many times as independent samples (see bench.engine.repeat)
     scenario: str | None = None  # the key under ``scenarios`` this profile came from, if any
+    turn_think: Think | None = None  # conversation.think: a user's pause before each turn after the first
 
     @property
     def plain(self) -> bool:
@@ -694,7 +695,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         source,
         "",
         dict(data),
-        ("name", "description", "strict", "target", "request_kinds", "session", "data", "goodput", "mock", "load", "client", "sla", "output", "compare", "engine"),
+        ("name", "description", "strict", "target", "request_kinds", "session", "conversation", "data", "goodput", "mock", "load", "client", "sla", "output", "compare", "engine"),
     )
     name = top.string("name", default_name) or default_name
     strict = top.boolean("strict", False)
@@ -787,12 +788,29 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
             {"name": s.name, "method": s.method, "path": s.path, "url": s.url, "captures": [c.name for c in s.captures], "think": dataclasses.asdict(s.think) if s.think else None}
             for s in session
         ]
+    turn_think = _parse_conversation(source, top, data_spec)
+    if turn_think is not None:
+        resolved["conversation"] = {"think": dataclasses.asdict(turn_think)}
     engine = _parse_engine(_Fields(source, "engine", top.raw("engine", {}), ("kind", "address", "on_worker_failure", "resource")))
     resolved["engine"] = dataclasses.asdict(engine)
     return Profile(
         name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression,
-        kinds, data_spec, api_key_env, goodput, engine, session, repeat,
+        kinds, data_spec, api_key_env, goodput, engine, session, repeat, turn_think=turn_think,
     )
+
+
+def _parse_conversation(source: str, top: _Fields, data: DataSpec | None) -> Think | None:
+    """``conversation: {think: ...}``: the pause before each turn after the first (the user reading and typing)."""
+    raw = top.raw("conversation")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ProfileError(source, "conversation", f"expected a mapping such as {{think: 5s}}, got {raw!r}")
+    if data is None or not data.rows or "turns" not in data.rows[0]:
+        raise ProfileError(
+            source, "conversation", "applies to multi-turn conversations: data rows holding turns (data.synthetic.turns, or a file's turns)"
+        )
+    return _parse_think(_Fields(source, "conversation", raw, ("think",)))
 
 
 def _parse_target(f: _Fields) -> Target:
