@@ -158,6 +158,19 @@ def test_validate_command(tmp_path: Path) -> None:
     assert result.returncode == 2 and "load.requests" in result.stderr
 
 
+
+def test_validate_checks_every_scenario_of_a_profile_with_scenarios(tmp_path: Path) -> None:
+    both = bench("validate", str(PROFILES / "compare.yaml"), cwd=tmp_path)
+    assert both.returncode == 0, both.stderr
+    assert "compare.yaml (baseline): valid" in both.stdout and "compare.yaml (optimized): valid" in both.stdout
+    one = bench("validate", str(PROFILES / "compare.yaml"), "--scenario", "optimized", cwd=tmp_path)
+    assert one.returncode == 0 and "(optimized): valid" in one.stdout and "baseline" not in one.stdout
+    bad = tmp_path / "two.yaml"
+    bad.write_text("load: {concurrency: 2, requests: 10}\nscenarios:\n  fine: {}\n  broken: {load: {concurrency: 0}}\n")
+    result = bench("validate", str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and "load.concurrency" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_python_api_runs_a_profile(tmp_path: Path) -> None:
     import bench as api
 

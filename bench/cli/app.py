@@ -400,21 +400,26 @@ def _print_result(result: RunResult, details: bool, *, alone: bool = True) -> No
 
 
 @app.command()
-def validate(profile: Path = typer.Argument(..., help="YAML load profile.")) -> None:
-    """Check a profile without running it (exit 0 if valid, 2 if not)."""
+def validate(
+    profile: Path = typer.Argument(..., help="YAML load profile."),
+    scenario: Optional[str] = typer.Option(None, help="Check only this scenario of a profile with scenarios (default: all)."),
+) -> None:
+    """Check a profile without running it, every scenario of it (exit 0 if valid, 2 if not)."""
     try:
-        prof = load_profile(profile)
+        profiles = load_scenarios(profile, only=scenario)
     except ProfileError as exc:
         raise _fail_usage(str(exc)) from None
-    load = prof.load
-    if load.replay is not None:
-        what = f"replay {load.replay.file} ({load.replay.count:,} lines over {load.replay.span_s:g} s, speed {load.replay.speed:g})"
-    elif load.model == "open":
-        what = f"rate {load.rate_per_s:g}/s ({load.arrival})" if load.rate_per_s is not None else f"ramping rate ({load.arrival})"
-    else:
-        what = f"concurrency {load.concurrency}"
-    target = prof.target.url or "the bundled mock server"
-    console.print(escape(f"{profile}: valid - {load.model} loop, {what}, {load.workers} worker(s), target {target}"), highlight=False)
+    for prof in profiles:
+        load = prof.load
+        if load.replay is not None:
+            what = f"replay {load.replay.file} ({load.replay.count:,} lines over {load.replay.span_s:g} s, speed {load.replay.speed:g})"
+        elif load.model == "open":
+            what = f"rate {load.rate_per_s:g}/s ({load.arrival})" if load.rate_per_s is not None else f"ramping rate ({load.arrival})"
+        else:
+            what = f"concurrency {load.concurrency}"
+        target = prof.target.url or "the bundled mock server"
+        name = f"{profile} ({prof.scenario})" if prof.scenario is not None else str(profile)
+        console.print(escape(f"{name}: valid - {load.model} loop, {what}, {load.workers} worker(s), target {target}"), highlight=False)
 
 
 @app.command()

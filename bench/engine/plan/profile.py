@@ -327,7 +327,7 @@ def load_profile(
     profiles = load_scenarios(path, overrides, only=scenario)
     if len(profiles) > 1:
         names = ", ".join(p.name for p in profiles)
-        raise ProfileError(str(path), "scenarios", f"the profile has {len(profiles)} scenarios ({names}); pick one, or load them all with load_scenarios")
+        raise ProfileError(str(path), "scenarios", f"the profile has {len(profiles)} scenarios ({names}); pick one with --scenario NAME (in Python: scenario=NAME, or load_scenarios for all)")
     return profiles[0]
 
 
