@@ -425,6 +425,7 @@ def validate(
 @app.command()
 def mock(
     profile: Optional[Path] = typer.Option(None, help="Take the mock settings from this profile's mock: section."),
+    scenario: Optional[str] = typer.Option(None, help="With --profile: the scenario whose mock to serve, for a profile with scenarios."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8080, help="Port to listen on (0: any free port)."),
     processes: int = typer.Option(1, help="Server processes sharing the port (SO_REUSEPORT)."),
@@ -438,7 +439,7 @@ def mock(
     settings: dict = {}
     if profile is not None:
         try:
-            prof = load_profile(profile)
+            prof = load_profile(profile, scenario=scenario)
         except ProfileError as exc:
             raise _fail_usage(str(exc)) from None
         if prof.mock is None:
