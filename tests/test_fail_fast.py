@@ -67,3 +67,40 @@ def test_a_run_that_passes_is_never_cut_short(tmp_path: Path) -> None:
     result = run(tmp_path, {"p95": "500ms", "fail_fast": True}, 60)
     assert result.status == "completed" and result.passed
     assert result.summary["requests"]["sent"] == 60
+
+
+@pytest.mark.slow
+def test_a_session_run_is_judged_on_its_requests_not_its_session_count(tmp_path: Path) -> None:
+    """100 sessions of 5 steps are up to 500 requests: 3 failed requests are 0.6 % of them, not 3 % of 100."""
+    profile = {
+        "name": "ff-sessions",
+        "mock": {"latency": {"model": "fixed", "delay": "1ms"}, "flow": True},
+        "session": [{"name": f"s{i}", "method": "GET", "path": "/flow/stats"} for i in range(5)],
+        "load": {"concurrency": 4, "requests": 100, "workers": 1},
+        "sla": {"error_rate": "2%", "fail_fast": True},
+    }
+    from bench.engine.runner import planned_measured_requests
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    loaded = bench.load_profile(path)
+    assert planned_measured_requests(loaded) == 500
+    result = bench.run(loaded)
+    assert result.status == "completed" and result.summary["requests"]["sent"] == 500
+
+
+@pytest.mark.slow
+def test_responses_that_all_fail_their_check_are_measured_failures_not_unmeasurable(tmp_path: Path) -> None:
+    profile = {
+        "name": "all-checks-fail",
+        "mock": {"latency": {"model": "fixed", "delay": "1ms"}},
+        "target": {"checks": {"body_contains": "a string the mock never sends"}},
+        "load": {"concurrency": 2, "requests": 20, "workers": 1},
+        "sla": {"p95": "1s"},  # and the default error_rate <= 1 %
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    result = bench.run(bench.load_profile(path))
+    assert result.summary["requests"]["check_failures"] == 20
+    assert result.status == "completed" and not result.passed  # exit 1 (the SLA), not 3 (nothing measured)
+    assert not any("no request got an HTTP response" in m for m in result.messages)

@@ -258,7 +258,8 @@ def _run(profile: Profile, url: str, on_progress: Callable[[Snapshot], None] | N
         hlog.close()
     ended_at = dt.datetime.now(dt.timezone.utc).isoformat()
     summary = aggregator.summary()
-    if status in (COMPLETED, ABORTED) and summary["requests"]["ok"] + summary["requests"]["http_errors"] == 0:
+    answered = summary["requests"]["ok"] + summary["requests"]["http_errors"] + summary["requests"]["check_failures"]
+    if status in (COMPLETED, ABORTED) and answered == 0:
         status = UNMEASURABLE
         kinds = ", ".join(f"{k}: {n}" for k, n in summary["errors"].items()) or "no requests were sent"
         messages.append(f"no request got an HTTP response from {redact_url(url)} ({kinds})")
@@ -319,21 +320,29 @@ def make_engine(name: str, specs: list[WorkerSpec]) -> Engine:
     return LocalEngine(specs)
 
 
-def planned_measured_requests(load: Load) -> int | None:
+def planned_measured_requests(profile: Profile) -> int | None:
     """An upper bound on the measured requests a run completes, when the plan gives one (for ``sla.fail_fast``).
 
     A request count; a trace's line count; or an open loop's constant rate times its duration (poisson:
     the expected count plus six standard deviations). A closed loop run for a
-    duration has no such bound.
+    duration has no such bound. With sessions or conversations those count
+    sessions, each of at most its steps' (or its longest row's turns') requests.
     """
+    load = profile.load
+    if profile.session:
+        per_session = len(profile.session)
+    elif profile.conversation:
+        per_session = max(len(row["turns"]) for row in profile.data.rows)
+    else:
+        per_session = 1
     if load.requests is not None:
-        return load.requests
+        return load.requests * per_session
     if load.replay is not None:
         return load.replay.count
     if load.model == "open" and not load.stages and load.duration_s is not None and load.rate_per_s:
         expected = load.rate_per_s * load.duration_s
         spread = 0.0 if load.arrival == "constant" else 6 * math.sqrt(expected)
-        return math.ceil(expected + spread) + load.workers  # each worker's share rounds up
+        return (math.ceil(expected + spread) + load.workers) * per_session  # each worker's share rounds up
     return None
 
 
@@ -346,7 +355,7 @@ class _AbortWatch:
         self.min_samples = profile.sla_options.min_samples
         self.reason: str | None = None
         self.whole_run = [r for r in profile.sla if r.window_s is None and not (profile.sla_options.error_aware and r.unit == "ms")]
-        self.planned = planned_measured_requests(profile.load) if profile.sla_options.fail_fast and self.whole_run else None
+        self.planned = planned_measured_requests(profile) if profile.sla_options.fail_fast and self.whole_run else None
         self._judged_completed = -1
 
     @property
@@ -409,7 +418,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
         if status == COMPLETED and abort.active and abort.check(aggregator):
             status = ABORTED
             messages.append(abort.reason)  # type: ignore[arg-type]
-            aggregator.stopping = "aborted by abort_on_fail"
+            aggregator.stopping = "stopped early (fail_fast)" if abort.reason and abort.reason.startswith("stopped early") else "aborted by abort_on_fail"
             engine.stop()
             stop_sent = True
         if status == CRASHED and engine.running and not stop_sent:
