@@ -175,6 +175,7 @@ def test_the_summary_shows_sessions_and_each_step(tmp_path: Path, flow) -> None:
         ({"session": [{"name": "a"}, {"name": "a"}]}, "session[1].name", "unique"),
         ({"client": {"transport": "fast"}}, "client.transport", "aiohttp"),
         ({"sla": {"steps": {"logn": {"p95": "1s"}}}}, "sla.steps.logn", "did you mean 'login'"),
+        ({"session": [{"name": "a", "path": "/x", "method": "POST", "body": {1: "x"}}]}, "session[0].body", "cannot encode as JSON"),
     ],
 )
 def test_a_bad_session_is_refused_naming_the_field(tmp_path: Path, change: dict, field: str, message: str) -> None:
@@ -207,3 +208,63 @@ def test_the_shipped_session_runs_against_the_mocks_flow_endpoints(tmp_path: Pat
     assert report["sessions"]["completed"] == report["sessions"]["started"] == 12
     assert report["status_codes"] == {"200": 36, "201": 24}
     assert list(report["steps"]) == ["login", "profile", "cart", "add", "add-again"]
+
+
+def counts_add_up(sessions: dict) -> None:
+    assert sessions["started"] == sessions["completed"] + sessions["failed"] + sessions["unfinished"], sessions
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_think_pause_counts_the_session_as_unfinished(tmp_path: Path) -> None:
+    """A user cancelled while thinking (a 6 s pause, Ctrl-C to the process group at 2 s) is still accounted for."""
+    import signal
+    import time
+
+    data = {
+        "name": "think-drain",
+        "mock": {"latency": {"model": "fixed", "delay": "1ms"}, "flow": True},
+        "session": [{"name": "first", "path": "/flow/stats"}, {"name": "later", "path": "/flow/stats", "think": "6s"}],
+        "load": {"concurrency": 3, "duration": "30s", "workers": 1},
+        "output": {"json": str(tmp_path / "r.json")},
+    }
+    path = write(tmp_path, data)
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(path), "-q"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        time.sleep(2.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    sessions = json.loads((tmp_path / "r.json").read_text())["sessions"]
+    assert sessions["started"] == 3 and sessions["unfinished"] == 3, sessions
+    counts_add_up(sessions)
+
+
+def test_an_unexpected_error_in_a_step_fails_its_session_as_other_and_the_users_go_on(tmp_path: Path, monkeypatch) -> None:
+    """Workers are forked from this process, so a step that raises here raises in them: every session fails, none vanishes."""
+    from bench.sessions import runner
+
+    original = runner.SessionRunner._part
+
+    async def second_step_raises(self, index, *args):
+        if index == 1:
+            raise ValueError("an input nothing checked")
+        return await original(self, index, *args)
+
+    monkeypatch.setattr(runner.SessionRunner, "_part", second_step_raises)
+    data = {
+        "name": "step-raises",
+        "mock": {"latency": {"model": "fixed", "delay": "1ms"}, "flow": True},
+        "session": [{"name": "first", "path": "/flow/stats"}, {"name": "second", "path": "/flow/stats"}, {"name": "third", "path": "/flow/stats"}],
+        "load": {"concurrency": 2, "requests": 10, "workers": 1},
+    }
+    summary = bench.run(bench.load_profile(write(tmp_path, data))).summary
+    sessions = summary["sessions"]
+    assert sessions["started"] == 10 and sessions["failed"] == 10 and sessions["failures"] == {"other": 10}
+    assert sessions["skipped_steps"] == 10  # the third step of each
+    counts_add_up(sessions)

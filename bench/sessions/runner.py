@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -197,20 +198,25 @@ class SessionRunner:
         parts = self._parts(row)
         due_ns = start_ns
         for i in range(parts):
-            pause_s = self._pause_s(i)
-            if pause_s:
-                due_ns += int(pause_s * 1e9)
-                await _sleep_until(due_ns)
-            if self.worker.stopping and i > 0:
-                if measured:
-                    self.counts.unfinished += 1
-                return
             try:
+                pause_s = self._pause_s(i)
+                if pause_s:
+                    due_ns += int(pause_s * 1e9)
+                    await _sleep_until(due_ns)
+                if self.worker.stopping and i > 0:
+                    if measured:
+                        self.counts.unfinished += 1
+                    return
                 end_ns, failure = await self._part(i, phase, due_ns, state, http)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # the drain's end, in a step or in a pause before one
                 if measured:
                     self.counts.unfinished += 1
                 raise
+            except Exception as exc:  # noqa: BLE001 - an input no check foresaw must fail this session, not end its user
+                if measured:
+                    self.counts.fail("other", parts - i - 1)
+                self._note_unexpected(exc)
+                return
             if failure is not None:
                 if measured:
                     self.counts.fail(failure, parts - i - 1)
@@ -218,6 +224,12 @@ class SessionRunner:
             due_ns = end_ns
         if measured:
             self.counts.complete(due_ns - start_ns)
+
+    def _note_unexpected(self, exc: Exception) -> None:
+        """Say once per worker, on stderr, what failed sessions as ``other`` (the run goes on and counts them)."""
+        if not getattr(self, "_noted", False):
+            self._noted = True
+            print(f"bench: a session failed on an unexpected error, counted as 'other': {type(exc).__name__}: {exc}"[:400], file=sys.stderr, flush=True)
 
     # What a session is made of; a conversation (bench.sessions.conversation) answers these differently.
 

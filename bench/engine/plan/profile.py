@@ -773,6 +773,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
     resolved["goodput"] = dict(goodput)
     resolved["target"]["api_key_env"] = api_key_env
     session = _parse_session(source, top.raw("session"), target, data_spec, kinds, client)
+    if data_spec is not None and data_spec.rows and "turns" in data_spec.rows[0]:
+        _check_conversation_client(source, kinds, client)
     if session and load.replay is not None:
         raise top.error("session", "load.replay sends each trace line as one request; a session's steps cannot be replayed from it: remove one of them")
     if output.chunks_path is not None and (session or (data_spec is not None and data_spec.rows and "turns" in data_spec.rows[0])):
@@ -797,6 +799,18 @@ def parse_profile(data: Mapping[str, Any], *, source: str = "<profile>", default
         name, source, target, load, client, sla, output, mock, resolved, sla_options, strict, fail_on_regression,
         kinds, data_spec, api_key_env, goodput, engine, session, repeat, turn_think=turn_think,
     )
+
+
+def _check_conversation_client(source: str, kinds: tuple[RequestKind, ...], client: Client) -> None:
+    """Conversations are sent by the aiohttp client and judged by their replies: refuse what they would ignore."""
+    if client.transport != "aiohttp":
+        raise ProfileError(
+            source, "client.transport", f"conversations are sent by the aiohttp transport (each turn carries the streamed history); got {client.transport!r}"
+        )
+    if kinds and kinds[0].check is not None:
+        raise ProfileError(
+            source, "target.checks", "checks do not apply to conversation turns: a turn fails on an error status, a stream error or an empty reply; remove them"
+        )
 
 
 def _parse_conversation(source: str, top: _Fields, data: DataSpec | None) -> Think | None:
@@ -1001,6 +1015,11 @@ def _parse_session(
         body = f.raw("body")
         if body is not None and not isinstance(body, (str, dict, list)):
             raise f.error("body", f"expected a mapping (sent as JSON) or a string, got {body!r}")
+        if isinstance(body, (dict, list)):
+            try:
+                orjson.dumps(body)
+            except TypeError as exc:  # e.g. a YAML key such as on: or 1: that is not a string
+                raise f.error("body", f"cannot encode as JSON: {exc}") from None
         for key, template in (("path", path), ("url", url), ("headers", [v for _, v in headers]), ("body", body)):
             unknown = template_fields(template) - known
             if unknown:
@@ -1181,6 +1200,11 @@ def _check_turns(f: _Fields, where: str, rows: list[dict[str, Any]], kinds: tupl
         turns = row.get("turns")
         if not isinstance(turns, list) or not turns or len(turns) > MAX_TURNS or not all(isinstance(t, str) and t for t in turns):
             raise f.error("file", f"{where} row {row_number}: turns must be a list of 1 to {MAX_TURNS} non-empty user messages (strings), got {turns!r}"[:300])
+        tokens, model = row.get("max_tokens"), row.get("model")
+        if "max_tokens" in row and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1):
+            raise f.error("file", f"{where} row {row_number}: max_tokens must be a whole number >= 1, got {tokens!r}"[:300])
+        if "model" in row and (not isinstance(model, str) or not model):
+            raise f.error("file", f"{where} row {row_number}: model must be a non-empty string, got {model!r}"[:300])
 
 
 def _int_range(f: _Fields, key: str, default: tuple[int, int]) -> tuple[int, int]:
