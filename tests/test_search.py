@@ -53,6 +53,7 @@ def test_a_closed_loop_search_finds_exactly_n_users_and_require_gates_on_it(tmp_
     assert list(dict.fromkeys(levels))[:3] == [1, 2, 4] and set(levels) >= {4, 5}  # a level within noise is measured again
     capacity_probe = [p for p in found["probes"] if p["level"] == 4][-1]  # a level within noise is measured again: the last counts
     assert capacity_probe["outcome"] == "pass" and capacity_probe["report"]["histograms"]["latency"]  # a whole run report
+    assert capacity_probe["report"]["profile"]["target"]["url"] is None  # the bundled mock, not its port: compares across searches
     assert 70 <= found["capacity_rps"] <= 82  # 4 users / 50 ms
     assert "capacity: 4 users" in result.stdout and "5 users fail" in result.stdout
     page = (tmp_path / "s.html").read_text()

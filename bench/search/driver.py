@@ -206,6 +206,10 @@ def _probe_profile(
     profile = load_profile(path, at, scenario=scenario)
     options = dataclasses.replace(profile.sla_options, fail_fast=True)
     resolved = {**profile.resolved, "sla_options": {**profile.resolved.get("sla_options", {}), "fail_fast": True}}
+    if base.uses_mock and isinstance(resolved.get("target"), dict):
+        # The search's own mock: recorded as the bundled mock server, not its port of the day, so that a probe
+        # compares with the same level of another search, or with a plain run of the profile.
+        resolved["target"] = {**resolved["target"], "url": None}
     out = profile.output  # no files per probe; the live metrics stay, each probe serving them in turn
     telemetry_only = Output(
         None, None, metrics_host=out.metrics_host, metrics_port=out.metrics_port, metrics_linger_s=out.metrics_linger_s,
