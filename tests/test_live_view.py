@@ -280,3 +280,16 @@ def test_many_criteria_share_the_sla_column_without_widening_the_table(tmp_path:
     wide = assert_fits(profile, s, 120)
     assert "p50 <= 50 ms, p95 <= 100 ms, p99 <= 250 ms, +3 more" in wide, wide
     assert style_of(profile, s, "1.120 s") == "red" and style_of(profile, s, "20.00 ms") == "green"
+
+
+def test_the_run_header_names_what_is_sent() -> None:
+    """An API preset sends POST to its path, whatever target.method says; a plain profile sends its method."""
+    import bench
+
+    def header(path: Path) -> str:
+        console = Console(file=io.StringIO(), width=100, color_system=None, legacy_windows=False)
+        console.print(render.run_header(bench.load_profile(path), "0"))
+        return console.file.getvalue()
+
+    assert "target  POST openai-chat on bundled mock server" in header(PROFILES / "openai-chat.yaml")
+    assert "target  GET bundled mock server" in header(PROFILES / "sla.yaml")

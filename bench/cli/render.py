@@ -659,6 +659,8 @@ def run_header(profile: Profile, version: str) -> Group:
         method = f"{kinds[0].api} conversations of up to {max(len(row['turns']) for row in profile.data.rows)} turns on"  # type: ignore[union-attr]
     else:
         method = profile.target.method if len(kinds) <= 1 else f"{len(kinds)} request kinds"
+        if len(kinds) == 1 and kinds[0].api is not None:  # what is sent: POST to the API's path, not target.method
+            method = f"POST {kinds[0].api} on"
     where = redact_url(profile.target.url) if profile.target.url else "bundled mock server"
     workers = f"{profile.load.workers} worker{'s' if profile.load.workers != 1 else ''}"
     grid = Table.grid()
