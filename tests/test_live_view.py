@@ -292,4 +292,4 @@ def test_the_run_header_names_what_is_sent() -> None:
         return console.file.getvalue()
 
     assert "target  POST openai-chat on bundled mock server" in header(PROFILES / "openai-chat.yaml")
-    assert "target  GET bundled mock server" in header(PROFILES / "sla.yaml")
+    assert "target  GET bundled mock server" in header(PROFILES / "ramp.yaml")
