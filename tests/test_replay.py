@@ -298,3 +298,28 @@ def test_each_ray_actor_is_sent_only_its_own_lines(tmp_path: Path) -> None:
         assert len(pickle.dumps(part)) < 0.6 * len(pickle.dumps(profile))
         with pytest.raises(ValueError):
             worker_lines(part.load.replay, 1 - index, 2)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_quiet_stretch_of_the_trace_stops_at_once(tmp_path: Path) -> None:
+    """Lines at 5 ms and 20 s, Ctrl-C to the process group at 2 s: the run ends within seconds, not at 20 s."""
+    import signal
+    import time
+
+    write_trace(tmp_path / "gap.jsonl", [{"timestamp_ms": 5, "path": "/a"}, {"timestamp_ms": 20000, "path": "/b"}])
+    path = write_profile(tmp_path, {"replay": "gap.jsonl"}, mock={"latency": {"model": "fixed", "delay": "1ms"}}, output={"json": str(tmp_path / "r.json")})
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(path), "-q"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        time.sleep(2)
+        interrupted = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and took < 8, took
+    requests = json.loads((tmp_path / "r.json").read_text())["requests"]
+    assert requests["sent"] == requests["ok"] == 1 and requests["due_but_not_sent"] == 0  # the 20 s line was never due

@@ -106,6 +106,10 @@ def _check_error(facts: ResponseFacts | None) -> str:
     return "check" if facts is not None and facts.check_failed is not None else ""
 
 
+#: An arrival further off than this is waited for in a way a stop can interrupt (closer ones: sleep_until, exact).
+LONG_GAP_NS = 100_000_000
+
+
 async def sleep_until(due_ns: int) -> None:
     """Sleep until ``due_ns`` without waking early.
 
@@ -158,6 +162,7 @@ class Worker:
         self.cpu_start = time.process_time()
         self._started = asyncio.get_event_loop().create_future()
         self._slot_freed = asyncio.Event()
+        self._stopped = asyncio.Event()  # set by stop(): wakes an arrival schedule waiting a long gap
         self._submits = False  # the transport has the callback form (``submit``/``cancel``)
         self.loop_lag: dict[int, int] = {}  # this interval's timer lateness, bucket floor (µs) -> count
         self._tick: asyncio.TimerHandle | None = None
@@ -240,6 +245,7 @@ class Worker:
         self.stopping = True
         self.measured_until_ns = 0
         self._slot_freed.set()
+        self._stopped.set()
 
     async def _report_loop(self) -> None:
         interval_ns = int(self.spec.interval_s * 1e9)
@@ -346,6 +352,11 @@ class Worker:
         offsets = arrival_offsets(self.load, self.spec.index, self.spec.count)
         for offset_s in offsets:
             intended_ns = start_ns + int(offset_s * 1e9)
+            if intended_ns - time.monotonic_ns() > LONG_GAP_NS and not self.stopping:
+                await self._until_due_or_stopped(intended_ns)
+                if self.stopping:  # Ctrl-C or the run's end in a long gap: what was due is counted, the rest was not due
+                    self._count_unsent(offset_s, offsets)
+                    return
             await sleep_until(intended_ns)
             capped = busy() >= cap
             while busy() >= cap and not self.stopping:
@@ -357,6 +368,13 @@ class Worker:
                     self._count_unsent(offset_s, offsets)
                 return
             spawn(phase, intended_ns, capped)
+
+    async def _until_due_or_stopped(self, due_ns: int) -> None:
+        """Wait for a far arrival (a slow rate, a trace's quiet stretch) but wake on a stop: a Ctrl-C must not wait for it."""
+        try:
+            await asyncio.wait_for(self._stopped.wait(), (due_ns - time.monotonic_ns() - LONG_GAP_NS // 2) / 1e9)
+        except asyncio.TimeoutError:
+            pass
 
     def _count_unsent(self, first_offset_s: float, later_offsets) -> None:
         """Stopped early: count the requests that were already due but never left (never silently dropped)."""
