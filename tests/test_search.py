@@ -109,7 +109,8 @@ def test_an_unreachable_target_is_no_answer_exit_3(tmp_path: Path) -> None:
         (["--over", "concurrency", "--min", "0"], "error: --min: expected a whole number of users"),
         (["--over", "rate", "--max", "fast"], "error: --max: expected a rate such as 500/s"),
         (["--over", "rate", "--min", "100", "--max", "10"], "error: --max 10 is below --min 100"),
-        (["--over", "rate", "--tolerance", "0%"], "error: --tolerance: must be between 0% and 100%"),
+        (["--over", "rate", "--tolerance", "0%"], "error: --tolerance: must be at least 0.1% and below 100%"),
+        (["--over", "rate", "--tolerance", "1e-20"], "error: --tolerance: must be at least 0.1% and below 100%"),  # bisected forever
         (["--over", "rate", "--budget", "10"], "error: --budget: a duration needs a unit"),
     ],
 )
@@ -178,3 +179,10 @@ def test_a_metrics_address_that_cannot_be_bound_ends_the_search_before_probing(t
     assert result.returncode == 3, result.stdout + result.stderr
     assert "cannot serve metrics on 192.0.2.1" in result.stderr and "Traceback" not in result.stderr
     assert "probe 1" not in result.stdout + result.stderr
+
+
+def test_a_replay_profile_cannot_be_searched(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text('{"timestamp_ms": 0}\n{"timestamp_ms": 10}\n')
+    path = write(tmp_path, {"load": {"replay": "t.jsonl"}, "sla": {"p95": "1s"}})
+    result = cli(["search", str(path), "--over", "rate"], tmp_path)
+    assert result.returncode == 2 and "load.replay: a replayed trace sets its own load" in result.stderr and "--rate" not in result.stderr

@@ -176,6 +176,7 @@ def test_the_summary_shows_sessions_and_each_step(tmp_path: Path, flow) -> None:
         ({"client": {"transport": "fast"}}, "client.transport", "aiohttp"),
         ({"sla": {"steps": {"logn": {"p95": "1s"}}}}, "sla.steps.logn", "did you mean 'login'"),
         ({"session": [{"name": "a", "path": "/x", "method": "POST", "body": {1: "x"}}]}, "session[0].body", "cannot encode as JSON"),
+        ({"session": [{"name": "a", "path": "/x", "think": {"model": ["uniform"]}}]}, "session[0].think", "expected a duration, or a model"),
     ],
 )
 def test_a_bad_session_is_refused_naming_the_field(tmp_path: Path, change: dict, field: str, message: str) -> None:

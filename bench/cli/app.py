@@ -587,8 +587,8 @@ def search(
         share = float(tolerance.strip().rstrip("%")) / (100 if tolerance.strip().endswith("%") else 1)
     except ValueError:
         raise _fail_usage(f"--tolerance: expected a share such as 10%, got {tolerance!r}") from None
-    if not 0 < share < 1:
-        raise _fail_usage(f"--tolerance: must be between 0% and 100%, got {tolerance!r}")
+    if not 0.001 <= share < 1:
+        raise _fail_usage(f"--tolerance: must be at least 0.1% and below 100%, got {tolerance!r}")
     try:
         budget_s = parse_duration(budget) if budget is not None else None
     except UnitError as exc:

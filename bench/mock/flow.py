@@ -163,7 +163,7 @@ class FlowState:
         return FlowAnswer(200, orjson.dumps({"token": session.token, "user_id": user_id}), headers)
 
     def _user(self, raw_id: str) -> FlowAnswer:
-        name = self._names.get(int(raw_id)) if raw_id.isdigit() else None
+        name = self._names.get(int(raw_id)) if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18 else None
         if name is None:
             self.counts["not_found"] += 1
             return _error(404, f"no user {raw_id!r}")

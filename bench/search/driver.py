@@ -120,6 +120,8 @@ def search(
     base = load_profile(path, overrides, scenario=scenario)  # fails before anything starts
     if not base.sla:
         raise ProfileError(str(path), "sla", "a capacity search needs SLA criteria to judge each level by")
+    if base.load.replay is not None:
+        raise ProfileError(str(path), "load.replay", "a replayed trace sets its own load; a search grows users or a rate: search a profile without replay")
     if base.output.metrics_port == 0:  # one port for every probe, so one scrape target follows the whole search
         overrides["metrics_port"] = f"{base.output.metrics_host}:{_free_port(base.output.metrics_host)}"
     plan = Plan(over, low, high, tolerance)

@@ -1082,7 +1082,7 @@ def _parse_think(f: _Fields) -> Think | None:
     if not isinstance(raw, dict):
         return Think("fixed", f.duration("think") or 0.0)
     model = raw.get("model", "fixed")
-    if model not in THINK_MODELS:
+    if not isinstance(model, str) or model not in THINK_MODELS:
         raise f.error("think", f"expected a duration, or a model among {', '.join(THINK_MODELS)}; got {model!r}")
     t = _Fields(f.source, f.path("think"), raw, ("model", *THINK_MODELS[model]))
     values = []
