@@ -269,3 +269,32 @@ def test_an_unexpected_error_in_a_step_fails_its_session_as_other_and_the_users_
     assert sessions["started"] == 10 and sessions["failed"] == 10 and sessions["failures"] == {"other": 10}
     assert sessions["skipped_steps"] == 10  # the third step of each
     counts_add_up(sessions)
+
+
+@pytest.mark.slow
+def test_the_runs_end_cuts_a_long_think_pause_short(tmp_path: Path) -> None:
+    """A 2 s run whose users think 60 s between steps (more than the 30 s grace) ends at about 2 s, not 62 s: unfinished."""
+    import time
+
+    data = {
+        "name": "think-end",
+        "mock": {"latency": {"model": "fixed", "delay": "1ms"}, "flow": True},
+        "session": [{"name": "first", "path": "/flow/stats"}, {"name": "later", "path": "/flow/stats", "think": "60s"}],
+        "load": {"concurrency": 3, "duration": "2s", "workers": 1},
+    }
+    started = time.monotonic()
+    result = bench.run(bench.load_profile(write(tmp_path, data)))
+    took = time.monotonic() - started
+    sessions = result.summary["sessions"]
+    assert took < 5.0, took
+    assert sessions["started"] == 3 and sessions["unfinished"] == 3 and result.summary["requests"]["sent"] == 3
+    counts_add_up(sessions)
+
+
+def test_a_non_streamed_turn_reads_the_servers_prompt_tokens() -> None:
+    from bench.sessions.conversation import _usage_prompt_tokens
+
+    assert _usage_prompt_tokens(b'{"choices": [], "usage": {"prompt_tokens": 321, "completion_tokens": 4}}') == 321
+    assert _usage_prompt_tokens(b'{"choices": []}') is None
+    assert _usage_prompt_tokens(b'{"usage": {"prompt_tokens": true}}') is None
+    assert _usage_prompt_tokens(b"not json") is None

@@ -82,7 +82,7 @@ class ConversationRunner(SessionRunner):
         failure = error if error is not None else ("http" if status is not None and status >= 400 else None)
         if failure is None and facts is not None and facts.check_failed is not None:
             failure = "check"
-        prompt_tokens = stream.usage_prompt_tokens if stream is not None else None
+        prompt_tokens = stream.usage_prompt_tokens if stream is not None else _usage_prompt_tokens(payload)
         if prompt_tokens is None:
             prompt_tokens = sum(len(m["content"].split()) for m in history)  # the mock's own count: words
         tallies = [worker.recorder.phases[phase]] + ([group.phases[MEASURED]] if group is not None else [])
@@ -109,3 +109,12 @@ class ConversationRunner(SessionRunner):
         tokens, source = openai_response_metrics(payload)
         failed = None if isinstance(message, str) and message else "the reply had no content"
         return (message if isinstance(message, str) else ""), ResponseFacts(failed, output_tokens=tokens, token_source=source if tokens is not None else None)
+
+
+def _usage_prompt_tokens(payload: bytes) -> int | None:
+    """A non-streamed reply's ``usage.prompt_tokens``, if the server gave one."""
+    try:
+        tokens = orjson.loads(payload)["usage"]["prompt_tokens"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None

@@ -38,6 +38,7 @@ from bench.engine.plan.requests import check_response
 from bench.engine.workers.responses import ResponseFacts
 from bench.engine.workers.samples import MEASURED, PhaseReport, Recorder, SessionCounts
 from bench.engine.workers.transports.aiohttp_client import map_error
+from bench.engine.workers.worker import LONG_GAP_NS
 from bench.engine.workers.worker import sleep_until as _sleep_until
 from bench.sessions.spec import Step, capture_value, render_step
 
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from bench.engine.workers.worker import Worker  # noqa: F401 - the runner is created by the worker, after its module loaded
 
 RAMP_TICK_S = 0.05
+#: After a duration-bounded run's end, a session under way may still finish its steps for this long (k6's gracefulStop).
+GRACEFUL_STOP_NS = 30_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +205,20 @@ class SessionRunner:
                 pause_s = self._pause_s(i)
                 if pause_s:
                     due_ns += int(pause_s * 1e9)
+                    end_ns = self._end_ns()
+                    if due_ns > end_ns + GRACEFUL_STOP_NS:  # cannot finish in the grace after the run's end: ends at the end
+                        await self.worker.until_due_or_stopped(end_ns)
+                        if not self.worker.stopping:
+                            await _sleep_until(end_ns)  # to the end itself: no new session starts after this one
+                        if measured:
+                            self.counts.unfinished += 1
+                        return
+                    if due_ns - time.monotonic_ns() > LONG_GAP_NS:
+                        await self.worker.until_due_or_stopped(due_ns)  # a Ctrl-C ends a long pause
+                        if self.worker.stopping and time.monotonic_ns() < due_ns:
+                            if measured:
+                                self.counts.unfinished += 1
+                            return
                     await _sleep_until(due_ns)
                 if self.worker.stopping and i > 0:
                     if measured:
@@ -224,6 +241,15 @@ class SessionRunner:
             due_ns = end_ns
         if measured:
             self.counts.complete(due_ns - start_ns)
+
+    def _end_ns(self) -> int:
+        """When this worker's share of a duration-bounded run ends (far off for a count of sessions).
+
+        A session under way then may finish its steps, as k6's iterations do in
+        their gracefulStop (30 s), unless a think time would take it past that.
+        """
+        end_s = self.worker.end_s
+        return self.worker.start_ns + int(end_s * 1e9) if end_s < math.inf else 1 << 62
 
     def _note_unexpected(self, exc: Exception) -> None:
         """Say once per worker, on stderr, what failed sessions as ``other`` (the run goes on and counts them)."""

@@ -353,7 +353,7 @@ class Worker:
         for offset_s in offsets:
             intended_ns = start_ns + int(offset_s * 1e9)
             if intended_ns - time.monotonic_ns() > LONG_GAP_NS and not self.stopping:
-                await self._until_due_or_stopped(intended_ns)
+                await self.until_due_or_stopped(intended_ns)
                 if self.stopping:  # Ctrl-C or the run's end in a long gap: what was due is counted, the rest was not due
                     self._count_unsent(offset_s, offsets)
                     return
@@ -369,8 +369,9 @@ class Worker:
                 return
             spawn(phase, intended_ns, capped)
 
-    async def _until_due_or_stopped(self, due_ns: int) -> None:
-        """Wait for a far arrival (a slow rate, a trace's quiet stretch) but wake on a stop: a Ctrl-C must not wait for it."""
+    async def until_due_or_stopped(self, due_ns: int) -> None:
+        """Wait for something far off (a slow rate's next arrival, a trace's quiet stretch, a session's think time)
+        but wake on a stop: a Ctrl-C or the run's end must not wait for it. Wakes LONG_GAP_NS / 2 early when due."""
         try:
             await asyncio.wait_for(self._stopped.wait(), (due_ns - time.monotonic_ns() - LONG_GAP_NS // 2) / 1e9)
         except asyncio.TimeoutError:
