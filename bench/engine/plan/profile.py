@@ -36,7 +36,7 @@ from bench.engine.plan.requests import (
     synthetic_rows,
     template_fields,
 )
-from bench.engine.plan.replay import Replay, read_trace
+from bench.engine.plan.replay import MAX_TRACE_MS, Replay, read_trace
 from bench.mock.config import MockConfig, MockConfigError
 from bench.sessions.spec import CAPTURE_SOURCES, Capture, Step, Think
 
@@ -1369,6 +1369,8 @@ def _parse_replay_load(f: _Fields, target: Target, kinds: tuple[RequestKind, ...
         raise f.error("replay", f"{str(path)!r} is a directory, not a trace file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise f.error("replay", f"cannot read {str(path)!r}: {exc}") from None
+    if replay.last_ms / speed > MAX_TRACE_MS:
+        raise f.error("speed", f"at speed {speed!r} the trace would take {replay.last_ms / speed / 86_400_000:.3g} days; a replay lasts at most a week")
     max_in_flight = f.integer("max_in_flight", DEFAULT_MAX_IN_FLIGHT, minimum=1) or DEFAULT_MAX_IN_FLIGHT
     workers = f.integer("workers", minimum=1)
     if workers is None:

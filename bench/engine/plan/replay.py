@@ -35,6 +35,8 @@ from bench.engine.plan.requests import _TEMPLATE, API_PRESETS, PreparedRequest, 
 
 #: A trace is held in memory (its lines, then one prepared request per line in the worker that sends it).
 MAX_TRACE_LINES = 1_000_000
+#: A line's offset, and a replay's whole schedule, stay within a week: a larger number is an epoch time, not an offset.
+MAX_TRACE_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,12 @@ def _check_line(where: str, number: int, value: dict[str, Any], kind: RequestKin
         raise error("timestamp_ms", "missing: each line needs timestamp_ms, its offset from the start of the trace in milliseconds")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts < 0:
         raise error("timestamp_ms", f"expected a number of milliseconds >= 0, got {ts!r}")
+    if ts > MAX_TRACE_MS:
+        raise error(
+            "timestamp_ms",
+            f"{ts!r} ms is more than a week after the start: timestamp_ms is an offset from the start of the trace, "
+            "not an epoch time; subtract the first line's time from every line",
+        )
     method = value.get("method")
     if method is not None:
         if not isinstance(method, str) or method.upper() not in methods:
