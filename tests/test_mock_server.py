@@ -223,8 +223,9 @@ def test_concurrent_delayed_requests_do_not_block() -> None:
                 for _, writer in streams:
                     writer.close()
             assert min(latencies) >= delay - 0.002  # the delay is applied (ms timer resolution)
-            # All 200 wait concurrently (about 1.07x the delay here; a blocking server would take 200x).
-            assert elapsed < 1.6 * delay, elapsed
+            # All 200 wait concurrently (about 1.07x the delay on a quiet machine; a blocking server would take 200x).
+            # 5x leaves room for the suite's other processes on the same cores (1.96x was seen in one CI run).
+            assert elapsed < 5 * delay, elapsed
 
     run(body())
 
