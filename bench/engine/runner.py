@@ -354,6 +354,7 @@ class _AbortWatch:
         self.rules = {window_key(r): r for r in profile.sla if r.window_s is not None and r.abort_on_fail}
         self.min_samples = profile.sla_options.min_samples
         self.reason: str | None = None
+        self.stopping_text = ""  # what the live view says once it stopped the run
         self.whole_run = [r for r in profile.sla if r.window_s is None and not (profile.sla_options.error_aware and r.unit == "ms")]
         self.planned = planned_measured_requests(profile) if profile.sla_options.fail_fast and self.whole_run else None
         self._judged_completed = -1
@@ -369,6 +370,7 @@ class _AbortWatch:
             why = certain_failure(self.whole_run, measured.latency, measured.failed, self.planned)
             if why is not None:
                 self.reason = f"stopped early (fail_fast) at {aggregator.elapsed_s:.1f} s: {why}"
+                self.stopping_text = "stopped early (fail_fast)"
                 return self.reason
         for spec, value in aggregator.take_window_values():
             rule = self.rules.get(spec.key)
@@ -382,6 +384,7 @@ class _AbortWatch:
                 f"aborted at {window_end_s} s: {rule.name} over the {rule.window_s:g} s window ending then was {shown}, "
                 f"failing {rule.name} {rule.op} {rule.threshold:g} (abort_on_fail)"
             )
+            self.stopping_text = "aborted by abort_on_fail"
             return self.reason
         return None
 
@@ -418,7 +421,7 @@ def _collect(engine: Engine, aggregator: Aggregator, signals: _Signals, messages
         if status == COMPLETED and abort.active and abort.check(aggregator):
             status = ABORTED
             messages.append(abort.reason)  # type: ignore[arg-type]
-            aggregator.stopping = "stopped early (fail_fast)" if abort.reason and abort.reason.startswith("stopped early") else "aborted by abort_on_fail"
+            aggregator.stopping = abort.stopping_text
             engine.stop()
             stop_sent = True
         if status == CRASHED and engine.running and not stop_sent:

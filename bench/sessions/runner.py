@@ -75,6 +75,7 @@ class SessionRunner:
         self.rows = rows[spec.index :: spec.count] or rows
         self.row_cursor = 0
         self.rng = random.Random(f"bench-think:{worker.load.seed}:{spec.index}")
+        self._noted = False  # an unexpected error was said on stderr (once per worker)
         self.names = tuple(_Sent(step.name) for step in self.steps)
         self.connector: aiohttp.TCPConnector | None = None
         self.tasks: set[asyncio.Task] = set()
@@ -253,7 +254,7 @@ class SessionRunner:
 
     def _note_unexpected(self, exc: Exception) -> None:
         """Say once per worker, on stderr, what failed sessions as ``other`` (the run goes on and counts them)."""
-        if not getattr(self, "_noted", False):
+        if not self._noted:
             self._noted = True
             print(f"bench: a session failed on an unexpected error, counted as 'other': {type(exc).__name__}: {exc}"[:400], file=sys.stderr, flush=True)
 

@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 
 from bench.engine.errors import RunError
 
+
 def _announce(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 

@@ -37,7 +37,6 @@ class OtlpPusher:
         endpoint = url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1/metrics") else "/v1/metrics")
         self.labels = labels
         self.box = box
-        self.interval_s = interval_s
         self._fig: Figures | None = None
         self.reader = PeriodicExportingMetricReader(
             OTLPMetricExporter(endpoint=endpoint, timeout=5), export_interval_millis=interval_s * 1000
