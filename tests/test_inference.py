@@ -59,8 +59,10 @@ def test_ttft_tpot_itl_match_the_mock(tmp_path: Path, transport: str, n: int) ->
     assert ttft["count"] == tpot["count"] == n
     assert TTFT_MS <= ttft["p50"] <= TTFT_MS + 8, ttft  # accuracy itself is bounded in test_accuracy.py
     # p99: the 10 ms overhead bound, the mock's timer rounding up to a whole ms, and the worker's
-    # 250 ms report flush landing on a first chunk (measured: +3 to +13 ms on a busy 2-core machine).
-    assert TTFT_MS <= ttft["min"] and ttft["p99"] <= TTFT_MS + 20, ttft
+    # 250 ms report flush landing on a first chunk (measured: +3 to +13 ms on a busy 2-core machine, and
+    # +24.6 ms once with aiohttp in a CI run). p99 of 120 is the second-worst request: a gross error
+    # (TTFT from the wrong moment) is hundreds of ms; 40 ms leaves room for a late flush on a busy core.
+    assert TTFT_MS <= ttft["min"] and ttft["p99"] <= TTFT_MS + 40, ttft
     # TPOT = (e2e - ttft) / (20 - 1): the mean inter-token delay of each request.
     assert ITL_MS <= tpot["p50"] <= ITL_MS + 2, tpot
     assert ITL_MS - 1 <= itl["p50"] <= ITL_MS + 2, itl  # 1 ms: client read jitter between chunks
